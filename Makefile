@@ -1,0 +1,42 @@
+# uprobefs — build, test, demo and benchmarks.
+#
+#   make demo    build, mount, probe a demo program, show hits, unmount
+#   make test    prerequisites, gofmt, go vet, and every test under -race
+#   make bench   benchmarks side by side with the kernel's uprobes -> BENCHMARKS.md
+
+GO      ?= go
+TIMEOUT ?= 12m
+export GOFLAGS ?= -mod=mod
+
+.PHONY: all build test prereq lint demo bench clean
+
+all: build
+
+build:
+	$(GO) build ./...
+
+# prereq checks (and, as root on Debian, installs or mounts) what the tests need:
+# gcc for the C fixtures, strace for the someone-else's-tracee test, /dev/fuse,
+# and tracefs for the kernel uprobes we compare against.
+prereq:
+	@missing=""; \
+	for c in gcc strace; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "prereq: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing) </dev/null >/dev/null || { echo "prereq: could not install$$missing" >&2; exit 1; }; \
+	  else echo "prereq: missing$$missing (install them)" >&2; exit 1; fi; \
+	fi
+	@[ -e /dev/fuse ] || { [ "$$(id -u)" = 0 ] && mknod -m 666 /dev/fuse c 10 229; } || { echo "prereq: /dev/fuse missing" >&2; exit 1; }
+	@[ -e /sys/kernel/tracing/uprobe_events ] || { [ "$$(id -u)" = 0 ] && mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; } || echo "prereq: tracefs not mounted; kernel comparisons will be skipped" >&2
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+test: prereq lint
+	$(GO) test -race -timeout $(TIMEOUT) ./...
+
+clean:
+	$(GO) clean -testcache
