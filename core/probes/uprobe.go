@@ -1,0 +1,117 @@
+package probes
+
+import (
+	"slices"
+	"sync/atomic"
+
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// Hit is one breakpoint hit.
+type Hit struct {
+	Pid, Tid int
+	Vaddr    uint64
+	Time     int64 // unix ns
+}
+
+// Consumer is one user of a uprobe (the seed's consumer): a handler and its
+// own hit counter. A Consumer is registered on at most one uprobe at a time.
+type Consumer struct {
+	// Name is free-form (the probe's name in the filesystem). Immutable.
+	Name string
+	// Handler is optional; it is called on every hit, from the hit path,
+	// and must be fast and must not call into the Engine. Immutable.
+	Handler func(u *Uprobe, h Hit)
+
+	// hits is accessed atomically.
+	hits atomic.Uint64
+}
+
+// Hits returns the number of hits counted for c.
+func (c *Consumer) Hits() uint64 { return c.hits.Load() }
+
+// Uprobe is a probe on (inode, file offset): one breakpoint in every
+// executable mapping of the inode covering the offset, shared by its
+// consumers. Uprobes are created by Register and leave the tree with their
+// last consumer; a *Uprobe is never reused.
+type Uprobe struct {
+	// Inode is immutable.
+	Inode *rmap.Inode
+	// Offset is the file offset. Immutable.
+	Offset uint64
+	// Insn holds the original instruction bytes from the FILE at Offset;
+	// Insn[0] is the byte 0xCC replaces. Immutable.
+	Insn []byte
+	// Arch is the step-over plan (*install.Plan in the real world). Immutable.
+	Arch any
+
+	// consumers is the consumer list, copied on write. It is modified
+	// under Inode.IMutex and read atomically (Dispatch, MmapHook).
+	// Invariant: a uprobe in the tree with no consumers is being
+	// registered or unregistered by the holder of Inode.IMutex.
+	consumers atomic.Pointer[[]*Consumer]
+
+	// pendingNext links u into the temp list of one mmap_uprobe (the
+	// seed's pending_list; a uprobe can be on only one list at a time,
+	// which is why MmapHooks are serialized). pendingNext is protected by
+	// uprobes_mmap_mutex. deleteUprobe sets it to &poisoned, modelling the
+	// kernel's list poisoning/kfree of a deleted uprobe.
+	pendingNext *Uprobe
+
+	// deleted reports that u left the tree. deleted is protected by
+	// treelock.
+	deleted bool
+}
+
+// poisoned is the LIST_POISON of pendingNext: the link of a deleted uprobe.
+var poisoned Uprobe
+
+// Consumers returns a snapshot of u's consumers.
+func (u *Uprobe) Consumers() []*Consumer {
+	if p := u.consumers.Load(); p != nil {
+		return slices.Clone(*p)
+	}
+	return nil
+}
+
+// NumConsumers returns the number of consumers of u.
+func (u *Uprobe) NumConsumers() int {
+	if p := u.consumers.Load(); p != nil {
+		return len(*p)
+	}
+	return 0
+}
+
+// hasConsumer reports whether c is a consumer of u.
+func (u *Uprobe) hasConsumer(c *Consumer) bool {
+	if p := u.consumers.Load(); p != nil {
+		return slices.Contains(*p, c)
+	}
+	return false
+}
+
+// addConsumerLocked adds c. Preconditions: u.Inode.IMutex is held.
+func (u *Uprobe) addConsumerLocked(c *Consumer) {
+	var cs []*Consumer
+	if p := u.consumers.Load(); p != nil {
+		cs = slices.Clone(*p)
+	}
+	cs = append(cs, c)
+	u.consumers.Store(&cs)
+}
+
+// delConsumerLocked removes c and reports whether it was a consumer.
+// Preconditions: u.Inode.IMutex is held.
+func (u *Uprobe) delConsumerLocked(c *Consumer) bool {
+	p := u.consumers.Load()
+	if p == nil {
+		return false
+	}
+	i := slices.Index(*p, c)
+	if i < 0 {
+		return false
+	}
+	cs := slices.Delete(slices.Clone(*p), i, i+1)
+	u.consumers.Store(&cs)
+	return true
+}
