@@ -1,0 +1,2 @@
+/* lib is the shared library dl loads. */
+int answer(void) { return 42; }

@@ -1,0 +1,2 @@
+/* nop exits at once (exec latency benchmark). */
+int main(void) { return 0; }
