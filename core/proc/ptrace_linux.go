@@ -1,0 +1,165 @@
+package proc
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Thin wrappers, one per ptrace request. Every one of them must be called on
+// the tracer thread (see tracer.go): the kernel binds a tracee to the thread
+// that attached it. They use RawSyscall: none of these requests blocks.
+
+// seizeOptions are the options every tracee gets: clone, fork, vfork, exec
+// and exit events. Never PTRACE_O_EXITKILL: if the tracer dies, its tracees
+// must live on.
+const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK |
+	unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACEEXIT
+
+func ptrace(req int, tid int, addr, data uintptr) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// ptraceSeize attaches to the thread tid without stopping it
+// (PTRACE_SEIZE), with seizeOptions.
+func ptraceSeize(tid int) error {
+	return ptrace(unix.PTRACE_SEIZE, tid, 0, seizeOptions)
+}
+
+// ptraceInterrupt asks a seized thread to stop (PTRACE_INTERRUPT); it
+// reports a PTRACE_EVENT_STOP unless another stop comes first.
+func ptraceInterrupt(tid int) error { return ptrace(unix.PTRACE_INTERRUPT, tid, 0, 0) }
+
+// ptraceCont resumes a stopped thread, delivering sig if not 0 (PTRACE_CONT).
+func ptraceCont(tid, sig int) error { return ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)) }
+
+// ptraceListen lets a thread in group-stop stay stopped while still
+// reporting SIGCONT and other events (PTRACE_LISTEN).
+func ptraceListen(tid int) error { return ptrace(unix.PTRACE_LISTEN, tid, 0, 0) }
+
+// ptraceDetach detaches a stopped thread, delivering sig if not 0
+// (PTRACE_DETACH).
+func ptraceDetach(tid, sig int) error { return ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)) }
+
+// ptraceSingleStep resumes a stopped thread for one instruction
+// (PTRACE_SINGLESTEP). Only used to inject system calls, never on a hit.
+func ptraceSingleStep(tid, sig int) error {
+	return ptrace(unix.PTRACE_SINGLESTEP, tid, 0, uintptr(sig))
+}
+
+// ptraceGetRegs reads the general-purpose registers (PTRACE_GETREGS).
+func ptraceGetRegs(tid int, r *unix.PtraceRegs) error {
+	return ptrace(unix.PTRACE_GETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
+}
+
+// ptraceSetRegs writes the general-purpose registers (PTRACE_SETREGS).
+func ptraceSetRegs(tid int, r *unix.PtraceRegs) error {
+	return ptrace(unix.PTRACE_SETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
+}
+
+// offRip is the offset of rip in struct user_regs_struct, for
+// PTRACE_PEEKUSER and PTRACE_POKEUSER.
+var offRip = uintptr(unsafe.Offsetof(unix.PtraceRegs{}.Rip))
+
+// ptracePeekRip reads rip alone (PTRACE_PEEKUSER): cheaper than GETREGS.
+func ptracePeekRip(tid int) (uint64, error) {
+	var v uint64
+	// PTRACE_PEEKUSER at the raw syscall level stores the word at data.
+	err := ptrace(unix.PTRACE_PEEKUSR, tid, offRip, uintptr(unsafe.Pointer(&v)))
+	return v, err
+}
+
+// ptracePokeRip writes rip alone (PTRACE_POKEUSER).
+func ptracePokeRip(tid int, rip uint64) error {
+	return ptrace(unix.PTRACE_POKEUSR, tid, offRip, uintptr(rip))
+}
+
+// ptraceGetEventMsg returns the message of the last PTRACE_EVENT stop
+// (PTRACE_GETEVENTMSG): the new tid for clone/fork/vfork, the former tid
+// for exec.
+func ptraceGetEventMsg(tid int) (uint64, error) {
+	var v uint64
+	err := ptrace(unix.PTRACE_GETEVENTMSG, tid, 0, uintptr(unsafe.Pointer(&v)))
+	return v, err
+}
+
+// siginfo is the kernel's siginfo_t (128 bytes) with the accessors we need.
+type siginfo [128]byte
+
+func (s *siginfo) signo() int32 { return int32(binary.LittleEndian.Uint32(s[0:])) }
+func (s *siginfo) code() int32  { return int32(binary.LittleEndian.Uint32(s[8:])) }
+
+// pid is si_pid (SIGCHLD and waitid, kill).
+func (s *siginfo) pid() int32 { return int32(binary.LittleEndian.Uint32(s[16:])) }
+
+// status is si_status (waitid).
+func (s *siginfo) status() int32 { return int32(binary.LittleEndian.Uint32(s[24:])) }
+
+// ptraceGetSiginfo reads the siginfo of the signal a thread is stopped for
+// (PTRACE_GETSIGINFO). It fails with EINVAL in a group-stop.
+func ptraceGetSiginfo(tid int, si *siginfo) error {
+	return ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(si)))
+}
+
+// ptracePokeData writes one word at addr of a stopped thread's address
+// space (PTRACE_POKEDATA). It is the fallback when /proc/PID/mem refuses
+// writes to text.
+func ptracePokeData(tid int, addr uintptr, word uint64) error {
+	return ptrace(unix.PTRACE_POKEDATA, tid, addr, uintptr(word))
+}
+
+// ptracePeekData reads one word at addr (PTRACE_PEEKDATA).
+func ptracePeekData(tid int, addr uintptr) (uint64, error) {
+	var v uint64
+	err := ptrace(unix.PTRACE_PEEKDATA, tid, addr, uintptr(unsafe.Pointer(&v)))
+	return v, err
+}
+
+// Values of si_code for SIGTRAP.
+const (
+	siKernel  = 0x80 // SI_KERNEL: int3
+	trapBrkpt = 1    // TRAP_BRKPT
+	trapTrace = 2    // TRAP_TRACE: single-step
+)
+
+// waitid peeks (WNOWAIT) at the next event of a child or tracee of the
+// calling thread only (__WNOTHREAD), blocking unless nohang. It returns the
+// pid and the siginfo; pid 0 with nohang means nothing is ready.
+func waitidPeek(si *siginfo, nohang bool) (int, error) {
+	opts := unix.WEXITED | unix.WSTOPPED | unix.WNOWAIT | unix.WALL | unix.WNOTHREAD
+	if nohang {
+		opts |= unix.WNOHANG
+	}
+	*si = siginfo{}
+	_, _, e := unix.Syscall6(unix.SYS_WAITID, unix.P_ALL, 0, uintptr(unsafe.Pointer(si)), uintptr(opts), 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(si.pid()), nil
+}
+
+// wait4 reaps the next event of the thread tid, a tracee or child of the
+// calling thread (__WNOTHREAD), blocking unless nohang. It returns 0 with
+// nohang if nothing is ready.
+func wait4(tid int, st *unix.WaitStatus, nohang bool) (int, error) {
+	opts := unix.WALL | unix.WNOTHREAD | unix.WUNTRACED
+	if nohang {
+		opts |= unix.WNOHANG
+	}
+	var r uintptr
+	var e unix.Errno
+	if nohang {
+		r, _, e = unix.RawSyscall6(unix.SYS_WAIT4, uintptr(tid), uintptr(unsafe.Pointer(st)), uintptr(opts), 0, 0, 0)
+	} else {
+		r, _, e = unix.Syscall6(unix.SYS_WAIT4, uintptr(tid), uintptr(unsafe.Pointer(st)), uintptr(opts), 0, 0, 0)
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}

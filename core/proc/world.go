@@ -1,0 +1,398 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// Skip is a process that maps a watched inode but could not be traced.
+type Skip = probes.Skip
+
+// Stats are the world's counters.
+type Stats = probes.WorldStats
+
+var (
+	_ probes.World        = (*World)(nil)
+	_ probes.WorldSkipper = (*World)(nil)
+	_ probes.WorldStatser = (*World)(nil)
+)
+
+// ErrOwnChild is the reason a child of this process is never traced: the
+// tracer's wait would steal its exit status from os/exec (and os/exec's
+// wait would steal our ptrace stops).
+var ErrOwnChild = errors.New("a child of the tracing process")
+
+// Placement says where the tracer thread runs.
+type Placement int
+
+const (
+	// PlaceNone leaves the tracer thread to the scheduler.
+	PlaceNone Placement = iota
+	// PlaceFollow moves the tracer thread (sched_setaffinity) to the CPU
+	// of the tracee it last served, so that the ping-pong of a hit stays
+	// on one CPU when the scheduler lets it.
+	PlaceFollow
+)
+
+// Options configure a World. The zero value gives the defaults.
+type Options struct {
+	// Placement of the tracer thread (default PlaceNone).
+	Placement Placement
+	// DetachTimeout bounds how long Unwatch and Close wait for the
+	// threads of a process to stop so they can be detached (default 5s).
+	DetachTimeout time.Duration
+	// ForcePokeData makes every memory write use PTRACE_POKEDATA, as when
+	// the kernel refuses /proc/PID/mem writes (for tests).
+	ForcePokeData bool
+	// Profile, if not nil, records where the hit path spends its time.
+	Profile *HitProfile
+	// Log receives diagnostics (default: none).
+	Log func(format string, args ...any)
+}
+
+// World is the real world under the engine: Linux processes traced with
+// ptrace, their address spaces read from /proc and written through
+// /proc/PID/mem. It finds the processes that map watched inodes, attaches
+// to them, feeds their mappings to the engine's hooks, counts hits and
+// steps over the probed instructions, follows clone, fork, exec and exit,
+// and detaches from processes that map no watched inode any more.
+//
+// All ptrace requests, and all process and thread state, belong to the
+// tracer thread (tracer.go); the exported methods send it requests. They
+// are safe for concurrent use. See doc.go for the design.
+type World struct {
+	eng    *probes.Engine
+	inodes *rmap.Inodes
+	opts   Options
+	t      *tracer
+
+	// Tracer-owned state (only touched on the tracer thread).
+	watched map[rmap.InodeKey]*rmap.Inode
+	procs   map[int]*process // by the pid the MM was created for
+	threads map[int]*thread  // every traced tid
+	orphans map[int]orphan   // stops of auto-attached tids not announced yet
+	// reapable are tids dropped without their exit being reaped yet
+	// (the other threads of an exec).
+	reapable map[int]bool
+	// reloc caches whether a plan can run out of line.
+	reloc   map[*install.Plan]bool
+	waiters []*detachWaiter
+	place   placer
+
+	// skipMu guards skips (read by any goroutine).
+	skipMu sync.Mutex
+	skips  map[rmap.InodeKey][]Skip
+
+	// Counters, accessed atomically.
+	nProcs, nThreads atomic.Int64
+	nHits, nErrors   atomic.Int64
+	closed           atomic.Bool
+}
+
+// orphan is a stop reported by a tid before its creator's event announced it.
+type orphan struct {
+	st   uint32
+	when time.Time
+}
+
+// EngineOptions returns the engine options the real world needs: the
+// default verify-opcode install and remove, plus the bookkeeping of the
+// world's per-process breakpoint table (the hit path's cache and what Close
+// restores). Create the Engine with them.
+func EngineOptions() probes.EngineOptions {
+	return probes.EngineOptions{Install: installHook, Remove: removeHook}
+}
+
+// installHook is install_breakpoint. Preconditions: mm.MmapSem held.
+func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
+	as, ok := mm.AS.(*addressSpace)
+	if !ok {
+		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn[0])
+	}
+	p := as.proc
+	// Record first: a thread may trap as soon as the byte is written.
+	p.bpMu.Lock()
+	prev := p.bps[vaddr]
+	p.bps[vaddr] = u
+	p.bpMu.Unlock()
+	err := install.InsertBreakpoint(as, vaddr, u.Insn[0])
+	if err != nil && !errors.Is(err, syscall.EEXIST) {
+		p.bpMu.Lock()
+		if p.bps[vaddr] == u {
+			if prev != nil {
+				p.bps[vaddr] = prev
+			} else {
+				delete(p.bps, vaddr)
+			}
+		}
+		p.bpMu.Unlock()
+	} else {
+		p.bpMu.Lock()
+		p.everBp[vaddr] = u.Insn[0]
+		p.bpMu.Unlock()
+	}
+	return err
+}
+
+// removeHook is remove_breakpoint. Preconditions: mm.MmapSem held.
+func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
+	as, ok := mm.AS.(*addressSpace)
+	if !ok {
+		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn[0])
+	}
+	p := as.proc
+	// Restore first, forget after: a thread that trapped before the
+	// restore is still counted and stepped over.
+	err := install.RemoveBreakpoint(as, vaddr, u.Insn[0])
+	p.bpMu.Lock()
+	if p.bps[vaddr] == u {
+		delete(p.bps, vaddr)
+	}
+	p.everBp[vaddr] = u.Insn[0]
+	p.bpMu.Unlock()
+	return err
+}
+
+// NewWorld starts the tracer thread. eng must have been created with
+// EngineOptions(); inodes is the registry the engine's callers use.
+func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error) {
+	if o.DetachTimeout <= 0 {
+		o.DetachTimeout = 5 * time.Second
+	}
+	w := &World{
+		eng:      eng,
+		inodes:   inodes,
+		opts:     o,
+		watched:  map[rmap.InodeKey]*rmap.Inode{},
+		procs:    map[int]*process{},
+		threads:  map[int]*thread{},
+		orphans:  map[int]orphan{},
+		reapable: map[int]bool{},
+		reloc:    map[*install.Plan]bool{},
+		skips:    map[rmap.InodeKey][]Skip{},
+	}
+	w.place.init(o.Placement)
+	t, err := startTracer(w)
+	if err != nil {
+		return nil, err
+	}
+	w.t = t
+	if o.Profile != nil {
+		t.do(func() { t.profile = true })
+	}
+	return w, nil
+}
+
+func (w *World) log(format string, args ...any) {
+	if w.opts.Log != nil {
+		w.opts.Log(format, args...)
+	}
+}
+
+// errorf counts an error and logs it.
+func (w *World) errorf(format string, args ...any) {
+	w.nErrors.Add(1)
+	w.log(format, args...)
+}
+
+// Watch finds every process that maps in (through /proc/PID/maps), attaches
+// to it and feeds its VMAs of in to the engine; from then on, processes
+// traced by the world that fork, exec or map in are followed. A process
+// that cannot be attached is not an error: it is listed by Skipped. Watch
+// is called before the first Register on in; path names the file (for
+// messages).
+func (w *World) Watch(in *rmap.Inode, path string) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	pids, err := pidsMapping(in.Key)
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", path, err)
+	}
+	var skips []Skip
+	err = w.t.do(func() {
+		w.watched[in.Key] = in
+		for _, pid := range pids {
+			if p := w.procs[pid]; p != nil {
+				if err := w.addMappings(p); err != nil {
+					w.errorf("watch %s: pid %d: %v", path, pid, err)
+				}
+				continue
+			}
+			if _, err := w.attach(pid); err != nil {
+				if !errors.Is(err, syscall.ESRCH) {
+					skips = append(skips, Skip{Pid: pid, Reason: err.Error()})
+				}
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	w.skipMu.Lock()
+	w.skips[in.Key] = skips
+	w.skipMu.Unlock()
+	for _, s := range skips {
+		w.log("watch %s: pid %d not traced: %s", path, s.Pid, s.Reason)
+	}
+	return nil
+}
+
+// Unwatch forgets in: it removes the VMAs of in from the engine (restoring
+// any breakpoint still there) and detaches every process that maps no
+// watched inode any more, waiting up to Options.DetachTimeout for them.
+// Called after the last Unregister on in.
+func (w *World) Unwatch(in *rmap.Inode) {
+	var wt *detachWaiter
+	err := w.t.do(func() {
+		delete(w.watched, in.Key)
+		var pids []int
+		for _, p := range w.sortedProcs() {
+			w.removeMappings(p, func(v *rmap.VMA) bool { return v.Inode == in })
+			if !p.detaching && !w.hasWatched(p) {
+				w.detachProcess(p)
+				pids = append(pids, p.pid)
+			}
+		}
+		wt = w.waitDetached(pids)
+	})
+	w.skipMu.Lock()
+	delete(w.skips, in.Key)
+	w.skipMu.Unlock()
+	if err == nil {
+		w.await(wt, "unwatch")
+	}
+}
+
+// await waits for a detach waiter with the DetachTimeout.
+func (w *World) await(wt *detachWaiter, what string) {
+	if wt == nil {
+		return
+	}
+	select {
+	case <-wt.done:
+	case <-time.After(w.opts.DetachTimeout):
+		w.errorf("%s: processes still not detached after %v", what, w.opts.DetachTimeout)
+	}
+}
+
+// Skipped returns the processes that map in but could not be traced when
+// Watch ran, with the reason.
+func (w *World) Skipped(in *rmap.Inode) []Skip {
+	w.skipMu.Lock()
+	defer w.skipMu.Unlock()
+	return append([]Skip(nil), w.skips[in.Key]...)
+}
+
+// Stats returns the world's counters: traced processes and threads,
+// breakpoints in place, hits stepped over, errors.
+//
+// The counts are taken on the tracer thread: every event reaped before the
+// call is accounted for (a traced process whose parent saw it exit is gone).
+func (w *World) Stats() Stats {
+	var s Stats
+	read := func() {
+		s = Stats{
+			Processes: int(w.nProcs.Load()),
+			Threads:   int(w.nThreads.Load()),
+			Hits:      int(w.nHits.Load()),
+			Errors:    int(w.nErrors.Load()),
+		}
+	}
+	if err := w.t.do(func() {
+		read()
+		for _, p := range w.procs {
+			p.bpMu.Lock()
+			s.Breakpoints += len(p.bps)
+			p.bpMu.Unlock()
+		}
+	}); err != nil {
+		read()
+	}
+	return s
+}
+
+// Close restores every original byte the world wrote, detaches every
+// thread (leaving it running, or stopped if it was stopped by job control),
+// and ends the tracer thread. Slot pages stay mapped in the processes (see
+// doc.go). Close waits up to Options.DetachTimeout for threads to stop; any
+// thread still attached then is detached by the kernel when the tracer
+// thread exits.
+func (w *World) Close() error {
+	if w.closed.Swap(true) {
+		return nil
+	}
+	var wt *detachWaiter
+	err := w.t.do(func() {
+		var pids []int
+		for _, p := range w.sortedProcs() {
+			if !p.detaching {
+				w.detachProcess(p)
+			}
+			pids = append(pids, p.pid)
+		}
+		wt = w.waitDetached(pids)
+	})
+	if err != nil {
+		return err
+	}
+	w.await(wt, "close")
+	var left int
+	err = w.t.close(func() {
+		left = len(w.threads)
+		for _, th := range w.threads {
+			// Best effort: a thread that is stopped now can still be
+			// detached cleanly.
+			ptraceDetach(th.tid, 0)
+		}
+	})
+	if left > 0 {
+		return fmt.Errorf("proc: close: %d threads were still attached after %v", left, w.opts.DetachTimeout)
+	}
+	return err
+}
+
+func (w *World) sortedProcs() []*process {
+	ps := make([]*process, 0, len(w.procs))
+	for _, p := range w.procs {
+		ps = append(ps, p)
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].pid < ps[j].pid })
+	return ps
+}
+
+// pidsMapping scans /proc/*/maps for processes mapping the inode k.
+func pidsMapping(k rmap.InodeKey) ([]int, error) {
+	pids, err := listPids()
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var out []int
+	for _, pid := range pids {
+		if pid == self || pid == 1 {
+			continue
+		}
+		ms, err := readMaps(pid)
+		if err != nil {
+			continue // gone, or a kernel thread
+		}
+		for i := range ms {
+			if ms[i].Dev == k.Dev && ms[i].Ino == k.Ino {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out, nil
+}

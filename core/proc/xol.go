@@ -1,0 +1,310 @@
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
+)
+
+// Out-of-line execution (XOL) slots.
+//
+// A process gets its first slot page when a slotted breakpoint is first hit
+// in it: the tracer injects an mmap system call into the trapping thread
+// (which is stopped anyway) asking for one r-x anonymous page with
+// MAP_FIXED_NOREPLACE just below a mapping near the probed code, so that
+// RIP-relative operands stay within ±2 GiB. The page starts with
+// "syscall; int3" (for later injections) and a magic string; slots of
+// install.MaxSlotSize bytes follow. Slot code is written through
+// /proc/PID/mem like breakpoints. A slot is never rewritten while it may
+// run: a changed instruction gets a new slot.
+//
+// Pages are never unmapped: a thread may have been interrupted by a signal
+// while running a slot, its saved context (on its stack) pointing into the
+// page; unmapping would crash it when the handler returns, and there is no
+// way to know. Like the kernel's [uprobes] XOL area, the page lives as long
+// as the address space: one page (4 KiB, 62 slots) per process and per
+// region of ±2 GiB with probes.
+
+const (
+	xolPageSize = 4096
+	xolHeader   = 128 // syscall; int3; magic; then slots
+	xolSlots    = (xolPageSize - xolHeader) / install.MaxSlotSize
+)
+
+var xolMagic = []byte("uprobefs-xol-page")
+
+type xolPage struct {
+	addr uint64
+	used int // slots used
+}
+
+type xolSlot struct {
+	addr uint64
+	plan *install.Plan
+	code []byte
+}
+
+// xolState is a process's slot pages. Tracer-owned.
+type xolState struct {
+	pages []xolPage
+	slots map[uint64]xolSlot // by breakpoint vaddr
+}
+
+// clone copies x for a fork child (same addresses, same contents).
+func (x xolState) clone() xolState {
+	c := xolState{pages: append([]xolPage(nil), x.pages...)}
+	if x.slots != nil {
+		c.slots = make(map[uint64]xolSlot, len(x.slots))
+		for k, v := range x.slots {
+			c.slots[k] = v
+		}
+	}
+	return c
+}
+
+// reach is how far from a breakpoint a slot page is placed at most.
+const reach = 1 << 30
+
+// slotFor returns the address of the slot holding plan's instruction from
+// addr, writing it (and mapping a page through th) on first use.
+// Preconditions: on the tracer thread; th is stopped.
+func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, error) {
+	p := th.proc
+	x := &p.xol
+	if s, ok := x.slots[addr]; ok {
+		if s.plan == plan {
+			return s.addr, nil
+		}
+		if code, err := plan.SlotCode(addr, s.addr); err == nil && bytes.Equal(code, s.code) {
+			s.plan = plan
+			x.slots[addr] = s
+			return s.addr, nil
+		}
+	}
+	var lastErr error
+	for i := 0; i <= len(x.pages); i++ {
+		var pg *xolPage
+		if i < len(x.pages) {
+			pg = &x.pages[i]
+			if pg.used >= xolSlots || dist(pg.addr, addr) > reach {
+				continue
+			}
+		} else {
+			a, err := w.mapXolPage(th, addr)
+			if err != nil {
+				return 0, err
+			}
+			x.pages = append(x.pages, xolPage{addr: a})
+			pg = &x.pages[len(x.pages)-1]
+		}
+		slot := pg.addr + xolHeader + uint64(pg.used*install.MaxSlotSize)
+		code, err := plan.SlotCode(addr, slot)
+		if err != nil {
+			lastErr = err
+			if errors.Is(err, install.ErrSlotRange) {
+				continue
+			}
+			return 0, err
+		}
+		if err := p.as.WriteMemory(slot, code); err != nil {
+			return 0, fmt.Errorf("write slot: %w", err)
+		}
+		pg.used++
+		if x.slots == nil {
+			x.slots = map[uint64]xolSlot{}
+		}
+		x.slots[addr] = xolSlot{addr: slot, plan: plan, code: code}
+		return slot, nil
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("no slot page within reach of %#x", addr)
+	}
+	return 0, lastErr
+}
+
+func dist(a, b uint64) uint64 {
+	if a > b {
+		return a - b
+	}
+	return b - a
+}
+
+// mapXolPage maps a slot page near addr in th's process by injecting mmap.
+func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
+	p := th.proc
+	sys, err := w.syscallInsn(p)
+	if err != nil {
+		return 0, err
+	}
+	ms, err := readMaps(p.pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, hint := range xolHints(ms, addr) {
+		r, err := w.injectSyscall(th, sys, unix.SYS_MMAP, hint, xolPageSize,
+			unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE,
+			^uint64(0), 0)
+		if err != nil {
+			return 0, err
+		}
+		if e := int64(r); e < 0 && e >= -4095 {
+			if syscall.Errno(-e) == syscall.EEXIST {
+				continue
+			}
+			return 0, fmt.Errorf("injected mmap: %w", syscall.Errno(-e))
+		}
+		if r != hint {
+			// MAP_FIXED_NOREPLACE unknown to the kernel: a hint only.
+			if dist(r, addr) <= reach {
+				hint = r
+			} else {
+				w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, xolPageSize, 0, 0, 0, 0)
+				continue
+			}
+		}
+		hdr := append([]byte{0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc}, xolMagic...)
+		if err := p.as.WriteMemory(hint, hdr); err != nil {
+			return 0, fmt.Errorf("write slot page header: %w", err)
+		}
+		return hint, nil
+	}
+	return 0, fmt.Errorf("no free page within %d MiB of %#x for a slot page", reach>>20, addr)
+}
+
+// mmapMinAddr is the lowest address mmap accepts.
+func mmapMinAddr() uint64 {
+	b, err := os.ReadFile("/proc/sys/vm/mmap_min_addr")
+	if err == nil {
+		if v, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && v >= 4096 {
+			return (v + 4095) &^ 4095
+		}
+	}
+	return 0x10000
+}
+
+// xolHints returns candidate page addresses for a slot page near addr,
+// nearest first: the top page of each free gap (just below the next
+// mapping, so that no gap shrinks from below: a heap grows upwards into its
+// gap) within reach of addr.
+func xolHints(ms []mapping, addr uint64) []uint64 {
+	lo := mmapMinAddr()
+	const top = 0x7fff_ffff_f000
+	var hints []uint64
+	prevEnd := lo
+	for i := 0; i <= len(ms); i++ {
+		next := uint64(top)
+		if i < len(ms) {
+			next = ms[i].Start
+		}
+		if next >= prevEnd+xolPageSize && i < len(ms) {
+			h := next - xolPageSize
+			if dist(h, addr) <= reach {
+				hints = append(hints, h)
+			}
+		}
+		if i < len(ms) && ms[i].End > prevEnd {
+			prevEnd = ms[i].End
+		}
+	}
+	sort.Slice(hints, func(i, j int) bool { return dist(hints[i], addr) < dist(hints[j], addr) })
+	return hints
+}
+
+// syscallInsn returns the address of a "syscall" instruction in p: the
+// head of a slot page, or one found in the vdso.
+func (w *World) syscallInsn(p *process) (uint64, error) {
+	if len(p.xol.pages) > 0 {
+		return p.xol.pages[0].addr, nil
+	}
+	ms, err := readMaps(p.pid)
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range ms {
+		if m.Path != "[vdso]" || !m.Exec() {
+			continue
+		}
+		b := make([]byte, m.End-m.Start)
+		if err := p.as.ReadMemory(m.Start, b); err != nil {
+			return 0, err
+		}
+		if i := bytes.Index(b, []byte{0x0f, 0x05}); i >= 0 {
+			return m.Start + uint64(i), nil
+		}
+	}
+	return 0, fmt.Errorf("pid %d: no syscall instruction found (no vdso)", p.pid)
+}
+
+// injectSyscall makes the stopped thread th execute the system call nr
+// with args at the syscall instruction sys, by single-stepping it once, and
+// restores th's registers. Signals that arrive meanwhile are kept in th.sigs
+// for its next resume. If th dies, th.dead is set and ESRCH returned.
+// Preconditions: on the tracer thread; th is stopped, not in a system call.
+func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64) (uint64, error) {
+	var saved, regs unix.PtraceRegs
+	if err := ptraceGetRegs(th.tid, &saved); err != nil {
+		return 0, fmt.Errorf("inject: getregs: %w", err)
+	}
+	regs = saved
+	regs.Rip = sys
+	regs.Rax = nr
+	regs.Orig_rax = ^uint64(0)
+	a := append(args, 0, 0, 0, 0, 0, 0)
+	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	if err := ptraceSetRegs(th.tid, &regs); err != nil {
+		return 0, fmt.Errorf("inject: setregs: %w", err)
+	}
+	done := false
+	for tries := 0; tries < 1000 && !done; tries++ {
+		if err := ptraceSingleStep(th.tid, 0); err != nil {
+			return 0, fmt.Errorf("inject: singlestep: %w", err)
+		}
+		var st unix.WaitStatus
+		for {
+			_, err := wait4(th.tid, &st, false)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		switch {
+		case st.Exited() || st.Signaled():
+			th.dead = true
+			return 0, fmt.Errorf("inject: tid %d: %w", th.tid, syscall.ESRCH)
+		case !st.Stopped():
+			continue
+		}
+		sig := int(st.StopSignal())
+		ev := int(st) >> 16
+		switch {
+		case ev == 0 && sig == int(unix.SIGTRAP):
+			rip, err := ptracePeekRip(th.tid)
+			if err == nil && rip == sys+2 {
+				done = true
+			}
+		case ev == 0:
+			th.sigs = append(th.sigs, sig) // delivered at the next resume
+		default:
+			// An interrupt or group-stop trap: step on.
+		}
+	}
+	if !done {
+		ptraceSetRegs(th.tid, &saved)
+		return 0, fmt.Errorf("inject: tid %d did not complete the system call", th.tid)
+	}
+	if err := ptraceGetRegs(th.tid, &regs); err != nil {
+		return 0, fmt.Errorf("inject: getregs: %w", err)
+	}
+	if err := ptraceSetRegs(th.tid, &saved); err != nil {
+		return 0, fmt.Errorf("inject: restore regs: %w", err)
+	}
+	return regs.Rax, nil
+}
