@@ -38,5 +38,12 @@ lint:
 test: prereq lint
 	$(GO) test -race -timeout $(TIMEOUT) ./...
 
+# demo builds uprobefs and a small C program, mounts uprobefs in a temporary
+# directory, probes a private copy of the program by symbol, shows hits and
+# events, unregisters and unmounts; it leaves no mount, process or temporary
+# file behind, also when interrupted. Needs root. See demo/demo.sh.
+demo: prereq
+	@GO="$(GO)" sh demo/demo.sh
+
 clean:
 	$(GO) clean -testcache

@@ -1,0 +1,154 @@
+package fs
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"syscall"
+
+	fusefs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// binDir is a real regular file, shown as the directory of its probes.
+type binDir struct {
+	node
+	key rmap.InodeKey // the file's identity when it was looked up
+}
+
+var (
+	_ = (fusefs.NodeLookuper)((*binDir)(nil))
+	_ = (fusefs.NodeReaddirer)((*binDir)(nil))
+	_ = (fusefs.NodeGetattrer)((*binDir)(nil))
+	_ = (fusefs.NodeRmdirer)((*binDir)(nil))
+	_ = (fusefs.NodeUnlinker)((*binDir)(nil))
+	_ = (fusefs.NodeCreater)((*binDir)(nil))
+)
+
+func (d *binDir) real() string { return d.fsys.real(d.mpath) }
+
+func (d *binDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Stat(d.real(), &st); err != nil {
+		return err.(syscall.Errno)
+	}
+	out.Attr.FromStat(&st)
+	binAttr(&out.Attr)
+	return 0
+}
+
+func (d *binDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if name == "probes" {
+		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, bin: d}
+		n.synthAttr(&out.Attr, syscall.S_IFREG|0644, d.fsys.uid)
+		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: inoOf("probes", d.mpath, u64(d.key.Dev), u64(d.key.Ino))}), 0
+	}
+	p := d.fsys.m.Probe(d.key, name)
+	if p == nil {
+		return nil, syscall.ENOENT
+	}
+	n := &probeDir{node: node{fsys: d.fsys, mpath: d.child(name)}, p: p}
+	n.synthAttr(&out.Attr, syscall.S_IFDIR|0755, p.Owner)
+	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)}), 0
+}
+
+func probeIno(mpath string, p *probes.Probe) uint64 {
+	return inoOf("probe", mpath, u64(p.Key.Dev), u64(p.Key.Ino), strconv.FormatUint(p.ID, 10))
+}
+
+func (d *binDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	ps := d.fsys.m.Probes(d.key)
+	list := make([]fuse.DirEntry, 0, len(ps)+1)
+	list = append(list, fuse.DirEntry{Name: "probes", Mode: syscall.S_IFREG, Ino: inoOf("probes", d.mpath, u64(d.key.Dev), u64(d.key.Ino))})
+	for _, p := range ps {
+		list = append(list, fuse.DirEntry{Name: p.Name, Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)})
+	}
+	return fusefs.NewListDirStream(list), 0
+}
+
+// Rmdir unregisters the probe name.
+func (d *binDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+	if name == "probes" {
+		return d.refuse(ctx, d.child(name), "rmdir", syscall.ENOTDIR, "probes is a file, not a probe")
+	}
+	return errnoOf(d.fsys.m.Remove(callerOf(ctx), d.real(), name))
+}
+
+func (d *binDir) Unlink(ctx context.Context, name string) syscall.Errno {
+	if name != "probes" && d.fsys.m.Probe(d.key, name) != nil {
+		return d.refuse(ctx, d.child(name), "unlink", syscall.EISDIR, "%s is a probe directory: remove it with rmdir (or rm -r)", name)
+	}
+	return d.node.Unlink(ctx, name)
+}
+
+// probesFile is FILE/probes: written to register and unregister, read for
+// the list of the file's probes.
+type probesFile struct {
+	node
+	bin *binDir
+}
+
+var (
+	_ = (fusefs.NodeOpener)((*probesFile)(nil))
+	_ = (fusefs.NodeWriter)((*probesFile)(nil))
+	_ = (fusefs.NodeWritever)((*probesFile)(nil))
+	_ = (fusefs.NodeGetattrer)((*probesFile)(nil))
+	_ = (fusefs.NodeSetattrer)((*probesFile)(nil))
+)
+
+func (f *probesFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
+	return 0
+}
+
+// Setattr accepts a truncation (O_TRUNC, ">") and does nothing: truncation
+// never deletes probes. Any other change is refused.
+func (f *probesFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if sz, ok := in.GetSize(); ok && sz == 0 {
+		if _, ok := in.GetMode(); !ok {
+			if _, ok := in.GetUID(); !ok {
+				f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
+				return 0
+			}
+		}
+	}
+	if _, ok := in.GetATime(); ok {
+		if _, ok := in.GetSize(); !ok {
+			// touch: harmless.
+			f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
+			return 0
+		}
+	}
+	return f.node.Setattr(ctx, fh, in, out)
+}
+
+func (f *probesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	h := &snapshot{}
+	if flags&syscall.O_ACCMODE != syscall.O_WRONLY {
+		var b strings.Builder
+		for _, p := range f.fsys.m.Probes(f.bin.key) {
+			b.WriteString(p.ListingLine())
+		}
+		h.data = []byte(b.String())
+	}
+	return h, fuse.FOPEN_DIRECT_IO, 0
+}
+
+// Write applies one write(2) as one all-or-nothing batch of lines.
+func (f *probesFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	if err := f.fsys.m.Write(callerOf(ctx), f.bin.real(), data); err != nil {
+		return 0, errnoOf(err)
+	}
+	return uint32(len(data)), 0
+}
+
+func (f *probesFile) Writev(ctx context.Context, fh fusefs.FileHandle, data [][]byte, off int64) (uint32, syscall.Errno) {
+	var all []byte
+	for _, d := range data {
+		all = append(all, d...)
+	}
+	return f.Write(ctx, fh, all, off)
+}

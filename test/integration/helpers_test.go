@@ -1,0 +1,474 @@
+// Package integration tests uprobefs end to end: the uprobefs command
+// mounts a real FUSE filesystem over the real ptrace world (core/proc), real
+// fixture processes run, and the tests drive the mount with real shell
+// commands (sh -c 'echo ... > ...', cat, ls, rmdir, rm -r).
+//
+// Every fixture is a private copy compiled by the test (testfix.CC). The
+// fixtures are children of the test process and the tracer is the uprobefs
+// process, so the tracer never traces its own children.
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"debug/elf"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// uprobefsBin is the uprobefs command built by TestMain.
+var uprobefsBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	if os.Geteuid() != 0 {
+		fmt.Println("integration: skipped: needs root (ptrace, mount)")
+		return 0
+	}
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		fmt.Println("integration: skipped: no /dev/fuse")
+		return 0
+	}
+	dir, err := os.MkdirTemp("", "uprobefs-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	uprobefsBin = filepath.Join(dir, "uprobefs")
+	args := []string{"build", "-o", uprobefsBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", append(args, "github.com/uprobefs/uprobefs/cmd/uprobefs")...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build uprobefs: %v\n%s", err, out)
+		return 1
+	}
+	return m.Run()
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and many readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// daemon is a running "uprobefs mount".
+type daemon struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	mnt  string
+	log  *syncBuffer
+	done chan struct{} // closed when the process has exited
+	err  error         // its Wait error, valid after done
+}
+
+// startDaemon runs "uprobefs mount [flags] MNT" on a new mount point and
+// waits until it is mounted. Cleanup stops it (SIGTERM, then SIGKILL) and
+// makes sure nothing stays mounted.
+func startDaemon(t *testing.T, flags ...string) *daemon {
+	t.Helper()
+	base := t.TempDir()
+	os.Chmod(base, 0o755)
+	os.Chmod(filepath.Dir(base), 0o755)
+	mnt := filepath.Join(base, "mnt")
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(uprobefsBin, append(append([]string{"mount"}, flags...), mnt)...)
+	d.cmd.Stdout = d.log
+	d.cmd.Stderr = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		d.err = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(d.cleanup)
+	deadline := time.After(20 * time.Second)
+	for !isMounted(mnt) {
+		select {
+		case <-d.done:
+			t.Fatalf("uprobefs exited before mounting: %v\n%s", d.err, d.log.String())
+		case <-deadline:
+			t.Fatalf("uprobefs did not mount in time\n%s", d.log.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return d
+}
+
+func (d *daemon) cleanup() {
+	select {
+	case <-d.done:
+	default:
+		d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(20 * time.Second):
+			d.t.Errorf("uprobefs ignored SIGTERM for 20s; killing it\n%s", d.log.String())
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+	}
+	if isMounted(d.mnt) {
+		if err := syscall.Unmount(d.mnt, 0); err != nil {
+			syscall.Unmount(d.mnt, syscall.MNT_DETACH)
+		}
+		d.t.Errorf("%s was still mounted after uprobefs exited", d.mnt)
+	}
+	if d.t.Failed() {
+		d.t.Logf("uprobefs log:\n%s", d.log.String())
+	}
+}
+
+// stop sends sig and waits (with a deadline) for the daemon to exit; it
+// returns the exit status.
+func (d *daemon) stop(sig syscall.Signal) int {
+	d.t.Helper()
+	d.cmd.Process.Signal(sig)
+	return d.wait()
+}
+
+// wait waits for the daemon to exit and returns its exit status.
+func (d *daemon) wait() int {
+	d.t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(30 * time.Second):
+		d.t.Fatalf("uprobefs did not exit in time\n%s", d.log.String())
+	}
+	if d.err == nil {
+		return 0
+	}
+	if ee, ok := d.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	d.t.Fatalf("uprobefs: %v", d.err)
+	return -1
+}
+
+// in returns the path of real path p inside the mount.
+func (d *daemon) in(p string) string { return d.mnt + p }
+
+// isMounted reports whether a uprobefs is mounted at mnt.
+func isMounted(mnt string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == mnt && strings.Contains(line, "fuse.uprobefs") {
+			return true
+		}
+	}
+	return false
+}
+
+// result is what a shell command did.
+type result struct {
+	out  string // stdout and stderr
+	code int    // exit status
+}
+
+// sh runs "sh -c cmd" (as uid, if uid >= 0) with $M set to the mount point,
+// under a deadline.
+func (d *daemon) shAs(uid int, cmd string) result {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := exec.CommandContext(ctx, "sh", "-c", cmd)
+	c.Env = append(os.Environ(), "M="+d.mnt)
+	c.Dir = "/"
+	if uid >= 0 {
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
+	out, err := c.CombinedOutput()
+	if ctx.Err() != nil {
+		d.t.Fatalf("sh -c %q: timed out\n%s", cmd, out)
+	}
+	r := result{out: string(out)}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		d.t.Fatalf("sh -c %q: %v", cmd, err)
+	}
+	return r
+}
+
+func (d *daemon) sh(cmd string) result { d.t.Helper(); return d.shAs(-1, cmd) }
+
+// must runs cmd and fails the test unless it succeeds; it returns the output.
+func (d *daemon) must(cmd string) string {
+	d.t.Helper()
+	r := d.sh(cmd)
+	if r.code != 0 {
+		d.t.Fatalf("sh -c %q: exit %d\n%s", cmd, r.code, r.out)
+	}
+	return r.out
+}
+
+// hits returns the hit count of a probe (by its directory in the mount).
+func (d *daemon) hits(probeDir string) uint64 {
+	d.t.Helper()
+	out := strings.TrimSpace(d.must("cat " + probeDir + "/hits"))
+	n, err := strconv.ParseUint(out, 10, 64)
+	if err != nil {
+		d.t.Fatalf("hits of %s = %q", probeDir, out)
+	}
+	return n
+}
+
+// waitHitsAbove waits until the probe's hits exceed n and returns them.
+func (d *daemon) waitHitsAbove(probeDir string, n uint64) uint64 {
+	d.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		h := d.hits(probeDir)
+		if h > n {
+			return h
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("hits of %s stayed at %d (want > %d)\n%s", probeDir, h, n, d.log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitReaders waits until n events files are open (stats event_readers).
+func (d *daemon) waitReaders(n int) {
+	d.t.Helper()
+	want := fmt.Sprintf("event_readers %d\n", n)
+	deadline := time.Now().Add(15 * time.Second)
+	for !strings.Contains(d.must("cat $M/.uprobefs/stats"), want) {
+		if time.Now().After(deadline) {
+			d.t.Fatalf("no %q in stats", want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// fixture is a running fixture process.
+type fixture struct {
+	t     *testing.T
+	path  string
+	cmd   *exec.Cmd
+	beats chan struct{} // one value per heartbeat byte
+	done  chan struct{}
+}
+
+// buildFixture compiles testdata/fixture.c into a private directory.
+func buildFixture(t *testing.T) string {
+	t.Helper()
+	return testfix.CC(t, "testdata/fixture.c", "-O0", "-fcf-protection=none")
+}
+
+// startFixture runs the fixture at path (as uid, if uid >= 0). Cleanup
+// kills it.
+func startFixture(t *testing.T, path string, uid int) *fixture {
+	t.Helper()
+	f := &fixture{t: t, path: path, cmd: exec.Command(path), beats: make(chan struct{}, 1<<16), done: make(chan struct{})}
+	if uid >= 0 {
+		f.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+	}
+	r, err := f.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer close(f.done)
+		br := bufio.NewReader(r)
+		for {
+			if _, err := br.ReadByte(); err != nil {
+				return
+			}
+			select {
+			case f.beats <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		f.cmd.Process.Kill()
+		f.cmd.Wait()
+	})
+	f.waitBeats(1) // running, its text mapped
+	return f
+}
+
+func (f *fixture) pid() int { return f.cmd.Process.Pid }
+
+// waitBeats waits for n more heartbeats (the fixture keeps running).
+func (f *fixture) waitBeats(n int) {
+	f.t.Helper()
+	deadline := time.After(15 * time.Second)
+	for range n {
+		select {
+		case <-f.beats:
+		case <-f.done:
+			f.t.Fatalf("fixture %d ended", f.pid())
+		case <-deadline:
+			f.t.Fatalf("fixture %d made no progress", f.pid())
+		}
+	}
+}
+
+// drainBeats forgets the heartbeats so far.
+func (f *fixture) drainBeats() {
+	for {
+		select {
+		case <-f.beats:
+		default:
+			return
+		}
+	}
+}
+
+// tracerPid returns the TracerPid of the fixture.
+func (f *fixture) tracerPid() int {
+	f.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", f.pid()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "TracerPid:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(v))
+			return n
+		}
+	}
+	f.t.Fatal("no TracerPid")
+	return -1
+}
+
+// waitUntraced waits until the fixture has no tracer.
+func (f *fixture) waitUntraced() {
+	f.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for f.tracerPid() != 0 {
+		if time.Now().After(deadline) {
+			f.t.Fatalf("fixture %d still traced by %d", f.pid(), f.tracerPid())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// text returns n bytes of the fixture's memory at file offset off of its
+// executable mapping.
+func (f *fixture) text(off uint64, n int) []byte {
+	f.t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", f.pid()))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for line := range strings.Lines(string(maps)) {
+		fl := strings.Fields(line)
+		if len(fl) < 6 || fl[5] != f.path || !strings.Contains(fl[1], "x") {
+			continue
+		}
+		var start, end, pgoff uint64
+		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
+		fmt.Sscanf(fl[2], "%x", &pgoff)
+		if off < pgoff || off-pgoff >= end-start {
+			continue
+		}
+		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", f.pid()))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		defer mem.Close()
+		b := make([]byte, n)
+		if _, err := mem.ReadAt(b, int64(start+off-pgoff)); err != nil {
+			f.t.Fatal(err)
+		}
+		return b
+	}
+	f.t.Fatalf("fixture %d does not map %s at %#x", f.pid(), f.path, off)
+	return nil
+}
+
+// checkOriginal checks that the fixture's text at off is the file's.
+func (f *fixture) checkOriginal(off uint64) {
+	f.t.Helper()
+	want := fileBytes(f.t, f.path, off, 16)
+	if got := f.text(off, 16); !bytes.Equal(got, want) {
+		f.t.Fatalf("fixture %d text at %#x = %s, file has %s", f.pid(), off, hex.EncodeToString(got), hex.EncodeToString(want))
+	}
+}
+
+func fileBytes(t *testing.T, path string, off uint64, n int) []byte {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	b := make([]byte, n)
+	if _, err := fh.ReadAt(b, int64(off)); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// symOff returns the file offset of the symbol name in the ELF file path.
+func symOff(t *testing.T, path, name string) uint64 {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range syms {
+		if s.Name != name {
+			continue
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Memsz {
+				return s.Value - p.Vaddr + p.Off
+			}
+		}
+	}
+	t.Fatalf("no symbol %s in %s", name, path)
+	return 0
+}

@@ -1,0 +1,6 @@
+//go:build race
+
+package integration
+
+// raceEnabled: the uprobefs command under test is built with -race too.
+const raceEnabled = true
