@@ -189,9 +189,10 @@ func (f *File) checkExec(off uint64) error {
 	return nil
 }
 
-// parseNumber parses a hex ("0x4a0", "0X4A0") or decimal ("1184") unsigned
-// number. Octal, binary, signs and underscores are not accepted.
-func parseNumber(s string) (uint64, bool) {
+// ParseNumber parses a hex ("0x4a0", "0X4A0") or decimal ("1184") unsigned
+// number as locations write offsets, and reports whether s is one. Octal,
+// binary, signs and underscores are not accepted.
+func ParseNumber(s string) (uint64, bool) {
 	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
 		n, err := strconv.ParseUint(s[2:], 16, 64)
 		return n, err == nil
@@ -231,7 +232,7 @@ func (f *File) Resolve(loc string) (uint64, error) {
 		return 0, fmt.Errorf("empty location: %w", ErrSyntax)
 	}
 	if loc[0] >= '0' && loc[0] <= '9' {
-		off, ok := parseNumber(loc)
+		off, ok := ParseNumber(loc)
 		if !ok {
 			return 0, fmt.Errorf("%q: want a hex (0x4a0) or decimal (1184) file offset: %w", loc, ErrSyntax)
 		}
@@ -242,7 +243,7 @@ func (f *File) Resolve(loc string) (uint64, error) {
 	}
 	name, rel := loc, uint64(0)
 	if i := strings.LastIndexByte(loc, '+'); i >= 0 {
-		n, ok := parseNumber(loc[i+1:])
+		n, ok := ParseNumber(loc[i+1:])
 		if !ok {
 			return 0, fmt.Errorf("%q: want SYMBOL+OFF with OFF hex (0x10) or decimal (16): %w", loc, ErrSyntax)
 		}

@@ -293,13 +293,13 @@ func checkName(name string) error {
 // "0x4a0"), "sym+0" becomes "sym", "sym+16" becomes "sym+0x10".
 func canonicalLocation(loc string) string {
 	if loc != "" && loc[0] >= '0' && loc[0] <= '9' {
-		if n, ok := parseNumber(loc); ok {
+		if n, ok := install.ParseNumber(loc); ok {
 			return "0x" + strconv.FormatUint(n, 16)
 		}
 		return loc
 	}
 	if i := strings.LastIndexByte(loc, '+'); i >= 0 {
-		if n, ok := parseNumber(loc[i+1:]); ok {
+		if n, ok := install.ParseNumber(loc[i+1:]); ok {
 			if n == 0 {
 				return loc[:i]
 			}
@@ -307,18 +307,6 @@ func canonicalLocation(loc string) string {
 		}
 	}
 	return loc
-}
-
-func parseNumber(s string) (uint64, bool) {
-	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
-		n, err := strconv.ParseUint(s[2:], 16, 64)
-		return n, err == nil
-	}
-	if s == "" || s[0] < '0' || s[0] > '9' {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(s, 10, 64)
-	return n, err == nil
 }
 
 // Probe is one named probe: a consumer of the uprobe at (inode, Offset).
