@@ -38,6 +38,15 @@ lint:
 test: prereq lint
 	$(GO) test -race -timeout $(TIMEOUT) ./...
 
+# bench measures uprobefs side by side with the kernel's uprobes (tracefs) in
+# one run and writes BENCHMARKS.md with the machine's facts; see bench/main.go.
+# It cleans up every process and kernel uprobe event it creates, also on
+# SIGINT/SIGTERM, and finishes in under 10 minutes. BENCHFLAGS: e.g. -runs 7.
+bench: prereq
+	@d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT INT TERM && \
+	$(GO) build -o "$$d/ufsbench" ./bench && \
+	"$$d/ufsbench" -out BENCHMARKS.md $(BENCHFLAGS)
+
 # demo builds uprobefs and a small C program, mounts uprobefs in a temporary
 # directory, probes a private copy of the program by symbol, shows hits and
 # events, unregisters and unmounts; it leaves no mount, process or temporary
