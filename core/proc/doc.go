@@ -22,6 +22,8 @@
 // wakes it through a doorbell child (doorbell.go). A child of this process
 // is never traced (ErrOwnChild): its exit status belongs to os/exec; tests
 // start fixtures through a relay program so that they are grandchildren.
+// A request not served within a second kicks the doorbell again (a lost
+// wake-up would otherwise leave the tracer asleep for ever).
 //
 // # Hits
 //
@@ -37,17 +39,59 @@
 // group-stops (SIGSTOP, SIGTSTP...) are kept with PTRACE_LISTEN until
 // SIGCONT.
 //
+// # New processes (newproc.go)
+//
+// Watch marks the watched file with fanotify (core/fanotify) before it
+// scans /proc: FAN_OPEN_EXEC_PERM for a program, FAN_OPEN_PERM for a shared
+// library (both for an ET_DYN with an interpreter not flagged PIE). A
+// process that is not traced and execs the file is held in execve while the
+// handler has the tracer seize its threads (its old image is still in
+// place); once allowed, the exec reports PTRACE_EVENT_EXEC before the first
+// instruction of the new image, and the exec path below builds its MM. A
+// process that opens a watched library is attached while held in open(2)
+// and stays traced for a short "expect" window although it maps nothing
+// watched yet; the loader's r_brk brings the library in. Events of traced
+// processes need nothing (their exec event follows). Every event is
+// answered (a dead-man's switch in core/fanotify). Unwatch removes the
+// marks. Without fanotify (fanotify.Available, Options.NoFanotify) a /proc
+// rescan every Options.RescanInterval attaches new processes, and the log
+// says once that their early hits may be missed.
+//
+// # Libraries: the loader's r_brk (rdebug.go)
+//
+// Every traced process with a glibc-like loader (AT_BASE) gets an internal
+// breakpoint on _dl_debug_state (not an engine uprobe). On a hit with
+// r_debug.r_state RT_CONSISTENT — after the mapping of a dlopen (or of the
+// start-up libraries) and before any constructor, after the unmapping of a
+// dlclose — the tracer diffs /proc/PID/maps against the MM: gone VMAs leave
+// through RemoveVMALocked + MunmapHook without any write (the range may
+// map something else by now), new mappings of watched inodes enter through
+// InsertVMALocked + MmapHook. Between an unmapping and that hit the MM is
+// stale, so every breakpoint write first checks that the range still maps
+// the uprobe's file at its offset (/proc/PID/map_files) and reports the VMA
+// as gone (ESRCH) otherwise. A munmap that the loader does not announce is
+// seen at the next r_brk or exit only (known limit; the check above keeps
+// it from writing into a new mapping).
+//
 // # Lifecycle
 //
 // clone: the new thread is traced in its process. fork: the child gets a
 // new MM whose VMAs go through MmapHook while the parent's mmap_sem is held
 // (EEXIST for copied breakpoints); copies of breakpoints removed meanwhile
-// are restored. vfork: the child runs in its parent's MM until it execs.
-// exec: the old MM's VMAs leave the engine (MunmapHook); the new image is
-// traced if it maps a watched inode, else detached. exit: the MM leaves the
-// engine. A process that maps no watched inode any more (Unwatch) is
-// detached: its breakpoints restored, every thread interrupted and detached
-// at its next stop, keeping any signal it stopped for.
+// are restored from the parent's table of every address it ever had a
+// breakpoint at (everBp), and a trap on such a stale copy that slipped
+// through restores the original byte and restarts the instruction (the
+// child never dies of it). vfork and posix_spawn: the child runs in its
+// parent's MM until it execs or exits. A stop of an auto-attached child
+// whose creator's event never comes (the creator was killed) is adopted
+// from /proc after a second. exec: the old MM's VMAs leave the engine
+// (MunmapHook); the new image is traced if it maps a watched inode, else
+// detached — also when the process was being detached (the new image may
+// map a watched file). exit: the MM leaves the engine and its
+// /proc/PID/mem descriptor is closed. A process that maps no watched inode
+// any more (Unwatch, dlclose seen at r_brk, end of an expect window) is
+// detached: its breakpoints and r_brk restored, every thread interrupted and
+// detached at its next stop, keeping any signal it stopped for.
 //
 // # Locks
 //
@@ -55,13 +99,8 @@
 // the install/remove hooks under mmap_sem and alone by the hit path;
 // addressSpace.mu, a leaf guarding the /proc/PID/mem descriptor; the
 // tracer's request queue lock and the skip list lock, leaves. The tracer
-// thread takes mmap_sem (write) for fork, exec, exit, attach and detach,
-// never on the hit path; nothing that holds an mmap_sem waits for the tracer
-// except the PTRACE_POKEDATA fallback (see poke.go).
-//
-// # Not done (issue 5)
-//
-// Processes that exec or mmap a watched file without being traced already
-// (fanotify), dlopen/dlclose tracking (r_brk), exact rmap updates on
-// mmap/munmap inside traced processes.
+// thread takes mmap_sem (write) for fork, exec, exit, attach, detach and
+// r_brk resynchronization, never on the hit path; nothing that holds an
+// mmap_sem waits for the tracer except the PTRACE_POKEDATA fallback (see
+// poke.go). The fanotify handlers only queue requests for the tracer.
 package proc

@@ -109,10 +109,24 @@ func (d *doorbell) ring() {
 // answered is called on the tracer thread when the doorbell's stop was
 // reaped: it lets the bell ring again, then continues the child. The caller
 // serves the request queue afterwards.
+//
+// SIGCONT comes first: it discards a pending SIGSTOP, so a ring between
+// re-arming and the SIGCONT would be lost and, with rung left true, every
+// later ring too (the tracer would sleep for ever). A ring while rung is
+// still true is not lost either: its request was queued before, and the
+// caller serves the queue after this.
 func (d *doorbell) answered() {
-	d.rung.Store(false)
 	if pid := d.pid.Load(); pid > 0 {
 		unix.Kill(int(pid), unix.SIGCONT)
+	}
+	d.rung.Store(false)
+}
+
+// kick rings even if a ring is in flight: a safety net against a lost
+// wake-up (an extra stop is harmless).
+func (d *doorbell) kick() {
+	if pid := d.pid.Load(); pid > 0 {
+		unix.Kill(int(pid), unix.SIGSTOP)
 	}
 }
 

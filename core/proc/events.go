@@ -2,6 +2,9 @@ package proc
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -41,6 +44,9 @@ func (w *World) event(tid int, st unix.WaitStatus) {
 		if st.Stopped() {
 			// An auto-attached child whose creator's event comes
 			// later: keep the stop until it is announced.
+			if len(w.orphans) == 0 {
+				w.after(orphanAdopt, w.adoptOrphans)
+			}
 			w.orphans[tid] = orphan{st: uint32(st), when: time.Now()}
 		}
 		return
@@ -149,11 +155,47 @@ func (w *World) detachStop(th *thread, sig, ev int) {
 			w.newChild(th, ev, int(msg))
 		}
 		w.detachNow(th, 0)
+	case unix.PTRACE_EVENT_EXEC:
+		if !w.closed.Load() {
+			// A new image, which may map a watched inode (and was
+			// not held at its exec: it was traced).
+			th.detach = false
+			w.execed(th)
+			return
+		}
+		w.detachNow(th, 0)
+	case unix.PTRACE_EVENT_STOP:
+		if !isStopSignal(sig) && trapPending(th) {
+			// Interrupted after it executed an int3 of ours: the
+			// SIGTRAP is queued (a jobctl trap is reported before
+			// signals are dequeued). Detached now, the thread would
+			// die of it; let it report the SIGTRAP, which
+			// trapDetach then handles.
+			w.resume(th, 0)
+			return
+		}
+		// Interrupt, group-stop (stays stopped after detach).
+		w.detachNow(th, 0)
 	default:
-		// Interrupt, group-stop (stays stopped after detach), exec,
-		// exit.
+		// Exit.
 		w.detachNow(th, 0)
 	}
+}
+
+// trapPending reports whether a SIGTRAP is pending for th itself (SigPnd
+// of /proc/TGID/task/TID/status).
+func trapPending(th *thread) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", th.tgid, th.tid))
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigPnd:"); ok {
+			m, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && m&(1<<(unix.SIGTRAP-1)) != 0
+		}
+	}
+	return false
 }
 
 // newChild handles a clone/fork/vfork event of th announcing tid.
@@ -239,10 +281,13 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 		_, has := c.bps[va]
 		c.everBp[va] = orig
 		c.bpMu.Unlock()
-		if !has {
+		if !has && (va != pp.rbrk || pp.rbrk == 0) {
 			restoreByte(c.as, va, orig)
 		}
 	}
+	// The loader's r_brk was copied too (restored by detachProcess if
+	// the child is not kept).
+	c.rbrk, c.rbrkPlan, c.rstate = pp.rbrk, pp.rbrkPlan, pp.rstate
 	c.mm.MmapSem.Unlock()
 	pp.mm.MmapSem.Unlock()
 	if pp.detaching || !w.hasWatched(c) {
@@ -272,6 +317,9 @@ func (w *World) execed(th *thread) {
 		}
 	}
 	th.tgid = th.tid
+	if th.pend != nil {
+		w.endPending(th)
+	}
 	if old != nil {
 		// Every other thread of the old image is gone (or going).
 		for _, o := range old.threads {
@@ -285,7 +333,7 @@ func (w *World) execed(th *thread) {
 		}
 	}
 	th.proc = nil
-	if w.closed.Load() || (old != nil && old.detaching) {
+	if w.closed.Load() {
 		w.detachNow(th, 0)
 		return
 	}

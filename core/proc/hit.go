@@ -57,18 +57,16 @@ func (w *World) trap(th *thread) {
 		}
 	}
 	if u == nil {
-		if ever {
-			// Our breakpoint, removed while th was trapping on it:
-			// run the instruction again.
-			var b [1]byte
-			if p.as.ReadMemory(addr, b[:]) == nil && b[0] != install.BreakpointInsn {
-				if ptracePokeRip(th.tid, addr) == nil {
-					w.resume(th, 0)
-					return
-				}
-			}
+		if addr == p.rbrk && p.rbrk != 0 {
+			w.rbrkHit(th, addr)
+			return
+		}
+		if ever && w.restart(th, addr) {
+			w.resume(th, 0)
+			return
 		}
 		// The program's own int3: it gets its SIGTRAP.
+		w.log("pid %d tid %d: int3 at %#x not ours: SIGTRAP delivered", th.tgid, th.tid, addr)
 		w.resume(th, int(unix.SIGTRAP))
 		return
 	}
@@ -179,6 +177,36 @@ func (w *World) giveUp(th *thread, u *probes.Uprobe, addr uint64, why error) {
 	ptracePokeRip(th.tid, addr)
 }
 
+// restart makes th run again the instruction at addr, where the world had
+// a breakpoint that it no longer has: removed while th was trapping on it,
+// or a stale copy (a fork child whose uprobe left the engine between the
+// fork and the child's MmapHooks). A stale 0xCC still there is replaced by
+// the original byte first. It reports false if it could not.
+func (w *World) restart(th *thread, addr uint64) bool {
+	p := th.proc
+	p.bpMu.Lock()
+	orig, ever := p.everBp[addr]
+	p.bpMu.Unlock()
+	if !ever {
+		return false
+	}
+	var b [1]byte
+	if p.as.ReadMemory(addr, b[:]) != nil {
+		return false
+	}
+	if b[0] == install.BreakpointInsn {
+		if orig == install.BreakpointInsn {
+			return false
+		}
+		w.log("pid %d: stale breakpoint at %#x restored", p.pid, addr)
+		b[0] = orig
+		if p.as.WriteMemory(addr, b[:]) != nil {
+			return false
+		}
+	}
+	return ptracePokeRip(th.tid, addr) == nil
+}
+
 // trapDetach handles a SIGTRAP stop of a thread being detached: a trap on
 // one of our (now restored) breakpoints restarts the instruction and
 // detaches. It reports whether it detached th.
@@ -201,18 +229,15 @@ func (w *World) trapDetach(th *thread) bool {
 		return false
 	}
 	var b [1]byte
-	if p.as.ReadMemory(addr, b[:]) == nil && b[0] == install.BreakpointInsn {
-		if u == nil {
-			return false
-		}
+	if p.as.ReadMemory(addr, b[:]) == nil && b[0] == install.BreakpointInsn && u != nil {
 		// Still in place: count and step over, then detach.
 		w.nHits.Add(1)
 		w.eng.Dispatch(u, probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()})
 		if !w.stepOver(th, u, addr) {
 			return true
 		}
-	} else {
-		ptracePokeRip(th.tid, addr)
+	} else if !w.restart(th, addr) {
+		return false
 	}
 	w.detachNow(th, 0)
 	return true

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,9 @@ type thread struct {
 	state tstate
 	// detach: detach at the next stop.
 	detach bool
+	// pend: seized at an exec of a watched file, its exec event to come
+	// (proc is nil until then). newproc.go.
+	pend *pendExec
 	// dead: it exited during a syscall injection (to be dropped).
 	dead bool
 	// sigs are signals that arrived during a syscall injection, to be
@@ -67,6 +71,15 @@ type process struct {
 	xol       xolState
 	detaching bool
 	gone      bool
+	// rbrk is the vaddr of the internal breakpoint on the loader's
+	// _dl_debug_state (0: none), rbrkPlan its step-over plan, rstate the
+	// vaddr of r_debug.r_state (0: unknown). See rdebug.go.
+	rbrk     uint64
+	rbrkPlan *install.Plan
+	rstate   uint64
+	// expect, when not zero, keeps the process traced until then although
+	// it maps no watched inode (it opened a watched library). newproc.go.
+	expect time.Time
 }
 
 func newProcess(w *World, pid int) (*process, error) {
@@ -88,28 +101,18 @@ func newProcess(w *World, pid int) (*process, error) {
 // attach seizes every thread of pid and builds its MM.
 // Preconditions: on the tracer thread; pid not traced by us.
 func (w *World) attach(pid int) (*process, error) {
-	self := os.Getpid()
-	if pid == self || pid == 1 || pid == int(w.t.bell.pid.Load()) {
-		return nil, fmt.Errorf("pid %d: never traced", pid)
-	}
-	st, err := pidStatus(pid)
-	if err != nil {
-		return nil, fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
-	}
-	if st.Tgid != pid {
-		return nil, fmt.Errorf("pid %d: not a process", pid)
-	}
-	if st.PPid == self {
-		return nil, fmt.Errorf("pid %d: %w", pid, ErrOwnChild)
-	}
-	if st.TracerPid != 0 {
-		return nil, fmt.Errorf("pid %d: already traced by pid %d", pid, st.TracerPid)
+	self := w.t.tid // TracerPid names the tracer thread
+	if err := w.checkAttachable(pid); err != nil {
+		return nil, err
 	}
 	if err := ptraceSeize(pid); err != nil {
 		if err == unix.ESRCH {
 			return nil, fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
 		}
-		if st2, e := pidStatus(pid); e == nil && st2.TracerPid != 0 {
+		if st2, e := pidStatus(pid); e == nil && st2.TracerPid == self {
+			// Auto-attached (a fork child) and not announced yet.
+			return nil, fmt.Errorf("pid %d: traced already: %w", pid, syscall.ESRCH)
+		} else if e == nil && st2.TracerPid != 0 {
 			return nil, fmt.Errorf("pid %d: already traced by pid %d (%v)", pid, st2.TracerPid, err)
 		}
 		return nil, fmt.Errorf("pid %d: cannot attach: %w", pid, err)
@@ -161,6 +164,22 @@ func (w *World) attach(pid int) (*process, error) {
 	return p, nil
 }
 
+// addMappings reads p's maps, inserts (InsertVMALocked + MmapHook) every
+// mapping of a watched inode that p's MM does not have yet, and puts the
+// r_brk breakpoint (rdebug.go) if p has none and is to stay traced.
+// Preconditions: on the tracer thread.
+func (w *World) addMappings(p *process) error {
+	ms, err := readMaps(p.pid)
+	if err != nil {
+		return err
+	}
+	err = w.insertMappings(p, ms)
+	if w.hasWatched(p) || w.expecting(p) {
+		w.setRbrk(p, ms)
+	}
+	return err
+}
+
 func (w *World) addProcess(p *process) {
 	w.procs[p.pid] = p
 	w.nProcs.Add(1)
@@ -207,24 +226,24 @@ func (w *World) dropProcess(p *process) {
 		return
 	}
 	p.gone = true
-	w.removeMappings(p, func(*rmap.VMA) bool { return true })
+	// The address space is gone (exit, exec) or restored (detach):
+	// forget the VMAs without writing.
+	mm := p.mm
+	mm.MmapSem.Lock()
+	for _, v := range mm.VMAsLocked() {
+		mm.RemoveVMALocked(v)
+		w.eng.MunmapHook(v)
+	}
+	mm.MmapSem.Unlock()
+	p.bpMu.Lock()
+	clear(p.bps)
+	p.bpMu.Unlock()
 	p.as.close()
 	if w.procs[p.pid] == p {
 		delete(w.procs, p.pid)
 		w.nProcs.Add(-1)
 	}
 	w.checkWaiters()
-}
-
-// addMappings reads p's maps and inserts (InsertVMALocked + MmapHook) every
-// mapping of a watched inode that p's MM does not have yet.
-// Preconditions: on the tracer thread.
-func (w *World) addMappings(p *process) error {
-	ms, err := readMaps(p.pid)
-	if err != nil {
-		return err
-	}
-	return w.insertMappings(p, ms)
 }
 
 func (w *World) insertMappings(p *process, ms []mapping) error {
@@ -234,7 +253,12 @@ func (w *World) insertMappings(p *process, ms []mapping) error {
 }
 
 // insertMappingsLocked is insertMappings with p.mm.MmapSem held for writing.
+// A process being detached (or gone) gets no VMA: its breakpoints have been
+// restored, and one installed now would stay behind after the detach.
 func (w *World) insertMappingsLocked(p *process, ms []mapping) error {
+	if p.detaching || p.gone {
+		return nil
+	}
 	var first error
 	mm := p.mm
 	for i := range ms {
@@ -247,10 +271,10 @@ func (w *World) insertMappingsLocked(p *process, ms []mapping) error {
 			if v.Start == m.Start && v.End == m.End && v.Inode == in && v.Pgoff == m.Off {
 				continue
 			}
-			// The mapping changed under an old VMA (issue 5 keeps the
-			// rmap exact; here we just resynchronize).
+			// The mapping changed under an old VMA: it is gone.
 			mm.RemoveVMALocked(v)
 			w.eng.MunmapHook(v)
+			w.forgetRange(p, v.Start, v.End)
 		}
 		v := &rmap.VMA{MM: mm, Start: m.Start, End: m.End, Pgoff: m.Off, Inode: in, Exec: m.Exec()}
 		if overlaps(mm, v) {
@@ -331,8 +355,10 @@ func (w *World) hasWatched(p *process) bool {
 // brings about. Preconditions: on the tracer thread.
 func (w *World) detachProcess(p *process) {
 	p.detaching = true
+	p.expect = time.Time{}
 	w.removeMappings(p, func(*rmap.VMA) bool { return true })
 	w.restoreRange(p, 0, ^uint64(0))
+	w.removeRbrk(p)
 	for _, th := range p.threads {
 		w.detachThread(th)
 	}
@@ -367,15 +393,15 @@ func (w *World) detachNow(th *thread, sig int) {
 	w.dropThread(th)
 }
 
-// detachWaiter is closed when none of its pids is traced any more.
+// detachWaiter is closed when none of its processes is traced any more.
 type detachWaiter struct {
-	pids []int
-	done chan struct{}
+	procs []*process
+	done  chan struct{}
 }
 
-// waitDetached returns a waiter for pids (closed at once if none).
-func (w *World) waitDetached(pids []int) *detachWaiter {
-	wt := &detachWaiter{pids: pids, done: make(chan struct{})}
+// waitDetached returns a waiter for ps (closed at once if none).
+func (w *World) waitDetached(ps []*process) *detachWaiter {
+	wt := &detachWaiter{procs: ps, done: make(chan struct{})}
 	w.waiters = append(w.waiters, wt)
 	w.checkWaiters()
 	return wt
@@ -385,8 +411,8 @@ func (w *World) checkWaiters() {
 	keep := w.waiters[:0]
 	for _, wt := range w.waiters {
 		left := false
-		for _, pid := range wt.pids {
-			if p := w.procs[pid]; p != nil && !p.gone {
+		for _, p := range wt.procs {
+			if !p.gone {
 				left = true
 				break
 			}

@@ -119,7 +119,17 @@ func (t *tracer) do(f func()) error {
 	})
 	t.mu.Unlock()
 	t.bell.ring()
-	if !<-done {
+	var ok bool
+	select {
+	case ok = <-done:
+	case <-time.After(time.Second):
+		// Not served within a second: the tracer may be busy, or
+		// asleep after a lost wake-up. Kick the bell (an extra
+		// stop is harmless) and keep waiting.
+		t.bell.kick()
+		ok = <-done
+	}
+	if !ok {
 		return ErrClosed
 	}
 	return nil
@@ -232,7 +242,7 @@ func (t *tracer) tracedExit(pid int, si *siginfo) bool {
 		return false
 	}
 	st, err := pidStatus(pid)
-	return err == nil && st.TracerPid == os.Getpid()
+	return err == nil && st.TracerPid == t.tid // TracerPid names the tracer thread
 }
 
 // pollKnown reaps one pending event of each known tracee without blocking

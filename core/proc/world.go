@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/fanotify"
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -58,6 +61,13 @@ type Options struct {
 	Profile *HitProfile
 	// Log receives diagnostics (default: none).
 	Log func(format string, args ...any)
+	// NoFanotify disables the fanotify holds of new processes: they are
+	// found by /proc rescans instead, as where fanotify is unavailable
+	// (for tests).
+	NoFanotify bool
+	// RescanInterval is the period of the /proc rescans used without
+	// fanotify (default 100ms).
+	RescanInterval time.Duration
 }
 
 // World is the real world under the engine: Linux processes traced with
@@ -88,6 +98,19 @@ type World struct {
 	reloc   map[*install.Plan]bool
 	waiters []*detachWaiter
 	place   placer
+	// pending are the processes seized at an exec, by pid (newproc.go).
+	pending map[int]*pendExec
+	// ldsos caches the dynamic loaders' r_brk (nil: none), by inode.
+	ldsos map[rmap.InodeKey]*ldso
+
+	// fan holds new processes at exec/open of watched files; nil where
+	// fanotify does not work (fanErr says why). Immutable after NewWorld.
+	fan    *fanotify.Watcher
+	fanErr error
+	// The /proc rescan used without fanotify.
+	rescanOnce sync.Once
+	rescanStop func()
+	rescanDone chan struct{}
 
 	// skipMu guards skips (read by any goroutine).
 	skipMu sync.Mutex
@@ -120,12 +143,15 @@ func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn[0])
 	}
 	p := as.proc
+	if err := checkMapped(mm, as, vaddr, u); err != nil {
+		return err
+	}
 	// Record first: a thread may trap as soon as the byte is written.
 	p.bpMu.Lock()
 	prev := p.bps[vaddr]
 	p.bps[vaddr] = u
 	p.bpMu.Unlock()
-	err := install.InsertBreakpoint(as, vaddr, u.Insn[0])
+	err := goneIfFault(install.InsertBreakpoint(as, vaddr, u.Insn[0]))
 	if err != nil && !errors.Is(err, syscall.EEXIST) {
 		p.bpMu.Lock()
 		if p.bps[vaddr] == u {
@@ -153,7 +179,10 @@ func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	p := as.proc
 	// Restore first, forget after: a thread that trapped before the
 	// restore is still counted and stepped over.
-	err := install.RemoveBreakpoint(as, vaddr, u.Insn[0])
+	err := checkMapped(mm, as, vaddr, u)
+	if err == nil {
+		err = goneIfFault(install.RemoveBreakpoint(as, vaddr, u.Insn[0]))
+	}
 	p.bpMu.Lock()
 	if p.bps[vaddr] == u {
 		delete(p.bps, vaddr)
@@ -163,11 +192,64 @@ func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	return err
 }
 
+// errMappingGone says that a VMA of an MM no longer maps what it did in the
+// process (unmapped, not yet seen by the tracer): for the engine, like an
+// exited MM.
+var errMappingGone = fmt.Errorf("mapping gone: %w", syscall.ESRCH)
+
+// goneIfFault turns EFAULT (the address is not mapped any more: the VMA is
+// stale until the tracer's next look at the maps) into errMappingGone.
+func goneIfFault(err error) error {
+	if err != nil && errors.Is(err, syscall.EFAULT) {
+		return fmt.Errorf("%v: %w", err, errMappingGone)
+	}
+	return err
+}
+
+// checkMapped verifies, before a breakpoint write at vaddr, that the
+// process still maps u's file at u's offset there. The MM learns of unmaps
+// only at the loader's r_brk and at exit: in between (or after a munmap the
+// loader did not announce) the range may map something else, which must
+// never be written (invariant 3). One stat of /proc/PID/map_files/RANGE,
+// or a read of the maps if the range was split.
+// Preconditions: mm.MmapSem held.
+func checkMapped(mm *rmap.MM, as *addressSpace, vaddr uint64, u *probes.Uprobe) error {
+	v := mm.FindVMALocked(vaddr)
+	if v == nil || v.Inode == nil {
+		return fmt.Errorf("pid %d %#x: no VMA: %w", as.pid, vaddr, errMappingGone)
+	}
+	k := v.Inode.Key
+	var st unix.Stat_t
+	if unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", as.pid, v.Start, v.End), &st) == nil {
+		if st.Dev == k.Dev && st.Ino == k.Ino {
+			return nil
+		}
+		return fmt.Errorf("pid %d %#x: maps another file: %w", as.pid, vaddr, errMappingGone)
+	}
+	ms, err := readMaps(as.pid)
+	if err != nil {
+		return fmt.Errorf("pid %d: %v: %w", as.pid, err, syscall.ESRCH)
+	}
+	for i := range ms {
+		m := &ms[i]
+		if vaddr >= m.Start && vaddr < m.End {
+			if m.Dev == k.Dev && m.Ino == k.Ino && m.Off+(vaddr-m.Start) == u.Offset {
+				return nil
+			}
+			break
+		}
+	}
+	return fmt.Errorf("pid %d %#x: not mapped as in the MM: %w", as.pid, vaddr, errMappingGone)
+}
+
 // NewWorld starts the tracer thread. eng must have been created with
 // EngineOptions(); inodes is the registry the engine's callers use.
 func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error) {
 	if o.DetachTimeout <= 0 {
 		o.DetachTimeout = 5 * time.Second
+	}
+	if o.RescanInterval <= 0 {
+		o.RescanInterval = 100 * time.Millisecond
 	}
 	w := &World{
 		eng:      eng,
@@ -180,6 +262,8 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		reapable: map[int]bool{},
 		reloc:    map[*install.Plan]bool{},
 		skips:    map[rmap.InodeKey][]Skip{},
+		pending:  map[int]*pendExec{},
+		ldsos:    map[rmap.InodeKey]*ldso{},
 	}
 	w.place.init(o.Placement)
 	t, err := startTracer(w)
@@ -190,6 +274,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 	if o.Profile != nil {
 		t.do(func() { t.profile = true })
 	}
+	w.startDiscovery()
 	return w, nil
 }
 
@@ -207,27 +292,47 @@ func (w *World) errorf(format string, args ...any) {
 
 // Watch finds every process that maps in (through /proc/PID/maps), attaches
 // to it and feeds its VMAs of in to the engine; from then on, processes
-// traced by the world that fork, exec or map in are followed. A process
-// that cannot be attached is not an error: it is listed by Skipped. Watch
-// is called before the first Register on in; path names the file (for
-// messages).
+// that exec in or open it (a library) are held by fanotify until they are
+// attached, and traced processes that fork, exec, map or unmap in are
+// followed (see newproc.go, rdebug.go). A process that cannot be attached
+// is not an error: it is listed by Skipped. Watch is called before the
+// first Register on in; path names the file.
 func (w *World) Watch(in *rmap.Inode, path string) error {
 	if w.closed.Load() {
 		return ErrClosed
 	}
+	// Watched first, then marked, then scanned: a process that execs in
+	// meanwhile is attached by the handler or found by the scan.
+	if err := w.t.do(func() { w.watched[in.Key] = in }); err != nil {
+		return err
+	}
+	undo := func() {
+		w.unmark(in)
+		w.t.do(func() { delete(w.watched, in.Key) })
+	}
+	if err := w.mark(in, path); err != nil {
+		undo()
+		return fmt.Errorf("watch %s: %w", path, err)
+	}
 	pids, err := pidsMapping(in.Key)
 	if err != nil {
+		undo()
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
 	var skips []Skip
 	err = w.t.do(func() {
-		w.watched[in.Key] = in
 		for _, pid := range pids {
 			if p := w.procs[pid]; p != nil {
 				if err := w.addMappings(p); err != nil {
 					w.errorf("watch %s: pid %d: %v", path, pid, err)
 				}
 				continue
+			}
+			if w.threads[pid] != nil {
+				continue // seized at its exec: its exec event comes
+			}
+			if _, ok := w.orphans[pid]; ok {
+				continue // a fork child, announced soon
 			}
 			if _, err := w.attach(pid); err != nil {
 				if !errors.Is(err, syscall.ESRCH) {
@@ -253,18 +358,21 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 // watched inode any more, waiting up to Options.DetachTimeout for them.
 // Called after the last Unregister on in.
 func (w *World) Unwatch(in *rmap.Inode) {
+	w.unmark(in)
 	var wt *detachWaiter
 	err := w.t.do(func() {
 		delete(w.watched, in.Key)
-		var pids []int
+		var ps []*process
 		for _, p := range w.sortedProcs() {
 			w.removeMappings(p, func(v *rmap.VMA) bool { return v.Inode == in })
 			if !p.detaching && !w.hasWatched(p) {
 				w.detachProcess(p)
-				pids = append(pids, p.pid)
+			}
+			if p.detaching {
+				ps = append(ps, p)
 			}
 		}
-		wt = w.waitDetached(pids)
+		wt = w.waitDetached(ps)
 	})
 	w.skipMu.Lock()
 	delete(w.skips, in.Key)
@@ -332,16 +440,33 @@ func (w *World) Close() error {
 	if w.closed.Swap(true) {
 		return nil
 	}
+	if w.fan != nil {
+		// Every held process is let go (they are not attached any more).
+		if err := w.fan.Close(); err != nil {
+			w.errorf("close: fanotify: %v", err)
+		}
+	}
+	w.rescanOnce.Do(func() {}) // a rescan started by Watch is visible; none starts later
+	if w.rescanStop != nil {
+		w.rescanStop()
+		<-w.rescanDone
+	}
 	var wt *detachWaiter
 	err := w.t.do(func() {
-		var pids []int
+		var ps []*process
 		for _, p := range w.sortedProcs() {
 			if !p.detaching {
 				w.detachProcess(p)
 			}
-			pids = append(pids, p.pid)
+			ps = append(ps, p)
 		}
-		wt = w.waitDetached(pids)
+		for _, th := range w.threads {
+			if th.proc == nil && !th.detach {
+				th.pend = nil
+				w.detachThread(th)
+			}
+		}
+		wt = w.waitDetached(ps)
 	})
 	if err != nil {
 		return err

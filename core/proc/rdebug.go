@@ -1,0 +1,271 @@
+package proc
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// The dynamic loader's r_brk.
+//
+// We cannot see a traced process's mmap and munmap calls, but the glibc
+// dynamic loader announces every change of its list of loaded objects by
+// calling _dl_debug_state (the address in r_debug.r_brk, an empty function
+// that exists for debuggers): with r_state RT_ADD before it maps a library,
+// RT_DELETE before it unmaps one, and RT_CONSISTENT once the list is
+// consistent again — after the mapping and before the library's
+// constructors run (at start-up and at dlopen), and after the unmapping at
+// dlclose. Every traced process whose interpreter is such a loader gets an
+// internal breakpoint there (not an engine uprobe: it lives in the
+// process's private text like the others, in p.rbrk). When it is hit with
+// r_state RT_CONSISTENT (or when r_state cannot be read), the tracer
+// rescans /proc/PID/maps and diffs it against the process's MM
+// (syncMappings): mappings of watched inodes that are new go through
+// InsertVMALocked + MmapHook, VMAs that are gone through RemoveVMALocked +
+// MunmapHook (without writing anything: the range may map something else
+// by now). Then it steps over the instruction like a hit.
+
+// ldso is what we know of one dynamic loader file.
+type ldso struct {
+	off    uint64        // file offset of _dl_debug_state
+	plan   *install.Plan // its step-over plan
+	rstate uint64        // link-time vaddr of _r_debug.r_state, 0 if unknown
+	first  uint64        // link-time vaddr of the first PT_LOAD, page aligned
+}
+
+// rStateOff is the offset of r_state in struct r_debug (int r_version;
+// struct link_map *r_map; ElfW(Addr) r_brk; enum r_state; ...).
+const rStateOff = 24
+
+// AT_BASE: the interpreter's load address in the auxiliary vector.
+const atBase = 7
+
+// auxvBase returns the AT_BASE of pid (0 if none: a static program).
+func auxvBase(pid int) uint64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	if err != nil {
+		return 0
+	}
+	for len(b) >= 16 {
+		k := binary.LittleEndian.Uint64(b)
+		v := binary.LittleEndian.Uint64(b[8:])
+		if k == 0 {
+			break
+		}
+		if k == atBase {
+			return v
+		}
+		b = b[16:]
+	}
+	return 0
+}
+
+// loadLdso reads the loader file at path (an open path of the mapped file).
+func loadLdso(path string) (*ldso, error) {
+	f, err := install.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	off, err := f.Resolve("_dl_debug_state")
+	if err != nil {
+		return nil, err
+	}
+	plan, err := f.Analyze(off)
+	if err != nil {
+		return nil, err
+	}
+	l := &ldso{off: off, plan: plan}
+	ef, err := elf.Open(path)
+	if err != nil {
+		return l, nil
+	}
+	defer ef.Close()
+	first := ^uint64(0)
+	for _, ph := range ef.Progs {
+		if ph.Type == elf.PT_LOAD && ph.Vaddr < first {
+			first = ph.Vaddr
+		}
+	}
+	if first == ^uint64(0) {
+		return l, nil
+	}
+	l.first = first &^ 0xfff
+	syms, _ := ef.DynamicSymbols()
+	for _, s := range syms {
+		if s.Name == "_r_debug" && s.Value != 0 {
+			l.rstate = s.Value + rStateOff
+			break
+		}
+	}
+	return l, nil
+}
+
+// setRbrk puts the internal breakpoint on the loader's _dl_debug_state in
+// p, if p has a glibc-like loader and no r_brk yet. ms is p's maps.
+// Preconditions: on the tracer thread.
+func (w *World) setRbrk(p *process, ms []mapping) {
+	if p.rbrk != 0 || p.detaching || p.gone {
+		return
+	}
+	base := auxvBase(p.pid)
+	if base == 0 {
+		return
+	}
+	var lm *mapping
+	for i := range ms {
+		if ms[i].Start == base && ms[i].Ino != 0 {
+			lm = &ms[i]
+			break
+		}
+	}
+	if lm == nil {
+		return
+	}
+	k := rmap.InodeKey{Dev: lm.Dev, Ino: lm.Ino}
+	if w.watched[k] != nil {
+		// The loader itself is watched: the engine's breakpoints and
+		// ours must not share bytes. Maps are then synchronized only
+		// by the fallback paths.
+		return
+	}
+	l, ok := w.ldsos[k]
+	if !ok {
+		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.pid, lm.Start, lm.End)
+		var err error
+		if l, err = loadLdso(path); err != nil {
+			w.log("pid %d: loader %s: no r_brk: %v", p.pid, lm.Path, err)
+			l = nil
+		}
+		w.ldsos[k] = l
+	}
+	if l == nil {
+		return
+	}
+	bias := base - l.first
+	for i := range ms {
+		m := &ms[i]
+		if m.Dev != lm.Dev || m.Ino != lm.Ino || !m.Exec() || l.off < m.Off || l.off >= m.Off+(m.End-m.Start) {
+			continue
+		}
+		va := m.Start + (l.off - m.Off)
+		p.bpMu.Lock()
+		p.everBp[va] = l.plan.Insn[0]
+		p.bpMu.Unlock()
+		if err := install.InsertBreakpoint(p.as, va, l.plan.Insn[0]); err != nil && !errors.Is(err, syscall.EEXIST) {
+			if !errors.Is(err, syscall.ESRCH) {
+				w.errorf("pid %d: r_brk at %#x: %v", p.pid, va, err)
+			}
+			return
+		}
+		p.rbrk, p.rbrkPlan = va, l.plan
+		if l.rstate != 0 {
+			p.rstate = l.rstate + bias
+		}
+		return
+	}
+}
+
+// removeRbrk restores the loader's byte under p's internal breakpoint.
+// Preconditions: on the tracer thread.
+func (w *World) removeRbrk(p *process) {
+	if p.rbrk == 0 {
+		return
+	}
+	if err := install.RemoveBreakpoint(p.as, p.rbrk, p.rbrkPlan.Insn[0]); err != nil && !errors.Is(err, syscall.ESRCH) {
+		w.errorf("pid %d: restore r_brk at %#x: %v", p.pid, p.rbrk, err)
+	}
+	p.rbrk = 0
+}
+
+// rbrkHit handles a trap of th on its process's r_brk: resynchronize the
+// MM with the maps when the loader's list is consistent, step over, and
+// detach the process if it maps no watched inode any more.
+// Preconditions: on the tracer thread; th is stopped at the trap.
+func (w *World) rbrkHit(th *thread, addr uint64) {
+	p := th.proc
+	consistent := true
+	if p.rstate != 0 {
+		var b [4]byte
+		if p.as.ReadMemory(p.rstate, b[:]) == nil && binary.LittleEndian.Uint32(b[:]) != 0 {
+			consistent = false // RT_ADD or RT_DELETE: the change is still to come
+		}
+	}
+	if consistent {
+		if err := w.syncMappings(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			w.errorf("pid %d: maps: %v", p.pid, err)
+		}
+	}
+	u := &probes.Uprobe{Insn: p.rbrkPlan.Insn, Arch: p.rbrkPlan}
+	if !w.stepOver(th, u, addr) {
+		return
+	}
+	if consistent && !p.detaching {
+		if w.hasWatched(p) {
+			p.expect = time.Time{}
+		} else if !w.expecting(p) {
+			w.detachProcess(p) // th is stopped: detached at once
+			return
+		}
+	}
+	w.resume(th, 0)
+}
+
+// syncMappings makes p's MM match /proc/PID/maps for watched inodes: VMAs
+// whose mapping is gone or changed leave the engine (nothing is written
+// there), new mappings of watched inodes enter it.
+// Preconditions: on the tracer thread.
+func (w *World) syncMappings(p *process) error {
+	ms, err := readMaps(p.pid)
+	if err != nil {
+		return err
+	}
+	mm := p.mm
+	mm.MmapSem.Lock()
+	defer mm.MmapSem.Unlock()
+	for _, v := range mm.VMAsLocked() {
+		if !stillMapped(ms, v) {
+			mm.RemoveVMALocked(v)
+			w.eng.MunmapHook(v)
+			w.forgetRange(p, v.Start, v.End)
+		}
+	}
+	return w.insertMappingsLocked(p, ms)
+}
+
+// stillMapped reports whether ms has v's mapping unchanged.
+func stillMapped(ms []mapping, v *rmap.VMA) bool {
+	for i := range ms {
+		m := &ms[i]
+		if m.Start == v.Start {
+			return m.End == v.End && m.Off == v.Pgoff && v.Inode != nil &&
+				m.Dev == v.Inode.Key.Dev && m.Ino == v.Inode.Key.Ino && m.Exec() == v.Exec
+		}
+	}
+	return false
+}
+
+// forgetRange forgets p's breakpoints in [start, end) without writing:
+// the range no longer maps what they were written into.
+func (w *World) forgetRange(p *process, start, end uint64) {
+	p.bpMu.Lock()
+	for va := range p.bps {
+		if va >= start && va < end {
+			delete(p.bps, va)
+		}
+	}
+	for va := range p.everBp {
+		if va >= start && va < end && va != p.rbrk {
+			delete(p.everBp, va)
+		}
+	}
+	p.bpMu.Unlock()
+}
