@@ -2,7 +2,6 @@ package proc
 
 import (
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -185,7 +184,9 @@ func (w *World) detachStop(th *thread, sig, ev int) {
 // trapPending reports whether a SIGTRAP is pending for th itself (SigPnd
 // of /proc/TGID/task/TID/status).
 func trapPending(th *thread) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/status", th.tgid, th.tid))
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	b, err := readProcFile(fmt.Sprintf("/proc/%d/task/%d/status", th.tgid, th.tid), bp)
 	if err != nil {
 		return false
 	}

@@ -460,32 +460,3 @@ func (w *World) rescan(ctx context.Context) {
 		})
 	}
 }
-
-// pidsMappingAny returns the pids (not in skip) mapping any of keys.
-func pidsMappingAny(keys []rmap.InodeKey, skip map[int]bool) ([]int, error) {
-	pids, err := listPids()
-	if err != nil {
-		return nil, err
-	}
-	self := os.Getpid()
-	var out []int
-	for _, pid := range pids {
-		if pid == self || pid == 1 || skip[pid] {
-			continue
-		}
-		ms, err := readMaps(pid)
-		if err != nil {
-			continue
-		}
-	scan:
-		for i := range ms {
-			for _, k := range keys {
-				if ms[i].Dev == k.Dev && ms[i].Ino == k.Ino {
-					out = append(out, pid)
-					break scan
-				}
-			}
-		}
-	}
-	return out, nil
-}

@@ -14,6 +14,8 @@ type placer struct {
 	buf   []byte
 	moves uint64
 	n     uint64
+	// idle: the tracer thread runs at SCHED_IDLE (PlaceFollow).
+	idle bool
 }
 
 // followEvery is how often (in hits) PlaceFollow reads the tracee's CPU:
@@ -48,5 +50,22 @@ func (pl *placer) follow(th *thread) {
 	if unix.SchedSetaffinity(0, &set) == nil {
 		pl.cpu = c
 		pl.moves++
+		if !pl.idle {
+			pl.idle = setIdlePolicy() == nil
+		}
 	}
+}
+
+// setIdlePolicy puts the calling thread (the tracer thread) at SCHED_IDLE,
+// so that the tracee it resumes on its own CPU preempts it at once: the
+// tracer finishes its round (back into waitid) while the tracee runs to
+// its next trap, instead of the tracee waiting for the tracer to sleep or
+// for the other CPU. Children forked by the thread (the doorbell) get the
+// normal policy back (SCHED_FLAG_RESET_ON_FORK).
+func setIdlePolicy() error {
+	return unix.SchedSetAttr(0, &unix.SchedAttr{
+		Size:   unix.SizeofSchedAttr,
+		Policy: unix.SCHED_IDLE,
+		Flags:  unix.SCHED_FLAG_RESET_ON_FORK,
+	}, 0)
 }

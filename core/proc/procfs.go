@@ -1,14 +1,17 @@
 package proc
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
 // mapping is one line of /proc/PID/maps.
@@ -104,11 +107,63 @@ func parseMapsLine(s string) (mapping, error) {
 
 // readMaps reads /proc/PID/maps.
 func readMaps(pid int) ([]mapping, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	b, err := readProcFile(fmt.Sprintf("/proc/%d/maps", pid), bp)
 	if err != nil {
 		return nil, err
 	}
 	return parseMaps(b)
+}
+
+// procBufs are buffers for readProcFile (parseMaps and the status parser
+// copy what they keep).
+var procBufs = sync.Pool{New: func() any { b := make([]byte, 16<<10); return &b }}
+
+func getProcBuf() *[]byte { return procBufs.Get().(*[]byte) }
+func putProcBuf(b *[]byte) {
+	if cap(*b) <= 1<<20 { // a huge maps file's buffer is not kept
+		procBufs.Put(b)
+	}
+}
+
+// readProcFile reads a whole /proc file into *bp (grown as needed) with
+// plain open/read/close system calls: os.ReadFile also stats the file and
+// registers it with the runtime's poller (several system calls more per
+// file, which dominated the /proc scans). Errors are *os.PathError.
+func readProcFile(path string, bp *[]byte) ([]byte, error) {
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := unix.Read(fd, b[len(b):cap(b)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			*bp = b
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n == 0 {
+			break
+		}
+		b = b[:len(b)+n]
+	}
+	*bp = b
+	return b, nil
 }
 
 // listPids returns the pids of /proc.
@@ -122,19 +177,41 @@ func listTasks(pid int) ([]int, error) {
 }
 
 func listNumeric(dir string) ([]int, error) {
-	f, err := os.Open(dir)
-	if err != nil {
-		return nil, err
+	// Plain open/getdents/close: os.Open also registers the descriptor
+	// with the runtime's poller (listTasks runs once per attach).
+	var fd int
+	var err error
+	for {
+		fd, err = unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != unix.EINTR {
+			break
+		}
 	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
 	}
+	defer unix.Close(fd)
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	buf := (*bp)[:cap(*bp)]
 	var out []int
-	for _, n := range names {
-		if v, err := strconv.Atoi(n); err == nil && v > 0 {
-			out = append(out, v)
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "readdirent", Path: dir, Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(buf[:n], -1, names[:0])
+		for _, n := range names {
+			if v, err := strconv.Atoi(n); err == nil && v > 0 {
+				out = append(out, v)
+			}
 		}
 	}
 	return out, nil
@@ -149,19 +226,25 @@ type procStatus struct {
 // readStatus reads /proc/PID/status (or /proc/PID/task/TID/status via path).
 func readStatus(path string) (procStatus, error) {
 	var st procStatus
-	f, err := os.Open(path)
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	b, err := readProcFile(path, bp)
 	if err != nil {
 		return st, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok {
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		i := bytes.IndexByte(line, ':')
+		if i < 0 {
 			continue
 		}
-		v = strings.TrimSpace(v)
-		switch k {
+		v := string(bytes.TrimSpace(line[i+1:]))
+		switch string(line[:i]) {
 		case "Tgid":
 			st.Tgid, _ = strconv.Atoi(v)
 		case "PPid":
@@ -174,7 +257,7 @@ func readStatus(path string) (procStatus, error) {
 			}
 		}
 	}
-	return st, sc.Err()
+	return st, nil
 }
 
 // pidStatus reads /proc/PID/status.
@@ -206,4 +289,111 @@ func threadCPU(f *os.File, buf []byte) (int, error) {
 		return -1, err
 	}
 	return v, nil
+}
+
+// scanWorkers is how many goroutines read /proc/PID/maps in a scan.
+const scanWorkers = 4
+
+// mapsNeedle is what a maps line of k holds: " MAJ:MIN INODE " (the
+// kernel's show_vma_header_prefix prints the device as %02x:%02x and the
+// inode in decimal, each field followed by a space).
+func mapsNeedle(k rmap.InodeKey) []byte {
+	return fmt.Appendf(nil, " %02x:%02x %d ", unix.Major(k.Dev), unix.Minor(k.Dev), k.Ino)
+}
+
+// needleOK says whether the byte filter of scanMaps finds the mappings it
+// should: checked once against our own maps, so that an unexpected maps
+// format makes the scan parse everything instead of missing processes.
+var needleOK = sync.OnceValue(func() bool {
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	b, err := readProcFile("/proc/self/maps", bp)
+	if err != nil {
+		return false
+	}
+	ms, err := parseMaps(b)
+	if err != nil {
+		return false
+	}
+	for i := range ms {
+		if ms[i].Ino != 0 {
+			return bytes.Contains(b, mapsNeedle(rmap.InodeKey{Dev: ms[i].Dev, Ino: ms[i].Ino}))
+		}
+	}
+	return false
+})
+
+// pidsMappingAny returns the pids of /proc (but ours, init's and those in
+// skip) whose maps map any of keys, in /proc's order. The maps files are
+// read by a few goroutines at once; only those that contain a key's
+// " MAJ:MIN INODE " are parsed, to confirm.
+func pidsMappingAny(keys []rmap.InodeKey, skip map[int]bool) ([]int, error) {
+	pids, err := listPids()
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	needles := make([][]byte, len(keys))
+	for i, k := range keys {
+		needles[i] = mapsNeedle(k)
+	}
+	filter := needleOK()
+	match := make([]bool, len(pids))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(scanWorkers, len(pids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			bp := getProcBuf()
+			defer putProcBuf(bp)
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(pids) {
+					return
+				}
+				pid := pids[i]
+				if pid == self || pid == 1 || skip[pid] {
+					continue
+				}
+				b, err := readProcFile(fmt.Sprintf("/proc/%d/maps", pid), bp)
+				if err != nil {
+					continue // gone, or a kernel thread
+				}
+				if filter {
+					hit := false
+					for _, n := range needles {
+						if bytes.Contains(b, n) {
+							hit = true
+							break
+						}
+					}
+					if !hit {
+						continue
+					}
+				}
+				ms, err := parseMaps(b)
+				if err != nil {
+					continue
+				}
+			scan:
+				for j := range ms {
+					for _, k := range keys {
+						if ms[j].Dev == k.Dev && ms[j].Ino == k.Ino {
+							match[i] = true
+							break scan
+						}
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var out []int
+	for i, ok := range match {
+		if ok {
+			out = append(out, pids[i])
+		}
+	}
+	return out, nil
 }

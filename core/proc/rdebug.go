@@ -50,7 +50,9 @@ const atBase = 7
 
 // auxvBase returns the AT_BASE of pid (0 if none: a static program).
 func auxvBase(pid int) uint64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", pid))
+	bp := getProcBuf()
+	defer putProcBuf(bp)
+	b, err := readProcFile(fmt.Sprintf("/proc/%d/auxv", pid), bp)
 	if err != nil {
 		return 0
 	}

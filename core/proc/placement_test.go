@@ -1,0 +1,25 @@
+package proc
+
+import (
+	"testing"
+	"time"
+)
+
+// TestPlaceFollow: with the tracer following the tracee's CPU at
+// SCHED_IDLE, hits are still exact and the program's output unchanged.
+func TestPlaceFollow(t *testing.T) {
+	t.Parallel()
+	bin := workBin(t)
+	const n = 2000
+	want := checksum(t, bin, "2000", "1", "l")
+	e := newEnv(t, Options{Placement: PlaceFollow})
+	f := startFixture(t, bin, "2000", "1", "l")
+	p := e.register(bin, "f_load")
+	outs, codes := runAll(t, []*fixture{f}, 120*time.Second)
+	if codes[0] != 0 || outs[0] != want {
+		t.Errorf("exit %d output %q, want 0 %q", codes[0], outs[0], want)
+	}
+	if got := p.c.Hits(); got != n {
+		t.Errorf("%d hits, want %d", got, n)
+	}
+}
