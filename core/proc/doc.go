@@ -120,7 +120,8 @@
 // addressSpace.mu, a leaf guarding the /proc/PID/mem descriptor; the
 // tracer's request queue lock and the skip list lock, leaves. The tracer
 // thread takes mmap_sem (write) for fork, exec, exit, attach, detach and
-// r_brk resynchronization, never on the hit path; nothing that holds an
-// mmap_sem waits for the tracer except the PTRACE_POKEDATA fallback (see
+// r_brk resynchronization (lockMM), never on the hit path; nothing that
+// holds an mmap_sem waits for the tracer except the PTRACE_POKEDATA
+// fallback, whose requests the tracer serves while it waits in lockMM (see
 // poke.go). The fanotify handlers only queue requests for the tracer.
 package proc

@@ -263,7 +263,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	// As Linux's dup_mmap: the parent's mmap_sem (write) is held until
 	// the child's MmapHooks are done, so no register/unregister walk of
 	// the parent runs in between.
-	pp.mm.MmapSem.Lock()
+	w.lockMM(pp.mm)
 	c.mm.MmapSem.LockNested(1)
 	if err := w.insertMappingsLocked(c, ms); err != nil {
 		w.errorf("fork child %d of %d: %v", tgid, pp.pid, err)

@@ -3,6 +3,9 @@ package proc
 import (
 	"fmt"
 	"syscall"
+	"time"
+
+	"github.com/uprobefs/uprobefs/core/rmap"
 
 	"golang.org/x/sys/unix"
 )
@@ -11,12 +14,14 @@ import (
 // tracer thread, through a stopped thread of the process (one is
 // interrupted if none is stopped).
 //
-// Hazard: a caller that holds the process's mmap_sem while the tracer
-// waits for that mmap_sem (fork, exec, exit, attach) deadlocks; this path
-// is only used where the kernel refuses /proc/PID/mem writes.
+// The caller may hold the process's mmap_sem for reading (an engine walk)
+// while the tracer wants it for writing (fork, exec, exit, attach, a loader
+// stop): the request goes through doPoke, which the tracer serves while it
+// waits in lockMM, so neither waits for the other. This path is only used
+// where the kernel refuses /proc/PID/mem writes.
 func (w *World) pokeMemory(as *addressSpace, vaddr uint64, b []byte) error {
 	var err error
-	if derr := w.t.do(func() { err = w.pokeOnTracer(as.proc, vaddr, b) }); derr != nil {
+	if derr := w.t.doPoke(func() { err = w.pokeOnTracer(as.proc, vaddr, b) }); derr != nil {
 		return fmt.Errorf("poke at %#x of pid %d: %w", vaddr, as.pid, syscall.ESRCH)
 	}
 	return err
@@ -87,4 +92,17 @@ func pokeErr(p *process, vaddr uint64, err error) error {
 		return fmt.Errorf("poke at %#x of pid %d: %w", vaddr, p.pid, syscall.EFAULT)
 	}
 	return fmt.Errorf("poke at %#x of pid %d: %w", vaddr, p.pid, err)
+}
+
+// lockMM takes mm's mmap_sem for writing on the tracer thread. While an
+// engine walk holds it for reading, the walk may be waiting for the tracer
+// to poke a breakpoint in (pokeMemory), so the tracer serves poke requests
+// until the lock is free instead of blocking.
+// Preconditions: on the tracer thread.
+func (w *World) lockMM(mm *rmap.MM) {
+	for !mm.MmapSem.TryLock() {
+		if !w.t.servePokes() {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
 }

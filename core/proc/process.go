@@ -229,7 +229,7 @@ func (w *World) dropProcess(p *process) {
 	// The address space is gone (exit, exec) or restored (detach):
 	// forget the VMAs without writing.
 	mm := p.mm
-	mm.MmapSem.Lock()
+	w.lockMM(mm)
 	for _, v := range mm.VMAsLocked() {
 		mm.RemoveVMALocked(v)
 		w.eng.MunmapHook(v)
@@ -247,7 +247,7 @@ func (w *World) dropProcess(p *process) {
 }
 
 func (w *World) insertMappings(p *process, ms []mapping) error {
-	p.mm.MmapSem.Lock()
+	w.lockMM(p.mm)
 	defer p.mm.MmapSem.Unlock()
 	return w.insertMappingsLocked(p, ms)
 }
@@ -302,7 +302,7 @@ func overlaps(mm *rmap.MM, v *rmap.VMA) bool {
 // Preconditions: on the tracer thread.
 func (w *World) removeMappings(p *process, which func(*rmap.VMA) bool) {
 	mm := p.mm
-	mm.MmapSem.Lock()
+	w.lockMM(mm)
 	defer mm.MmapSem.Unlock()
 	for _, v := range mm.VMAsLocked() {
 		if !which(v) {

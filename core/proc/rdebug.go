@@ -231,7 +231,7 @@ func (w *World) syncMappings(p *process) error {
 		return err
 	}
 	mm := p.mm
-	mm.MmapSem.Lock()
+	w.lockMM(mm)
 	defer mm.MmapSem.Unlock()
 	for _, v := range mm.VMAsLocked() {
 		if !stillMapped(ms, v) {

@@ -39,9 +39,11 @@ type tracer struct {
 
 	bell doorbell
 
-	// mu guards reqs and closed.
+	// mu guards reqs, pokes and closed. pokes are requests that the
+	// tracer also serves while it waits for an mmap_sem (servePokes).
 	mu     sync.Mutex
 	reqs   []func()
+	pokes  []func()
 	closed bool
 
 	// quit is set by a request to end the loop. quit is tracer-owned.
@@ -98,25 +100,38 @@ func (t *tracer) onTracer() bool { return unix.Gettid() == t.tid }
 // do runs f on the tracer thread and waits for it. It returns ErrClosed if
 // the tracer has stopped (f then did not run). On the tracer thread it
 // calls f directly.
-func (t *tracer) do(f func()) error {
+func (t *tracer) do(f func()) error { return t.enqueue(f, false) }
+
+// doPoke is do for requests whose caller may hold an mmap_sem for reading
+// (the PTRACE_POKEDATA fallback of a breakpoint write): besides the loop,
+// the tracer serves them while it waits to take an mmap_sem for writing
+// (lockMM), so that the two never wait for each other.
+func (t *tracer) doPoke(f func()) error { return t.enqueue(f, true) }
+
+func (t *tracer) enqueue(f func(), poke bool) error {
 	if t.onTracer() {
 		f()
 		return nil
 	}
 	done := make(chan bool, 1)
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return ErrClosed
-	}
-	t.reqs = append(t.reqs, func() {
+	req := func() {
 		if t.quit {
 			done <- false
 			return
 		}
 		f()
 		done <- true
-	})
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return ErrClosed
+	}
+	if poke {
+		t.pokes = append(t.pokes, req)
+	} else {
+		t.reqs = append(t.reqs, req)
+	}
 	t.mu.Unlock()
 	t.bell.ring()
 	var ok bool
@@ -139,9 +154,23 @@ func (t *tracer) do(f func()) error {
 // the current round.
 func (t *tracer) stopLoop() { t.quit = true }
 
+// servePokes runs the queued poke requests and reports whether there were
+// any.
+func (t *tracer) servePokes() bool {
+	t.mu.Lock()
+	pokes := t.pokes
+	t.pokes = nil
+	t.mu.Unlock()
+	for _, f := range pokes {
+		f()
+	}
+	return len(pokes) > 0
+}
+
 // serve runs the queued requests.
 func (t *tracer) serve() {
 	for {
+		t.servePokes()
 		t.mu.Lock()
 		reqs := t.reqs
 		t.reqs = nil
