@@ -5,6 +5,7 @@
 package testfix
 
 import (
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -47,4 +48,32 @@ func Copy(tb testing.TB, src string) string {
 		tb.Fatal(err)
 	}
 	return dst
+}
+
+// SymOff returns the file offset of the symbol sym (of any type, so that
+// tests can also aim at data) in the ELF file path, computed from the
+// PT_LOAD segment that holds it. The test fails if there is none.
+func SymOff(tb testing.TB, path, sym string) uint64 {
+	tb.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	syms, err := f.Symbols()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, s := range syms {
+		if s.Name != sym {
+			continue
+		}
+		for _, p := range f.Progs {
+			if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Memsz {
+				return s.Value - p.Vaddr + p.Off
+			}
+		}
+	}
+	tb.Fatalf("%s: no symbol %s in a loaded segment", path, sym)
+	return 0
 }

@@ -12,7 +12,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -445,30 +444,4 @@ func fileBytes(t *testing.T, path string, off uint64, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// symOff returns the file offset of the symbol name in the ELF file path.
-func symOff(t *testing.T, path, name string) uint64 {
-	t.Helper()
-	f, err := elf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	syms, err := f.Symbols()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range syms {
-		if s.Name != name {
-			continue
-		}
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_LOAD && s.Value >= p.Vaddr && s.Value < p.Vaddr+p.Memsz {
-				return s.Value - p.Vaddr + p.Off
-			}
-		}
-	}
-	t.Fatalf("no symbol %s in %s", name, path)
-	return 0
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 // TestRegisterListHits registers by offset, symbol, symbol+offset and
@@ -25,7 +27,7 @@ func TestRegisterListHits(t *testing.T) {
 	d := startDaemon(t)
 	bin := buildFixture(t)
 	fx := startFixture(t, bin, -1)
-	tick, tock := symOff(t, bin, "tick"), symOff(t, bin, "tock")
+	tick, tock := testfix.SymOff(t, bin, "tick"), testfix.SymOff(t, bin, "tock")
 	P := d.in(bin)
 
 	d.must(fmt.Sprintf("echo %#x > %s/probes", tick, P))      // offset
@@ -152,7 +154,7 @@ func TestBadInputs(t *testing.T) {
 	os.Mkdir(dir+"/sub", 0o755)
 	D := d.in(dir)
 	d.must("echo tick > " + P + "/probes")
-	data := symOff(t, bin, "data_word")
+	data := testfix.SymOff(t, bin, "data_word")
 
 	cases := []struct {
 		name, cmd string
@@ -362,8 +364,8 @@ func testShutdown(t *testing.T, withReader bool, stop func(*daemon) int) {
 		if tp := fx.tracerPid(); tp != 0 {
 			t.Fatalf("fixture %d: TracerPid %d after shutdown", fx.pid(), tp)
 		}
-		fx.checkOriginal(symOff(t, fx.path, "tick"))
-		fx.checkOriginal(symOff(t, fx.path, "tock"))
+		fx.checkOriginal(testfix.SymOff(t, fx.path, "tick"))
+		fx.checkOriginal(testfix.SymOff(t, fx.path, "tock"))
 		fx.drainBeats()
 		fx.waitBeats(3)
 	}
