@@ -246,32 +246,7 @@ func (w *World) attachExec(pid int) error {
 	pe := &pendExec{pid: pid}
 	w.pending[pid] = pe
 	w.addThread(nil, pid, pid).pend = pe
-	self := w.t.tid // TracerPid names the tracer thread
-	for {
-		tids, err := listTasks(pid)
-		if err != nil {
-			break
-		}
-		added := 0
-		for _, tid := range tids {
-			if w.threads[tid] != nil {
-				continue
-			}
-			err := ptraceSeize(tid)
-			if err == unix.EPERM {
-				if s, e := readStatus(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)); e == nil && s.TracerPid == self {
-					err = nil // auto-attached by a clone event to come
-				}
-			}
-			if err == nil {
-				w.addThread(nil, tid, pid).pend = pe
-				added++
-			}
-		}
-		if added == 0 {
-			break
-		}
-	}
+	w.seizeThreads(pid, func(tid int) { w.addThread(nil, tid, pid).pend = pe })
 	w.after(pendExecTimeout, func() { w.expirePending(pe) })
 	return nil
 }

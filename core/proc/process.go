@@ -127,41 +127,46 @@ func (w *World) attach(pid int) (*process, error) {
 	}
 	w.addProcess(p)
 	w.addThread(p, pid, pid)
-	// Seize the other threads; threads they create meanwhile are
-	// auto-attached (clone events), threads made by not-yet-seized ones
-	// are found by the next pass.
+	w.seizeThreads(pid, func(tid int) { w.addThread(p, tid, pid) })
+	if err := w.addMappings(p); err != nil {
+		w.errorf("attach pid %d: %v", pid, err)
+	}
+	return p, nil
+}
+
+// seizeThreads seizes every thread of pid that is not traced yet and calls
+// add (which must record it in w.threads) for each. Threads they create
+// meanwhile are auto-attached (clone events); a thread auto-attached through
+// a clone event not seen yet (EPERM, TracerPid is the tracer thread) is ours
+// too; threads made by not-yet-seized ones are found by the next pass.
+// Preconditions: on the tracer thread.
+func (w *World) seizeThreads(pid int, add func(tid int)) {
+	self := w.t.tid // TracerPid names the tracer thread
 	for {
 		tids, err := listTasks(pid)
 		if err != nil {
-			break
+			return
 		}
 		added := 0
 		for _, tid := range tids {
 			if w.threads[tid] != nil {
 				continue
 			}
-			if err := ptraceSeize(tid); err != nil {
-				if err == unix.EPERM {
-					// Auto-attached through a clone event we
-					// have not seen yet: it is ours.
-					if s, e := readStatus(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)); e == nil && s.TracerPid == self {
-						w.addThread(p, tid, pid)
-						added++
-					}
+			err := ptraceSeize(tid)
+			if err == unix.EPERM {
+				if s, e := readStatus(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)); e == nil && s.TracerPid == self {
+					err = nil
 				}
-				continue
 			}
-			w.addThread(p, tid, pid)
-			added++
+			if err == nil {
+				add(tid)
+				added++
+			}
 		}
 		if added == 0 {
-			break
+			return
 		}
 	}
-	if err := w.addMappings(p); err != nil {
-		w.errorf("attach pid %d: %v", pid, err)
-	}
-	return p, nil
 }
 
 // addMappings reads p's maps, inserts (InsertVMALocked + MmapHook) every
