@@ -433,19 +433,7 @@ type stressProbe struct {
 }
 
 func newStressProbe(t *testing.T, e *env, path, loc string) *stressProbe {
-	f, err := install.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	off, err := f.Resolve(loc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plan, err := f.Analyze(off)
-	if err != nil {
-		t.Fatal(err)
-	}
+	off, plan := resolvePlan(t, path, loc)
 	return &stressProbe{path: path, in: e.inodes.Get(keyOf(t, path)), off: off, plan: plan}
 }
 

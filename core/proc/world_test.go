@@ -62,11 +62,11 @@ func keyOf(t testing.TB, path string) rmap.InodeKey {
 	return rmap.InodeKey{Dev: st.Dev, Ino: st.Ino}
 }
 
-// register watches bin (once) and registers a consumer at loc.
-func (e *env) register(bin, loc string) *probe {
-	t := e.t
+// resolvePlan resolves loc in the file path and analyzes the instruction
+// there, as the Manager does.
+func resolvePlan(t testing.TB, path, loc string) (uint64, *install.Plan) {
 	t.Helper()
-	f, err := install.Open(bin)
+	f, err := install.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +79,14 @@ func (e *env) register(bin, loc string) *probe {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return off, plan
+}
+
+// register watches bin (once) and registers a consumer at loc.
+func (e *env) register(bin, loc string) *probe {
+	t := e.t
+	t.Helper()
+	off, plan := resolvePlan(t, bin, loc)
 	k := keyOf(t, bin)
 	in := e.inodes.Get(k)
 	if !e.watched[k] {
