@@ -30,13 +30,28 @@ prereq:
 	@[ -e /dev/fuse ] || { [ "$$(id -u)" = 0 ] && mknod -m 666 /dev/fuse c 10 229; } || { echo "prereq: /dev/fuse missing" >&2; exit 1; }
 	@[ -e /sys/kernel/tracing/uprobe_events ] || { [ "$$(id -u)" = 0 ] && mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; } || echo "prereq: tracefs not mounted; kernel comparisons will be skipped" >&2
 
+# lint: gofmt, go vet (also of the planted-bug build), and the structure
+# rules: the engine (core/probes) depends on no os-level package but through
+# the standard library (no x/sys/unix, no log/slog; it and the core packages
+# it imports do not import os themselves), and no file under core/ or fs/ is
+# over 500 lines.
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags planted ./core/...
+	@bad=$$($(GO) list -deps ./core/probes | grep -xE 'golang.org/x/sys/unix|log/slog'); \
+	if [ -n "$$bad" ]; then echo "core/probes depends on: $$bad" >&2; exit 1; fi
+	@bad=$$($(GO) list -f '{{.ImportPath}}: {{join .Imports " "}}' ./core/probes ./core/rmap ./core/srcu ./core/lockdep ./core/install | grep -wE 'os|golang.org/x/sys/unix|log/slog'); \
+	if [ -n "$$bad" ]; then echo "engine packages import os-level packages: $$bad" >&2; exit 1; fi
+	@big=$$(find core fs -name '*.go' -exec awk 'END { if (NR > 500) print FILENAME ": " NR " lines" }' {} \;); \
+	if [ -n "$$big" ]; then echo "files over 500 lines:"; echo "$$big"; exit 1; fi
 
+# test runs every test under -race, then the planted-bug tests (built with
+# the "planted" tag: the production engine and world have no such hooks).
 test: prereq lint
 	$(GO) test -race -timeout $(TIMEOUT) ./...
+	$(GO) test -race -tags planted -run Planted ./core/probes ./core/proc
 
 # bench measures uprobefs side by side with the kernel's uprobes (tracefs) in
 # one run and writes BENCHMARKS.md with the machine's facts; see bench/main.go.

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/manager"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/proc"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -59,7 +60,7 @@ func agentMain(args []string) int {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		return 1
 	}
-	m := probes.NewManager(eng, &inodes, w, nil)
+	m := manager.NewManager(eng, &inodes, w, nil)
 	in := bufio.NewScanner(os.Stdin)
 	in.Buffer(make([]byte, 1<<20), 1<<20)
 	out := json.NewEncoder(os.Stdout)
@@ -75,20 +76,20 @@ func agentMain(args []string) int {
 		switch q.Op {
 		case "write":
 			t0 := time.Now()
-			err := m.Write(probes.Root, q.Path, []byte(q.Text))
+			err := m.Write(manager.Root, q.Path, []byte(q.Text))
 			r.Ns = time.Since(t0).Nanoseconds()
 			if err != nil {
 				r.Err = err.Error()
 			}
 		case "remove":
 			t0 := time.Now()
-			err := m.Remove(probes.Root, q.Path, q.Name)
+			err := m.Remove(manager.Root, q.Path, q.Name)
 			r.Ns = time.Since(t0).Nanoseconds()
 			if err != nil {
 				r.Err = err.Error()
 			}
 		case "hits":
-			key, err := probes.KeyOf(q.Path)
+			key, err := manager.KeyOf(q.Path)
 			if err != nil {
 				r.Err = err.Error()
 			} else if p := m.Probe(key, q.Name); p == nil {

@@ -13,7 +13,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/kuprobe"
 )
 
@@ -176,7 +176,7 @@ func (k *kernelTracer) close() {
 
 // resolve returns the file offset of loc ("sym", "sym+off", "0x...") in path.
 func resolve(path, loc string) (uint64, error) {
-	f, err := install.Open(path)
+	f, err := objfile.Open(path)
 	if err != nil {
 		return 0, err
 	}

@@ -9,7 +9,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/manager"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
@@ -55,7 +55,7 @@ func (d *binDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*
 	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)}), 0
 }
 
-func probeIno(mpath string, p *probes.Probe) uint64 {
+func probeIno(mpath string, p *manager.Probe) uint64 {
 	return inoOf("probe", mpath, u64(p.Key.Dev), u64(p.Key.Ino), strconv.FormatUint(p.ID, 10))
 }
 

@@ -8,7 +8,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/manager"
 )
 
 // controlDir is <mount>/.uprobefs.
@@ -22,16 +22,16 @@ var (
 
 // controlFiles are the files of the control directory and their content for
 // a caller.
-var controlFiles = map[string]func(m *probes.Manager, c probes.Caller) string{
-	"probes": func(m *probes.Manager, c probes.Caller) string {
+var controlFiles = map[string]func(m *manager.Manager, c manager.Caller) string{
+	"probes": func(m *manager.Manager, c manager.Caller) string {
 		var b strings.Builder
 		for _, p := range m.All() {
 			b.WriteString(p.ControlLine())
 		}
 		return b.String()
 	},
-	"stats": func(m *probes.Manager, c probes.Caller) string { return m.Stats().Text() },
-	"errors": func(m *probes.Manager, c probes.Caller) string {
+	"stats": func(m *manager.Manager, c manager.Caller) string { return m.Stats().Text() },
+	"errors": func(m *manager.Manager, c manager.Caller) string {
 		var b strings.Builder
 		for _, e := range m.Errors() {
 			if c.Uid == 0 || e.Caller.Uid == c.Uid {
@@ -70,7 +70,7 @@ func (d *controlDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Err
 // controlFile is a read-only file of the control directory.
 type controlFile struct {
 	node
-	content func(m *probes.Manager, c probes.Caller) string
+	content func(m *manager.Manager, c manager.Caller) string
 }
 
 var (

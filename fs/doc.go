@@ -1,5 +1,5 @@
 // Package fs is the uprobefs filesystem: a go-fuse v2 node tree over a
-// probes.Manager. It implements DESIGN.md §1.
+// manager.Manager. It implements DESIGN.md §1.
 //
 // # Layout
 //
@@ -33,7 +33,7 @@
 //   - Identity is the inode: every path to one file (symlinks, hard links)
 //     shows the same probes.
 //   - probes: each write(2) is one all-or-nothing batch of complete lines
-//     (see probes.ParseProbeLines for the forms); at most 64 KiB a write.
+//     (see manager.ParseProbeLines for the forms); at most 64 KiB a write.
 //     Opening with O_TRUNC (">") deletes nothing: ">" and ">>" both only add.
 //   - events: a reader gets every hit that happens after it opened the file
 //     (each reader independently); a read blocks while there is none, like
@@ -47,7 +47,7 @@
 //     events or status succeeds and does nothing, then rmdir unregisters.
 //   - Callers other than root (possible with --allow-other) may register only
 //     where every process mapping the file has their uid (see
-//     probes.Manager.ApplyAs), remove only their own probes, and see only their
+//     manager.Manager.ApplyAs), remove only their own probes, and see only their
 //     own processes in events, status and errors.
 //
 // # Errors
@@ -70,4 +70,7 @@
 //	EDEADLK  the writing process maps the file it probes
 //	EAGAIN   events opened O_NONBLOCK with nothing to read
 //	EINTR    a blocked events read was interrupted
+//
+// It imports core/manager (and core/rmap for identities) and go-fuse: every
+// core error becomes an errno in one place (errnoOf).
 package fs

@@ -9,120 +9,23 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/uprobefs/uprobefs/core/manager"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 // The fs unit tests mount a real uprobefs (as root, with DirectMount) that
 // mirrors a private temporary directory, over the real Engine and Manager
-// and a fake world (fakeWorld): a "process" is an rmap.MM over a byte slice
-// holding the probed file, and hits are simulated with Engine.Dispatch.
-
-const fakeBase = 0x555555554000
-
-type fakeAS struct {
-	mu  sync.Mutex
-	mem []byte
-}
-
-func (a *fakeAS) ReadMemory(vaddr uint64, p []byte) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if vaddr < fakeBase || vaddr-fakeBase+uint64(len(p)) > uint64(len(a.mem)) {
-		return syscall.EFAULT
-	}
-	copy(p, a.mem[vaddr-fakeBase:])
-	return nil
-}
-
-func (a *fakeAS) WriteMemory(vaddr uint64, p []byte) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if vaddr < fakeBase || vaddr-fakeBase+uint64(len(p)) > uint64(len(a.mem)) {
-		return syscall.EFAULT
-	}
-	copy(a.mem[vaddr-fakeBase:], p)
-	return nil
-}
-
-func (a *fakeAS) byteAt(off uint64) byte {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.mem[off]
-}
-
-// fakeWorld maps every watched file into one fake process (pid 4242), at
-// the text segment of testdata/target.c (file 0x1000-0x2000).
-type fakeWorld struct {
-	eng *probes.Engine
-	mu  sync.Mutex
-	mms map[rmap.InodeKey]*rmap.MM
-	vma map[rmap.InodeKey]*rmap.VMA
-	as  map[rmap.InodeKey]*fakeAS
-}
-
-func (w *fakeWorld) Watch(in *rmap.Inode, path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	as := &fakeAS{mem: b}
-	mm := rmap.NewMM(4242, as)
-	v := &rmap.VMA{Start: fakeBase + 0x1000, End: fakeBase + 0x2000, Pgoff: 0x1000, Inode: in, Exec: true}
-	mm.MmapSem.Lock()
-	mm.InsertVMALocked(v)
-	err = w.eng.MmapHook(v)
-	mm.MmapSem.Unlock()
-	w.mms[in.Key], w.vma[in.Key], w.as[in.Key] = mm, v, as
-	return err
-}
-
-func (w *fakeWorld) Unwatch(in *rmap.Inode) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	mm, v := w.mms[in.Key], w.vma[in.Key]
-	if mm == nil {
-		return
-	}
-	mm.MmapSem.Lock()
-	mm.RemoveVMALocked(v)
-	w.eng.MunmapHook(v)
-	mm.MmapSem.Unlock()
-	delete(w.mms, in.Key)
-}
-
-func (w *fakeWorld) Close() error { return nil }
-
-// hit simulates n hits at file offset off of the file key.
-func (w *fakeWorld) hit(t *testing.T, key rmap.InodeKey, off uint64, n int) {
-	t.Helper()
-	w.mu.Lock()
-	mm := w.mms[key]
-	w.mu.Unlock()
-	if mm == nil {
-		t.Fatalf("no fake process maps %v", key)
-	}
-	for range n {
-		vaddr := fakeBase + off
-		mm.MmapSem.RLock()
-		u := w.eng.LookupLocked(mm, vaddr)
-		mm.MmapSem.RUnlock()
-		if u == nil {
-			t.Fatalf("no uprobe at %#x", off)
-		}
-		w.eng.Dispatch(u, probes.Hit{Pid: 4242, Tid: 4243, Vaddr: vaddr, Time: time.Now().UnixNano()})
-	}
-}
+// and core/sim's Watcher: a watched file is mapped into one simulated
+// process, and hits are simulated (sim.Watcher.Hit).
 
 type testFS struct {
 	t      *testing.T
@@ -130,9 +33,46 @@ type testFS struct {
 	mnt    string // mount point (root/mnt: inside the mirror)
 	target string // root/bin/target, the probed file
 	key    rmap.InodeKey
-	m      *probes.Manager
-	w      *fakeWorld
+	m      *manager.Manager
+	w      *sim.Watcher
+	// tick and tock are the file offsets of the target's functions; t1 is
+	// "0x..." of tick+1 (a location and a probe name).
+	tick, tock uint64
+	t1         string
 }
+
+// hit simulates n hits at file offset off of the file key.
+func (f *testFS) hit(off uint64, n int) {
+	f.t.Helper()
+	for range n {
+		if !f.w.Hit(f.key, off) {
+			f.t.Fatalf("no uprobe at %#x", off)
+		}
+	}
+}
+
+// byteAt returns the byte at file offset off in the simulated process.
+func (f *testFS) byteAt(off uint64) byte {
+	f.t.Helper()
+	b, err := f.w.Proc(f.key).ByteAt(off)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// fileByte returns the target file's byte at off.
+func (f *testFS) fileByte(off uint64) byte {
+	f.t.Helper()
+	b, err := os.ReadFile(f.target)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return b[off]
+}
+
+// pid returns the simulated process's pid.
+func (f *testFS) pid() int { return f.w.Proc(f.key).MM.ID }
 
 func mountTest(t *testing.T) *testFS {
 	t.Helper()
@@ -148,7 +88,7 @@ func mountTest(t *testing.T) *testFS {
 			t.Fatal(err)
 		}
 	}
-	bin := testfix.CC(t, "testdata/target.c", "-O0", "-fcf-protection=none")
+	bin := testfix.Target(t)
 	target := filepath.Join(root, "bin/target")
 	b, err := os.ReadFile(bin)
 	if err != nil {
@@ -163,14 +103,15 @@ func mountTest(t *testing.T) *testFS {
 	os.Symlink("/bin/target", filepath.Join(root, "etc/alt/target"))    //
 	os.Symlink("bin", filepath.Join(root, "sbin"))                      // a directory symlink (merged /usr)
 	syscall.Mkfifo(filepath.Join(root, "fifo"), 0o644)                  // hidden
-	key, err := probes.KeyOf(target)
+	key, err := manager.KeyOf(target)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	eng := probes.NewEngine(probes.EngineOptions{})
-	w := &fakeWorld{eng: eng, mms: map[rmap.InodeKey]*rmap.MM{}, vma: map[rmap.InodeKey]*rmap.VMA{}, as: map[rmap.InodeKey]*fakeAS{}}
-	m := probes.NewManager(eng, &rmap.Inodes{}, w, nil)
+	inodes := &rmap.Inodes{}
+	w := sim.NewWatcher(eng, inodes)
+	m := manager.NewManager(eng, inodes, w, nil)
 	mnt := filepath.Join(root, "mnt")
 	srv, err := Mount(m, mnt, MountOptions{Options: Options{Root: root}})
 	if err != nil {
@@ -193,7 +134,9 @@ func mountTest(t *testing.T) *testFS {
 			t.Error("unmount hung")
 		}
 	})
-	return &testFS{t: t, root: root, mnt: mnt, target: target, key: key, m: m, w: w}
+	tick := testfix.SymOff(t, target, "tick")
+	return &testFS{t: t, root: root, mnt: mnt, target: target, key: key, m: m, w: w,
+		tick: tick, tock: testfix.SymOff(t, target, "tock"), t1: fmt.Sprintf("%#x", tick+1)}
 }
 
 // sh runs a shell command in the mount point and returns its output; it
@@ -275,27 +218,27 @@ func TestMirror(t *testing.T) {
 func TestProbesFile(t *testing.T) {
 	f := mountTest(t)
 	f.sh("echo tick > bin/target/probes", true)
-	f.sh("echo 0x114a >> abs/probes", true)                         // symlink: same inode
+	f.sh("echo "+f.t1+" >> abs/probes", true)                       // symlink: same inode
 	f.sh("printf 'p:pt tock\\nnamed=tock+1\\n' > rel/probes", true) // one write, two lines
 	f.sh("echo 'tick+1' > sbin/target/probes", true)
-	want := "0x114a 0x114a 0x114a 0\nnamed tock+0x1 0x1163 0\npt tock 0x1162 0\ntick tick 0x1149 0\ntick+0x1 tick+0x1 0x114a 0\n"
+	want := fmt.Sprintf("%[1]s %[1]s %[1]s 0\nnamed tock+0x1 %#[3]x 0\npt tock %#[2]x 0\ntick tick %#[4]x 0\ntick+0x1 tick+0x1 %[1]s 0\n", f.t1, f.tock, f.tock+1, f.tick)
 	if got := f.read("bin/target/probes"); got != want {
 		t.Fatalf("probes =\n%s\nwant\n%s", got, want)
 	}
-	if got := f.sh("ls bin/target", true); got != "0x114a\nnamed\nprobes\npt\ntick\ntick+0x1\n" {
+	if got := f.sh("ls bin/target", true); got != f.t1+"\nnamed\nprobes\npt\ntick\ntick+0x1\n" {
 		t.Fatalf("ls = %q", got)
 	}
 	if got := f.sh("ls bin/target/tick", true); got != "events\nhits\nstatus\n" {
 		t.Fatalf("ls tick = %q", got)
 	}
 	// Hits: two consumers on one location count separately.
-	f.w.hit(t, f.key, 0x114a, 5)
-	f.w.hit(t, f.key, 0x1149, 2)
-	if a, b, c := f.read("bin/target/0x114a/hits"), f.read("abs/tick+0x1/hits"), f.read("bin/target/tick/hits"); a != "5\n" || b != "5\n" || c != "2\n" {
+	f.hit(f.tick+1, 5)
+	f.hit(f.tick, 2)
+	if a, b, c := f.read("bin/target/"+f.t1+"/hits"), f.read("abs/tick+0x1/hits"), f.read("bin/target/tick/hits"); a != "5\n" || b != "5\n" || c != "2\n" {
 		t.Fatalf("hits %q %q %q", a, b, c)
 	}
 	// Status.
-	if got, want := f.read("bin/target/tick/status"), fmt.Sprintf("pid=4242 vaddr=%#x installed\n", fakeBase+0x1149); got != want {
+	if got, want := f.read("bin/target/tick/status"), fmt.Sprintf("pid=%d vaddr=%#x installed\n", f.pid(), sim.Base+f.tick); got != want {
 		t.Fatalf("status %q, want %q", got, want)
 	}
 	// ">" never deletes; a bare truncation neither.
@@ -313,19 +256,19 @@ func TestProbesFile(t *testing.T) {
 	f.sh("echo -tock > bin/target/probes", true)
 	f.sh("echo -:pt > bin/target/probes", true)
 	f.sh("rmdir bin/target/named", true)
-	f.sh("rm -r bin/target/0x114a", true)
+	f.sh("rm -r bin/target/"+f.t1, true)
 	if got := f.sh("ls bin/target", true); got != "probes\ntick\ntick+0x1\n" {
 		t.Fatalf("ls after removals = %q", got)
 	}
-	if as := f.w.as[f.key]; as.byteAt(0x114a) != 0xcc {
+	if f.byteAt(f.tick+1) != 0xcc {
 		t.Fatal("breakpoint left with its first consumer")
 	}
 	f.sh("rm -r bin/target/tick+0x1", true)
-	if as := f.w.as[f.key]; as.byteAt(0x114a) != 0x48 || as.byteAt(0x1149) != 0xcc {
-		t.Fatalf("bytes %#x %#x", as.byteAt(0x114a), as.byteAt(0x1149))
+	if a, b := f.byteAt(f.tick+1), f.byteAt(f.tick); a != f.fileByte(f.tick+1) || b != 0xcc {
+		t.Fatalf("bytes %#x %#x", a, b)
 	}
 	// The control directory lists every probe.
-	if got, want := f.read(".uprobefs/probes"), f.target+" tick tick 0x1149 2\n"; got != want {
+	if got, want := f.read(".uprobefs/probes"), fmt.Sprintf("%s tick tick %#x 2\n", f.target, f.tick); got != want {
 		t.Fatalf("control probes %q, want %q", got, want)
 	}
 	if got := f.read(".uprobefs/stats"); !strings.Contains(got, "probes 1\n") || !strings.Contains(got, "hits 2\n") {
@@ -382,7 +325,7 @@ func TestRefusals(t *testing.T) {
 	if got := f.read(".uprobefs/errors"); strings.Count(got, "\n") != len(cases) {
 		t.Fatalf("errors file has %d lines, want %d:\n%s", strings.Count(got, "\n"), len(cases), got)
 	}
-	f.w.hit(t, f.key, 0x1149, 1)
+	f.hit(f.tick, 1)
 	if got := f.read("bin/target/tick/hits"); got != "1\n" {
 		t.Fatalf("hits after the refusals = %q", got)
 	}
@@ -401,9 +344,9 @@ func TestEventsFile(t *testing.T) {
 	if _, err := syscall.Read(fd, buf); err != syscall.EAGAIN {
 		t.Fatalf("nonblocking read: %v, want EAGAIN", err)
 	}
-	f.w.hit(t, f.key, 0x1149, 1)
+	f.hit(f.tick, 1)
 	n, err := syscall.Read(fd, buf)
-	if err != nil || !strings.HasSuffix(string(buf[:n]), " pid=4242 tid=4243 addr=0x555555555149\n") {
+	if err != nil || !strings.HasSuffix(string(buf[:n]), fmt.Sprintf(" pid=%[1]d tid=%[1]d addr=%#[2]x\n", f.pid(), sim.Base+f.tick)) {
 		t.Fatalf("nonblocking read after a hit: %q %v", buf[:n], err)
 	}
 	syscall.Close(fd)
@@ -431,12 +374,12 @@ loop:
 			}
 			break loop
 		case <-tick.C:
-			f.w.hit(t, f.key, 0x1149, 1)
+			f.hit(f.tick, 1)
 		case <-ctx.Done():
 			t.Fatal("events did not stream in time")
 		}
 	}
-	if got := strings.Count(out.String(), "pid=4242"); got != K {
+	if got := strings.Count(out.String(), fmt.Sprintf("pid=%d ", f.pid())); got != K {
 		t.Fatalf("%d event lines, want %d:\n%s", got, K, out.String())
 	}
 
@@ -481,10 +424,10 @@ loop:
 	deadline := time.After(10 * time.Second)
 wait:
 	for {
-		f.w.hit(t, f.key, 0x1149, 1)
+		f.hit(f.tick, 1)
 		select {
 		case l := <-lines:
-			if !strings.Contains(l, "pid=4242") {
+			if !strings.Contains(l, fmt.Sprintf("pid=%d ", f.pid())) {
 				t.Fatalf("cat read %q", l)
 			}
 			break wait

@@ -10,13 +10,13 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/manager"
 )
 
 // probeDir is FILE/NAME: one probe.
 type probeDir struct {
 	node
-	p *probes.Probe // immutable: a re-registered name is a new probeDir
+	p *manager.Probe // immutable: a re-registered name is a new probeDir
 }
 
 var (
@@ -87,7 +87,7 @@ func (d *probeDir) Unlink(ctx context.Context, name string) syscall.Errno {
 // probeFile is what hits, status and events share.
 type probeFile struct {
 	node
-	p *probes.Probe
+	p *manager.Probe
 }
 
 func (f *probeFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
@@ -152,7 +152,7 @@ type eventsHandle struct {
 	nonblock bool // immutable
 	// mu serialises reads of the handle; sub is protected by mu.
 	mu  sync.Mutex
-	sub *probes.Subscription
+	sub *manager.Subscription
 }
 
 var (
@@ -165,7 +165,7 @@ func (h *eventsHandle) Read(ctx context.Context, dest []byte, off int64) (fuse.R
 	defer h.mu.Unlock()
 	n, err := h.sub.Read(ctx, dest, h.nonblock)
 	switch {
-	case errors.Is(err, probes.ErrWouldBlock):
+	case errors.Is(err, manager.ErrWouldBlock):
 		return nil, syscall.EAGAIN
 	case err != nil:
 		return nil, errnoOf(err)

@@ -16,7 +16,7 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/manager"
 )
 
 // ControlDir is the name of the control directory at the mount root.
@@ -41,7 +41,7 @@ type Options struct {
 // filesys is the state shared by every node. All fields are immutable except
 // selfDev.
 type filesys struct {
-	m    *probes.Manager
+	m    *manager.Manager
 	root string // real directory mirrored, cleaned ("/")
 	mnt  string // mount point, cleaned
 	log  *slog.Logger
@@ -53,11 +53,11 @@ type filesys struct {
 }
 
 // NewRoot returns the root node of a uprobefs over m.
-func NewRoot(m *probes.Manager, o Options) fusefs.InodeEmbedder {
+func NewRoot(m *manager.Manager, o Options) fusefs.InodeEmbedder {
 	return &mirrorDir{node: node{fsys: newFilesys(m, o), mpath: "/"}, isRoot: true}
 }
 
-func newFilesys(m *probes.Manager, o Options) *filesys {
+func newFilesys(m *manager.Manager, o Options) *filesys {
 	root := o.Root
 	if root == "" {
 		root = "/"
@@ -93,7 +93,7 @@ type MountOptions struct {
 // root it calls mount(2) itself (DirectMount); otherwise go-fuse runs
 // fusermount3 (or fusermount), which must be installed. The caller unmounts
 // with server.Unmount and waits with server.Wait.
-func Mount(m *probes.Manager, mountpoint string, o MountOptions) (*fuse.Server, error) {
+func Mount(m *manager.Manager, mountpoint string, o MountOptions) (*fuse.Server, error) {
 	mnt, err := filepath.Abs(mountpoint)
 	if err == nil {
 		mnt, err = filepath.EvalSymlinks(mnt)
@@ -148,7 +148,7 @@ func (n *node) child(name string) string { return filepath.Join(n.mpath, name) }
 // refuse logs a refused request of caller ctx on the node's path and returns
 // errno.
 func (n *node) refuse(ctx context.Context, path, input string, errno syscall.Errno, format string, args ...any) syscall.Errno {
-	n.fsys.m.Refuse(callerOf(ctx), path, input, &probes.Error{Errno: errno, Reason: fmt.Sprintf(format, args...)})
+	n.fsys.m.Refuse(callerOf(ctx), path, input, &manager.Error{Errno: errno, Reason: fmt.Sprintf(format, args...)})
 	return errno
 }
 
@@ -232,11 +232,11 @@ func inoOf(parts ...string) uint64 {
 func u64(v uint64) string { return strconv.FormatUint(v, 16) }
 
 // callerOf returns who makes the FUSE request of ctx; without one, nobody.
-func callerOf(ctx context.Context) probes.Caller {
+func callerOf(ctx context.Context) manager.Caller {
 	if c, ok := fuse.FromContext(ctx); ok {
-		return probes.Caller{Uid: c.Uid, Pid: int(c.Pid)}
+		return manager.Caller{Uid: c.Uid, Pid: int(c.Pid)}
 	}
-	return probes.Caller{Uid: 65534}
+	return manager.Caller{Uid: 65534}
 }
 
 // errnoOf converts an error of the core into the errno FUSE returns: the
@@ -245,7 +245,7 @@ func errnoOf(err error) syscall.Errno {
 	if err == nil {
 		return 0
 	}
-	var e *probes.Error
+	var e *manager.Error
 	if errors.As(err, &e) {
 		return e.Errno
 	}

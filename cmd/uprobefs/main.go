@@ -25,6 +25,7 @@ import (
 
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"github.com/uprobefs/uprobefs/core/manager"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/proc"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -158,7 +159,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot start the tracer", "err", err)
 		return 1
 	}
-	m := probes.NewManager(eng, inodes, world, log)
+	m := manager.NewManager(eng, inodes, world, log)
 	srv, err := fs.Mount(m, mnt, fs.MountOptions{
 		Options:    fs.Options{Log: log},
 		AllowOther: *allowOther,
@@ -197,7 +198,7 @@ func checkMount(mnt string) error {
 
 // serve waits for a signal or an unmount, then shuts down: unregister every
 // probe and restore every process first (the important part), then unmount.
-func serve(srv *fuse.Server, m *probes.Manager, mnt string, log *slog.Logger) int {
+func serve(srv *fuse.Server, m *manager.Manager, mnt string, log *slog.Logger) int {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)

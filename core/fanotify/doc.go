@@ -109,4 +109,7 @@
 // and each event fd is answered and closed exactly once (request.answered). Close does not wait for
 // Handlers still running (a Handler that never returns is the case the
 // dead-man's switch exists for); their later return is ignored.
+//
+// It imports only the standard library and golang.org/x/sys/unix; core/proc
+// uses it.
 package fanotify

@@ -1,28 +1,29 @@
-// Package install knows what sits at a probed place in an x86-64 ELF file and
-// how to put a breakpoint there: it is the arch part of the seed (the
-// kernel's arch/x86/kernel/uprobes.c and the verify-opcode breakpoint writer
-// of kernel/events/uprobes.c).
+// Package install is the arch part of the seed: what an x86-64 instruction
+// at a probed place is, and how to put a breakpoint there and step over it
+// (the kernel's arch/x86/kernel/uprobes.c and the verify-opcode breakpoint
+// writer of kernel/events/uprobes.c). It works on instruction bytes and
+// register files, never on files or processes: core/objfile reads the bytes
+// from the probed file, core/proc applies the plans to real threads.
 //
-// It owns four things, one file each:
+// It owns, one concern a file:
 //
-//   - elf.go: probe locations. Open an ELF file (PIE, non-PIE, shared
-//     object; stripped or not), Resolve "0x4a0", "1184", "sym", "sym+0x10"
-//     to a file offset (offset = st_value - PT_LOAD.Vaddr + PT_LOAD.Off of
-//     the executable segment holding the symbol), Symbolize an offset back.
-//   - plan.go: instruction analysis with x86asm on the bytes read from the
-//     FILE (never from a process): refuse what the kernel's uprobes refuse,
-//     refuse offsets that are not instruction boundaries of the enclosing
-//     function, and choose the step-over Plan.
+//   - plan.go: instruction analysis with x86asm (AnalyzeBytes): refuse
+//     what the kernel's uprobes refuse and choose the step-over Plan.
 //   - emulate.go, slot.go: the two step-over kinds. Emulate applies the
-//     instruction's effect to the registers (nop/endbr64, push reg, mov
-//     reg,reg, lea, add/sub rsp,imm, jmp, call, jcc, loop/jrcxz, ret, and
-//     indirect jmp/call through a register or memory) so a hit costs one
-//     trap. SlotCode relocates every other instruction into an out-of-line
-//     slot (RIP-relative displacement rewritten, then an absolute jump back)
-//     so a hit also costs one trap and never a single-step.
+//     instruction's effect to a Regs (nop/endbr64, push reg, mov reg,reg,
+//     lea, add/sub rsp,imm, jmp, call, jcc, loop/jrcxz, ret, and indirect
+//     jmp/call through a register or memory) so a hit costs one trap.
+//     SlotCode relocates every other instruction into an out-of-line slot
+//     (RIP-relative displacement rewritten, then an absolute jump back) so
+//     a hit also costs one trap and never a single-step.
+//   - regs.go: Regs, the register file in the kernel's user_regs_struct
+//     layout, and the operand helpers.
 //   - breakpoint.go: InsertBreakpoint/RemoveBreakpoint, one byte, with the
-//     kernel's verify-opcode semantics.
+//     kernel's verify-opcode semantics, on any Memory.
 //
-// There are no locks: File and Plan are immutable after construction and safe
-// for concurrent use. Errors wrap one of the sentinel errors of api.go.
+// It imports only the standard library and golang.org/x/arch/x86/x86asm:
+// core/probes embeds its Plan in every uprobe, so it must stay free of os,
+// /proc and golang.org/x/sys/unix. There are no locks: Plan is immutable
+// after construction and safe for concurrent use. Errors wrap one of the
+// sentinel errors of api.go.
 package install

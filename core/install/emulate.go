@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"golang.org/x/arch/x86/x86asm"
-	"golang.org/x/sys/unix"
 )
 
 // emuOp is an emulated operation. opJmp+1 and opCall+1 are the indirect
@@ -57,7 +56,7 @@ var words = sync.Pool{New: func() any { return new(word) }}
 // through memory and ret read mem. On error (an instruction of Kind Slot, or
 // a mem error, which is returned wrapped) regs and memory are unchanged.
 // Emulate is safe for concurrent use on distinct regs and does not allocate.
-func (p *Plan) Emulate(regs *unix.PtraceRegs, mem Memory) error {
+func (p *Plan) Emulate(regs *Regs, mem Memory) error {
 	next := regs.Rip + uint64(p.Len)
 	switch p.op {
 	case opNop:
@@ -154,7 +153,7 @@ func (p *Plan) Emulate(regs *unix.PtraceRegs, mem Memory) error {
 
 // addr computes the effective address of p.mem; with seg, an fs or gs
 // segment base is added (lea ignores segments).
-func (p *Plan) addr(regs *unix.PtraceRegs, next uint64, seg bool) uint64 {
+func (p *Plan) addr(regs *Regs, next uint64, seg bool) uint64 {
 	m := &p.mem
 	a := uint64(m.Disp)
 	switch m.Base {
@@ -170,16 +169,16 @@ func (p *Plan) addr(regs *unix.PtraceRegs, next uint64, seg bool) uint64 {
 	if seg {
 		switch m.Segment {
 		case x86asm.FS:
-			a += regs.Fs_base
+			a += regs.FsBase
 		case x86asm.GS:
-			a += regs.Gs_base
+			a += regs.GsBase
 		}
 	}
 	return a
 }
 
 // target returns the destination of an indirect jmp or call.
-func (p *Plan) target(regs *unix.PtraceRegs, next uint64, mem Memory) (uint64, error) {
+func (p *Plan) target(regs *Regs, next uint64, mem Memory) (uint64, error) {
 	if !p.useMem {
 		return p.src.get(regs), nil
 	}

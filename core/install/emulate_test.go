@@ -5,8 +5,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"golang.org/x/sys/unix"
 )
 
 func mustPlan(t testing.TB, code ...byte) *Plan {
@@ -30,7 +28,7 @@ func TestEmulateErrors(t *testing.T) {
 		{0x48, 0x8b, 0x05, 0, 0, 0, 0}, // a slot instruction
 	} {
 		p := mustPlan(t, code...)
-		regs := unix.PtraceRegs{Rip: 0x401000, Rsp: 0x7ff000, Rbx: 7}
+		regs := Regs{Rip: 0x401000, Rsp: 0x7ff000, Rbx: 7}
 		before := regs
 		err := p.Emulate(&regs, failing)
 		if err == nil || regs != before {
@@ -87,7 +85,7 @@ func (nullMem) WriteMemory(vaddr uint64, p []byte) error { return nil }
 func benchEmulate(b *testing.B, code ...byte) {
 	p := mustPlan(b, code...)
 	var mem Memory = nullMem{}
-	regs := unix.PtraceRegs{Rsp: 0x7ff000, Eflags: 0x246}
+	regs := Regs{Rsp: 0x7ff000, Eflags: 0x246}
 	b.ReportAllocs()
 	for b.Loop() {
 		regs.Rip, regs.Rsp = 0x401000, 0x7ff000
@@ -135,3 +133,13 @@ func TestAnalyzeBytesRefusals(t *testing.T) {
 		}
 	}
 }
+
+// anyMem accepts every access: reads give zeros.
+type anyMem struct{}
+
+func (anyMem) ReadMemory(vaddr uint64, p []byte) error {
+	clear(p)
+	return nil
+}
+
+func (anyMem) WriteMemory(vaddr uint64, p []byte) error { return nil }

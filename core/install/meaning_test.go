@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/uprobefs/uprobefs/internal/testfix"
-	"golang.org/x/sys/unix"
 )
 
 // The fixed layout of testdata/harness.c.
@@ -97,8 +96,8 @@ func (h *harness) run(t *testing.T, in *hIn) *hOut {
 	return out
 }
 
-func toPtrace(r *hRegs) unix.PtraceRegs {
-	var p unix.PtraceRegs
+func toPtrace(r *hRegs) Regs {
+	var p Regs
 	for i := range r.R {
 		*slot64(&p, uint8(i)) = r.R[i]
 	}

@@ -2,8 +2,21 @@ package install
 
 import (
 	"golang.org/x/arch/x86/x86asm"
-	"golang.org/x/sys/unix"
 )
+
+// Regs is the x86-64 register file in the layout of the kernel's struct
+// user_regs_struct, which PTRACE_GETREGS and PTRACE_SETREGS read and write:
+// core/proc passes a *Regs to ptrace directly (a test there checks the
+// layout against golang.org/x/sys/unix.PtraceRegs). Plans emulate
+// instructions on it.
+type Regs struct {
+	R15, R14, R13, R12, Rbp, Rbx, R11, R10, R9, R8 uint64
+	Rax, Rcx, Rdx, Rsi, Rdi                        uint64
+	OrigRax                                        uint64 // the system call number at a syscall stop
+	Rip, Cs, Eflags, Rsp, Ss                       uint64
+	FsBase, GsBase                                 uint64
+	Ds, Es, Fs, Gs                                 uint64
+}
 
 // gpr is a general-purpose register operand: its number in encoding order
 // (rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8...r15), its size in bytes, and
@@ -38,7 +51,7 @@ func gprOf(a x86asm.Arg) (gpr, bool) {
 }
 
 // slot64 returns the 64-bit register numbered n of regs.
-func slot64(regs *unix.PtraceRegs, n uint8) *uint64 {
+func slot64(regs *Regs, n uint8) *uint64 {
 	switch n {
 	case 0:
 		return &regs.Rax
@@ -76,7 +89,7 @@ func slot64(regs *unix.PtraceRegs, n uint8) *uint64 {
 }
 
 // get reads r from regs, zero-extended.
-func (r gpr) get(regs *unix.PtraceRegs) uint64 {
+func (r gpr) get(regs *Regs) uint64 {
 	v := *slot64(regs, r.num)
 	switch r.size {
 	case 1:
@@ -94,7 +107,7 @@ func (r gpr) get(regs *unix.PtraceRegs) uint64 {
 
 // set writes v to r in regs with the x86-64 rules: a 32-bit write clears the
 // upper half, 8- and 16-bit writes keep the other bits.
-func (r gpr) set(regs *unix.PtraceRegs, v uint64) {
+func (r gpr) set(regs *Regs, v uint64) {
 	p := slot64(regs, r.num)
 	switch r.size {
 	case 1:

@@ -1,21 +1,45 @@
 // Package lockdep gives the engine's locks a class and checks, when enabled,
 // that every goroutine takes them in the order of the lock hierarchy
-// (core/probes' package doc draws it):
+// (core/probes' package doc draws it), and that it waits for nothing that
+// could wait for a lock it holds:
 //
-//	i_mutex -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock
+//	tracer -> i_mutex -> srcu -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock -> tracer poke
 //
 // A goroutine may acquire a lock of class C only while every lock it holds
 // has a class strictly lower than C. Two locks of one class may nest only
 // when the inner one is taken with an explicit, higher subclass
-// (RWMutex.LockNested), as Linux's mmap_lock_nested does for fork.
-// TryLock never violates the order (it cannot block) but is recorded as held.
+// (RWMutex.LockNested), as Linux's mmap_lock_nested does for fork, or when
+// both are read sections of a class that allows it (srcu). TryLock is
+// checked like Lock: a TryLock that succeeds out of order is a lock taken
+// out of order, and a retry loop around it (core/proc's lockMM) would
+// deadlock like Lock.
+//
+// Besides the locks there are waits, checked as an acquisition that is
+// released at once (Wait):
+//
+//   - srcu: Synchronize waits for every reader that began before it, and a
+//     reader (a register walk) takes mmap_sem inside its read section; so a
+//     grace-period wait under mmap_sem (the seed's munmap_uprobe) is an
+//     mmap_sem -> srcu inversion.
+//   - tracer: a goroutine that asks core/proc's tracer thread to do
+//     something waits for it, and the tracer takes mmap_sem (and, through
+//     the engine's hooks, the locks below it) while it serves requests and
+//     stops; so waiting for the tracer while holding any lock is reported.
+//   - tracer poke: the one exception, the PTRACE_POKEDATA write of a
+//     breakpoint by a walk that holds mmap_sem: the tracer serves those
+//     holding no lock and taking none (Hold marks it), so waiting for one
+//     is allowed under every lock, and any lock the tracer takes while it
+//     serves one is reported.
 //
 // The checker is off by default: then a lock operation costs one atomic load
 // more than the sync primitive it wraps. Tests turn it on with Enable (in
 // TestMain). When on, it records, per goroutine (identified by the goroutine
-// id parsed from runtime.Stack, test mode only), the locks held and the site
+// its g pointer, read by a few lines of assembly), the locks held and the site
 // each was acquired at, and reports an out-of-order acquisition with both
 // sites through the reporter (SetReporter; the default panics).
+//
+// It imports only the standard library (and a few lines of assembly for
+// the goroutine identity): every lock-holding package may import it.
 package lockdep
 
 import (
@@ -33,8 +57,14 @@ type Class int
 const (
 	// None is not checked (the zero value).
 	None Class = iota
+	// Tracer is a wait for core/proc's tracer thread (Wait): it may take
+	// every lock below, so nothing may be held while waiting for it.
+	Tracer
 	// IMutex is inode->i_mutex: serializes register/unregister on one inode.
 	IMutex
+	// SRCU is uprobes_srcu: read sections (ReadLock) nest; Synchronize is a
+	// Wait of this class.
+	SRCU
 	// MmapSem is mm->mmap_sem.
 	MmapSem
 	// IMmapMutex is mapping->i_mmap_mutex: guards an inode's set of VMAs.
@@ -44,9 +74,16 @@ const (
 	UprobesMmapMutex
 	// Treelock guards the uprobe tree.
 	Treelock
+	// TracerPoke is a wait for the tracer to write memory with
+	// PTRACE_POKEDATA (core/proc's doPoke), allowed under every lock;
+	// the tracer Holds it while serving, so it must take no lock then.
+	TracerPoke
 )
 
-var classNames = [...]string{"none", "i_mutex", "mmap_sem", "i_mmap_mutex", "uprobes_mmap_mutex", "treelock"}
+var classNames = [...]string{"none", "tracer", "i_mutex", "srcu", "mmap_sem", "i_mmap_mutex", "uprobes_mmap_mutex", "treelock", "tracer poke"}
+
+// Hierarchy is the order of the classes, as violation reports print it.
+const Hierarchy = "tracer -> i_mutex -> srcu -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock -> tracer poke"
 
 func (c Class) String() string {
 	if c >= 0 && int(c) < len(classNames) {
@@ -73,11 +110,16 @@ type Violation struct {
 	Acquiring Class  // the class being acquired
 	AcqName   string
 	AcqSite   string // file:line of the offending acquisition
+	Wait      bool   // the offending acquisition is a wait (Wait), not a lock
 }
 
 func (v *Violation) Error() string {
-	return fmt.Sprintf("lockdep: lock order violation: acquiring %s (%s) at %s while holding %s (%s) acquired at %s; hierarchy is i_mutex -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock",
-		v.Acquiring, v.AcqName, v.AcqSite, v.Held, v.HeldName, v.HeldSite)
+	what := "acquiring"
+	if v.Wait {
+		what = "waiting for"
+	}
+	return fmt.Sprintf("lockdep: lock order violation: %s %s (%s) at %s while holding %s (%s) acquired at %s; hierarchy is %s",
+		what, v.Acquiring, v.AcqName, v.AcqSite, v.Held, v.HeldName, v.HeldSite, Hierarchy)
 }
 
 // reporter is accessed atomically.
@@ -104,9 +146,33 @@ type held struct {
 	lock  any
 	class Class
 	sub   int
+	read  bool // a recursive read section (AcquireRead)
 	name  string
-	site  string
+	pcs   callers // where it was acquired, formatted only for a report
 }
+
+// callers are the program counters of an acquisition site.
+type callers struct {
+	pc [8]uintptr
+	n  int
+}
+
+func here(skip int) callers {
+	var c callers
+	c.n = runtime.Callers(skip+1, c.pc[:])
+	return c
+}
+
+// mode is how an acquisition is checked.
+type mode int
+
+const (
+	modeLock   mode = iota // a lock: checked and recorded
+	modeRead               // a read section: checked (may nest in its own class) and recorded
+	modeWait               // a wait: checked, not recorded
+	modeCheck              // a TryLock before it tries: checked, not recorded
+	modeRecord             // a successful TryLock, checked before: recorded only
+)
 
 var (
 	// heldMu guards heldBy.
@@ -115,28 +181,11 @@ var (
 	heldBy = map[uint64][]held{}
 )
 
-// goid returns the current goroutine's id (test mode only: it formats the stack header).
-func goid() uint64 {
-	var buf [32]byte
-	n := runtime.Stack(buf[:], false)
-	// "goroutine 123 [running]:..."
-	var id uint64
-	for _, c := range buf[len("goroutine "):n] {
-		if c < '0' || c > '9' {
-			break
-		}
-		id = id*10 + uint64(c-'0')
-	}
-	return id
-}
-
 // site returns file:line of the first caller outside this package and
-// outside thin lock wrappers (functions named Lock*/RLock*, such as
-// rmap.Inode.LockMapping).
-func site(skip int) string {
-	var pcs [8]uintptr
-	n := runtime.Callers(skip+1, pcs[:])
-	frames := runtime.CallersFrames(pcs[:n])
+// outside thin lock wrappers (functions named Lock*, RLock*, Try*, such as
+// rmap.Inode.LockMapping, and srcu's Synchronize and ReadLock).
+func (c callers) site() string {
+	frames := runtime.CallersFrames(c.pc[:c.n])
 	first := ""
 	for {
 		f, more := frames.Next()
@@ -148,7 +197,8 @@ func site(skip int) string {
 		if i := strings.LastIndexByte(name, '.'); i >= 0 {
 			name = name[i+1:]
 		}
-		if !strings.HasPrefix(name, "Lock") && !strings.HasPrefix(name, "RLock") {
+		if !strings.HasPrefix(name, "Lock") && !strings.HasPrefix(name, "RLock") && !strings.HasPrefix(name, "Try") &&
+			name != "Synchronize" && name != "ReadLock" && name != "Wait" {
 			return s
 		}
 		if !more {
@@ -157,30 +207,80 @@ func site(skip int) string {
 	}
 }
 
-// acquire checks and records an acquisition. check is false for TryLock.
-func acquire(lock any, c Class, sub int, name string, check bool) {
+// acquire checks and (but for a wait) records an acquisition.
+func acquire(lock any, c Class, sub int, name string, m mode) {
 	if c == None {
 		return
 	}
 	id := goid()
-	h := held{lock: lock, class: c, sub: sub, name: name, site: site(3)}
+	h := held{lock: lock, class: c, sub: sub, read: m == modeRead, name: name, pcs: here(3)}
 	var bad *Violation
 	heldMu.Lock()
-	if check {
-		for _, o := range heldBy[id] {
-			if o.class > c || (o.class == c && o.sub >= sub) {
-				bad = &Violation{Held: o.class, HeldName: o.name, HeldSite: o.site,
-					Acquiring: c, AcqName: name, AcqSite: h.site}
-				break
-			}
+	hs := heldBy[id]
+	for k := len(hs) - 1; k >= 0; k-- { // the innermost offending lock
+		o := hs[k]
+		if m == modeRecord {
+			break
+		}
+		if o.class == c && o.read && m == modeRead {
+			continue // read sections of one class nest
+		}
+		if o.class > c || (o.class == c && o.sub >= sub) {
+			bad = &Violation{Held: o.class, HeldName: o.name, HeldSite: o.pcs.site(),
+				Acquiring: c, AcqName: name, AcqSite: h.pcs.site(), Wait: m == modeWait}
+			break
 		}
 	}
-	heldBy[id] = append(heldBy[id], h)
+	if m != modeWait && m != modeCheck {
+		heldBy[id] = append(heldBy[id], h)
+	}
 	heldMu.Unlock()
 	if bad != nil {
 		report(bad)
 	}
 }
+
+// Wait checks a wait for something of class c (a grace period of an srcu,
+// the tracer thread) as if it were a lock of class c taken and released at
+// once: it reports a violation if the calling goroutine holds a lock of a
+// class c may have to wait for. name appears in the report.
+func Wait(c Class, name string) {
+	if enabled.Load() {
+		acquire(nil, c, 0, name, modeWait)
+	}
+}
+
+// AcquireRead records that the calling goroutine enters a read section of
+// lock (class c), checking the order; read sections of one class may nest.
+// ReleaseRead ends it.
+func AcquireRead(lock any, c Class, name string) {
+	if enabled.Load() {
+		acquire(lock, c, 0, name, modeRead)
+	}
+}
+
+// ReleaseRead ends the innermost read section of lock entered by
+// AcquireRead.
+func ReleaseRead(lock any, c Class) {
+	if enabled.Load() {
+		release(lock, c)
+	}
+}
+
+// Hold records that the calling goroutine is in a state of class c until
+// the returned function is called: every lock it takes meanwhile must be of
+// a higher class (core/proc's tracer Holds TracerPoke while it serves poke
+// requests, so that it provably takes no lock then).
+func Hold(c Class, name string) (release func()) {
+	if !enabled.Load() {
+		return func() {}
+	}
+	token := new(byte)
+	acquire(token, c, 0, name, modeLock)
+	return func() { releaseToken(token, c) }
+}
+
+func releaseToken(token *byte, c Class) { release(token, c) }
 
 func release(lock any, c Class) {
 	if c == None {
@@ -229,123 +329,113 @@ func HeldClasses() []Class {
 	return cs
 }
 
-// Mutex is a sync.Mutex with a lock class. The zero value is an unchecked
-// (class None) unlocked mutex; Init gives it a class. A Mutex must not be
-// copied after first use.
-type Mutex struct {
-	mu    sync.Mutex
+// checks is what Mutex and RWMutex add to the sync primitives: the class
+// and name, and the checks around each acquisition (lock is the lock's
+// identity).
+type checks struct {
 	class Class
 	name  string
 }
 
-// NewMutex returns a mutex of class c; name appears in violation reports.
-func NewMutex(c Class, name string) *Mutex { return &Mutex{class: c, name: name} }
-
 // Init sets the class and name. Call it before first use.
-func (m *Mutex) Init(c Class, name string) { m.class, m.name = c, name }
+func (c *checks) Init(cl Class, name string) { c.class, c.name = cl, name }
 
-// Lock locks m, checking the order first when the checker is on.
-func (m *Mutex) Lock() {
+func (c *checks) before(lock any, sub int) {
 	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, true)
+		acquire(lock, c.class, sub, c.name, modeLock)
 	}
-	m.mu.Lock()
 }
 
-// TryLock tries to lock m and reports whether it succeeded.
-func (m *Mutex) TryLock() bool {
-	if !m.mu.TryLock() {
+// try checks the order like before (a retry loop around a failed TryLock
+// waits like Lock), then records the lock if try succeeds.
+func (c *checks) try(lock any, try func() bool) bool {
+	on := enabled.Load()
+	if on {
+		acquire(lock, c.class, 0, c.name, modeCheck)
+	}
+	if !try() {
 		return false
 	}
-	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, false)
+	if on {
+		acquire(lock, c.class, 0, c.name, modeRecord)
 	}
 	return true
 }
 
-// Unlock unlocks m.
-func (m *Mutex) Unlock() {
+func (c *checks) after(lock any) {
 	if enabled.Load() {
-		release(m, m.class)
+		release(lock, c.class)
 	}
-	m.mu.Unlock()
 }
+
+// Mutex is a sync.Mutex with a lock class. The zero value is an unchecked
+// (class None) unlocked mutex; Init gives it a class. A Mutex must not be
+// copied after first use.
+type Mutex struct {
+	mu sync.Mutex
+	checks
+}
+
+// NewMutex returns a mutex of class c; name appears in violation reports.
+func NewMutex(c Class, name string) *Mutex { return &Mutex{checks: checks{c, name}} }
+
+// Lock locks m, checking the order first when the checker is on.
+func (m *Mutex) Lock() { m.before(m, 0); m.mu.Lock() }
+
+// TryLock tries to lock m and reports whether it succeeded.
+func (m *Mutex) TryLock() bool { return m.try(m, m.mu.TryLock) }
+
+// Unlock unlocks m.
+func (m *Mutex) Unlock() { m.after(m); m.mu.Unlock() }
 
 // RWMutex is a sync.RWMutex with a lock class; read and write acquisitions
 // are checked alike. The zero value is an unchecked unlocked RWMutex; Init
 // gives it a class. It must not be copied after first use.
 type RWMutex struct {
-	mu    sync.RWMutex
-	class Class
-	name  string
+	mu sync.RWMutex
+	checks
 }
 
 // NewRWMutex returns a read-write mutex of class c.
-func NewRWMutex(c Class, name string) *RWMutex { return &RWMutex{class: c, name: name} }
-
-// Init sets the class and name. Call it before first use.
-func (m *RWMutex) Init(c Class, name string) { m.class, m.name = c, name }
+func NewRWMutex(c Class, name string) *RWMutex { return &RWMutex{checks: checks{c, name}} }
 
 // Lock locks m for writing.
-func (m *RWMutex) Lock() {
-	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, true)
-	}
-	m.mu.Lock()
-}
+func (m *RWMutex) Lock() { m.before(m, 0); m.mu.Lock() }
 
 // LockNested locks m for writing while the caller may hold other locks of
 // the same class with a lower subclass (sub >= 1), like Linux's
 // mmap_write_lock_nested(mm, SINGLE_DEPTH_NESTING) on fork's child mm.
-func (m *RWMutex) LockNested(sub int) {
-	if enabled.Load() {
-		acquire(m, m.class, sub, m.name, true)
-	}
-	m.mu.Lock()
-}
+func (m *RWMutex) LockNested(sub int) { m.before(m, sub); m.mu.Lock() }
 
 // TryLock tries to lock m for writing and reports whether it succeeded.
-func (m *RWMutex) TryLock() bool {
-	if !m.mu.TryLock() {
-		return false
-	}
-	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, false)
-	}
-	return true
-}
+func (m *RWMutex) TryLock() bool { return m.try(m, m.mu.TryLock) }
 
 // Unlock unlocks m for writing.
-func (m *RWMutex) Unlock() {
-	if enabled.Load() {
-		release(m, m.class)
-	}
-	m.mu.Unlock()
-}
+func (m *RWMutex) Unlock() { m.after(m); m.mu.Unlock() }
 
 // RLock locks m for reading.
-func (m *RWMutex) RLock() {
-	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, true)
-	}
-	m.mu.RLock()
-}
+func (m *RWMutex) RLock() { m.before(m, 0); m.mu.RLock() }
 
 // TryRLock tries to lock m for reading and reports whether it succeeded.
-func (m *RWMutex) TryRLock() bool {
-	if !m.mu.TryRLock() {
-		return false
-	}
-	if enabled.Load() {
-		acquire(m, m.class, 0, m.name, false)
-	}
-	return true
-}
+func (m *RWMutex) TryRLock() bool { return m.try(m, m.mu.TryRLock) }
 
 // RUnlock undoes one RLock.
-func (m *RWMutex) RUnlock() {
-	if enabled.Load() {
-		release(m, m.class)
-	}
-	m.mu.RUnlock()
+func (m *RWMutex) RUnlock() { m.after(m); m.mu.RUnlock() }
+
+// Collect makes the violations from now on be collected instead of
+// reported (for tests that plant one): got returns those collected so far;
+// stop restores the previous reporter.
+func Collect() (got func() []*Violation, stop func()) {
+	var mu sync.Mutex
+	var vs []*Violation
+	stop = SetReporter(func(v *Violation) {
+		mu.Lock()
+		vs = append(vs, v)
+		mu.Unlock()
+	})
+	return func() []*Violation {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]*Violation(nil), vs...)
+	}, stop
 }

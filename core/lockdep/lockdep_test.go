@@ -2,7 +2,6 @@ package lockdep
 
 import (
 	"os"
-	"sync"
 	"testing"
 )
 
@@ -12,19 +11,9 @@ func TestMain(m *testing.M) {
 }
 
 func record(t *testing.T) func() []*Violation {
-	var mu sync.Mutex
-	var got []*Violation
-	restore := SetReporter(func(v *Violation) {
-		mu.Lock()
-		got = append(got, v)
-		mu.Unlock()
-	})
-	t.Cleanup(restore)
-	return func() []*Violation {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]*Violation(nil), got...)
-	}
+	got, stop := Collect()
+	t.Cleanup(stop)
+	return got
 }
 
 func TestInOrderIsSilent(t *testing.T) {
@@ -89,18 +78,84 @@ func TestSameClassNeedsNesting(t *testing.T) {
 	}
 }
 
-func TestTryLockNeverViolates(t *testing.T) {
+func TestTryLockIsChecked(t *testing.T) {
 	got := record(t)
 	m := NewMutex(Treelock, "t")
 	s := NewRWMutex(MmapSem, "s")
+	if !s.TryLock() {
+		t.Fatal("TryLock failed")
+	}
+	m.Lock()
+	m.Unlock()
+	s.Unlock()
+	if v := got(); len(v) != 0 {
+		t.Fatalf("in order: %v", v)
+	}
 	m.Lock()
 	if !s.TryRLock() {
 		t.Fatal("TryRLock failed")
 	}
 	s.RUnlock()
 	m.Unlock()
-	if v := got(); len(v) != 0 {
+	// A failed TryLock is reported too: a retry loop around it waits.
+	s.Lock()
+	done := make(chan bool)
+	go func() {
+		n := NewMutex(Treelock, "t2")
+		n.Lock()
+		done <- s.TryLock()
+		n.Unlock()
+	}()
+	if <-done {
+		t.Fatal("TryLock of a held lock succeeded")
+	}
+	s.Unlock()
+	if v := got(); len(v) != 2 || v[0].Acquiring != MmapSem || v[1].Acquiring != MmapSem {
 		t.Fatalf("violations: %v", v)
+	}
+}
+
+func TestWaits(t *testing.T) {
+	got := record(t)
+	s := NewRWMutex(MmapSem, "mmap_sem")
+	i := NewMutex(IMutex, "i_mutex")
+	// A grace-period wait under mmap_sem: reported.
+	s.Lock()
+	Wait(SRCU, "uprobes_srcu")
+	s.Unlock()
+	// Under i_mutex it is in order, and so is a read section that takes
+	// mmap_sem; read sections nest.
+	i.Lock()
+	Wait(SRCU, "uprobes_srcu")
+	var sec byte
+	AcquireRead(&sec, SRCU, "uprobes_srcu")
+	AcquireRead(&sec, SRCU, "uprobes_srcu")
+	s.RLock()
+	s.RUnlock()
+	ReleaseRead(&sec, SRCU)
+	ReleaseRead(&sec, SRCU)
+	i.Unlock()
+	if v := got(); len(v) != 1 || !v[0].Wait || v[0].Acquiring != SRCU || v[0].Held != MmapSem {
+		t.Fatalf("violations: %v", v)
+	}
+	// Waiting for the tracer under any lock is reported; a poke is not,
+	// but a lock taken while serving one is.
+	i.Lock()
+	Wait(Tracer, "tracer")
+	Wait(TracerPoke, "tracer poke")
+	i.Unlock()
+	done := Hold(TracerPoke, "serving a poke")
+	s.Lock()
+	s.Unlock()
+	done()
+	s.Lock()
+	s.Unlock()
+	v := got()
+	if len(v) != 3 || v[1].Acquiring != Tracer || v[1].Held != IMutex || v[2].Held != TracerPoke || v[2].Acquiring != MmapSem {
+		t.Fatalf("violations: %v", v)
+	}
+	if hc := HeldClasses(); len(hc) != 0 {
+		t.Errorf("still held: %v", hc)
 	}
 }
 

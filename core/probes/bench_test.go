@@ -13,7 +13,7 @@ import (
 func BenchmarkRegisterUnregister(b *testing.B) {
 	for _, n := range []int{1, 100, 10000} {
 		b.Run(fmt.Sprintf("mms=%d", n), func(b *testing.B) {
-			f := newFixture(b, probes.TestHooks{})
+			f := newFixture(b)
 			a := f.file(1, 1)
 			for i := 0; i < n; i++ {
 				mustMmap(b, f.w.Spawn(), a, 0x10000, 0, ps, true)
@@ -38,7 +38,7 @@ func BenchmarkRegisterUnregister(b *testing.B) {
 func BenchmarkMmapHook(b *testing.B) {
 	for _, n := range []int{0, 100} {
 		b.Run(fmt.Sprintf("probes=%d", n), func(b *testing.B) {
-			f := newFixture(b, probes.TestHooks{})
+			f := newFixture(b)
 			a := f.file(1, 1)
 			p := f.w.Spawn()
 			v := mustMmap(b, p, a, 0x10000, 0, ps, true)
@@ -61,7 +61,7 @@ func BenchmarkMmapHook(b *testing.B) {
 // BenchmarkMmapMunmap100: a full simulated mmap+munmap of a page with 100
 // probes (fresh installs each time).
 func BenchmarkMmapMunmap100(b *testing.B) {
-	f := newFixture(b, probes.TestHooks{})
+	f := newFixture(b)
 	a := f.file(1, 1)
 	p := f.w.Spawn()
 	for i := 0; i < 100; i++ {
@@ -77,7 +77,7 @@ func BenchmarkMmapMunmap100(b *testing.B) {
 
 // BenchmarkLookupLocked: the hit path lookup (must not allocate).
 func BenchmarkLookupLocked(b *testing.B) {
-	f := newFixture(b, probes.TestHooks{})
+	f := newFixture(b)
 	a := f.file(1, 1)
 	p := f.w.Spawn()
 	mustMmap(b, p, a, 0x10000, 0, ps, true)

@@ -1,31 +1,50 @@
 // Package probes is the uprobes engine: the algorithm of the seed
-// (shared/seed/uprobes-locking-seed.txt) — the uprobe tree, uprobe objects
-// and their consumers, Register/Unregister (register_uprobe,
-// unregister_uprobe), MmapHook/MunmapHook (mmap_uprobe, munmap_uprobe) and
-// the hit path (LookupLocked, Dispatch) — plus, in manager.go, the Manager
-// facade the filesystem uses.
+// (shared/seed/uprobes-locking-seed.txt) and nothing else — the uprobe tree
+// (tree.go), uprobe objects and their consumers (uprobe.go: add_consumer,
+// del_consumer), Register/Unregister (engine.go: register_uprobe,
+// unregister_uprobe), MmapHook/MunmapHook (mmap.go: mmap_uprobe,
+// munmap_uprobe), the hit path (hit.go: LookupLocked, the kernel's
+// find_active_uprobe, and Dispatch) and the walk the status view uses
+// (sites.go: Sites).
+//
+// It imports only core/rmap, core/srcu, core/lockdep, core/install (the
+// arch part: struct arch_uprobe is an install.Plan) and google/btree: no
+// os, no /proc, no log, no golang.org/x/sys/unix (make lint checks it; os
+// is reached only through the standard library's fmt). The world under it
+// (core/proc, core/sim) writes memory through the Install and Remove hooks
+// and calls MmapHook/MunmapHook; the facade (core/manager) calls Register
+// and Unregister.
 //
 // # Lock order
 //
 // This is the one place the hierarchy is written down; core/lockdep checks
-// it in tests.
+// it in tests (its classes are these, in this order).
 //
+//	(waiting for core/proc's tracer thread)  nothing may be held while waiting for it
 //	rmap.Inode.IMutex                 i_mutex: register/unregister on one inode
-//	  rmap.MM.MmapSem                 mmap_sem: the VMA list; write a breakpoint (read)
-//	    rmap.Inode's i_mmap_mutex     the inode's mapping (LockMapping)
-//	      Engine.mmapMu               uprobes_mmap_mutex: mmap_uprobe lists vs delete_uprobe
-//	        Engine.treeMu             treelock: the uprobe tree
+//	  Engine.srcu                     uprobes_srcu: a walk's read section
+//	    rmap.MM.MmapSem               mmap_sem: the VMA list; write a breakpoint (read)
+//	      rmap.Inode's i_mmap_mutex   the inode's mapping (LockMapping)
+//	        Engine.mmapMu             uprobes_mmap_mutex: mmap_uprobe lists vs delete_uprobe
+//	          Engine.treeMu           treelock: the uprobe tree
+//	            (waiting for a PTRACE_POKEDATA write) allowed under every lock
 //
-//	i_mutex -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock
+//	tracer -> i_mutex -> srcu -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock -> tracer poke
 //
-// Beside the hierarchy: Engine.srcu (uprobes_srcu) — a register/unregister
-// walk holds a read section from before it takes its temp list of VMAs
-// until after its last VMA, and takes mmap_sem (read) inside it; so nothing
-// may wait for an srcu grace period while holding an mmap_sem (or i_mutex),
-// and nothing does: MunmapHook defers the grace period to a reclaimer
-// goroutine that holds no lock. Leaf locks outside the hierarchy, never held
-// while taking another: Engine.retireMu, rmap.Inodes' registry lock, and
-// any lock inside a world's AddressSpace. Install/Remove callbacks run
+// srcu (uprobes_srcu): a register/unregister walk holds a read section from
+// before it takes its temp list of VMAs until after its last VMA, and takes
+// mmap_sem (read) inside it; so nothing may wait for an srcu grace period
+// while holding an mmap_sem, and nothing does: MunmapHook defers the grace
+// period to a reclaimer goroutine that holds no lock (lockdep checks
+// Synchronize as a wait of class srcu). The tracer: core/proc's tracer
+// thread takes mmap_sem (write) and, through MmapHook, the locks below, so
+// no goroutine may wait for it holding any of them; a breakpoint write with
+// PTRACE_POKEDATA, which a walk makes holding mmap_sem, is served by the
+// tracer holding no lock (tracer poke, a leaf).
+//
+// Leaf locks outside the hierarchy, never held while taking another:
+// Engine.retireMu, rmap.Inodes' registry lock, rmap.MM's breakpoint-table
+// lock, and any lock inside a world's AddressSpace. Install/Remove callbacks run
 // under mmap_sem and take no lock of the hierarchy; they may block (a
 // syscall, a ptrace request) — no lock a hit path or a walk needs besides
 // that mmap_sem is held across them.
@@ -63,6 +82,16 @@
 //     also guarded — a uprobe found by one path but deleted by another — is
 //     covered by i_mutex (register/unregister) and uprobes_mmap_mutex
 //     (mmap_uprobe).
+//
+// # The breakpoint table
+//
+// The per-VMA breakpoint sets of core/rmap are the one table of which
+// breakpoints are in place: an offset enters a VMA's set before the int3 is
+// written (a thread may trap at once, and the hit path must find it) and
+// leaves it after the original byte is restored. The hit path
+// (LookupLocked), the status view (Sites) and a world's detach
+// (RestoreVMALocked) and give-up (RemoveLocked) all read or change it
+// through the engine, so they cannot disagree.
 //
 // # Counts
 //

@@ -36,27 +36,6 @@ func defaultRemove(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
 	return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn[0])
 }
 
-// treeItem is an entry of the uprobe tree, ordered by (dev, ino, offset).
-// It is a value type so that a lookup key costs no allocation.
-type treeItem struct {
-	dev, ino, off uint64
-	u             *Uprobe
-}
-
-func treeLess(a, b treeItem) bool {
-	if a.dev != b.dev {
-		return a.dev < b.dev
-	}
-	if a.ino != b.ino {
-		return a.ino < b.ino
-	}
-	return a.off < b.off
-}
-
-func treeKey(in *rmap.Inode, off uint64) treeItem {
-	return treeItem{dev: in.Key.Dev, ino: in.Key.Ino, off: off}
-}
-
 // Engine is the seed's uprobes core: the uprobe tree and the
 // register/unregister and mmap/munmap algorithms. Create it with NewEngine;
 // all methods are safe for concurrent use. One Engine works with one
@@ -98,63 +77,10 @@ func NewEngine(o EngineOptions) *Engine {
 	if e.remove == nil {
 		e.remove = defaultRemove
 	}
+	e.srcu.Init(lockdep.SRCU, "uprobes_srcu")
 	e.mmapMu.Init(lockdep.UprobesMmapMutex, "uprobes_mmap_mutex")
 	e.treeMu.Init(lockdep.Treelock, "treelock")
 	return e
-}
-
-// findUprobe returns the uprobe at (in, off) or nil (the seed's find_uprobe).
-func (e *Engine) findUprobe(in *rmap.Inode, off uint64) *Uprobe {
-	e.treeMu.Lock()
-	it, ok := e.tree.Get(treeKey(in, off))
-	e.treeMu.Unlock()
-	if !ok {
-		return nil
-	}
-	return it.u
-}
-
-// allocUprobeLocked finds the uprobe at (in, off) or inserts a new one
-// (the seed's alloc_uprobe).
-// Preconditions: in.IMutex is held.
-//
-// Resolved: the seed calls alloc_uprobe before taking i_mutex. Then a
-// register could find a uprobe that a concurrent unregister (holding
-// i_mutex) is about to delete, and add its consumer to a uprobe that is no
-// longer in the tree. Here the find-or-insert is done under i_mutex (order
-// i_mutex -> treelock), so a uprobe found is never deleted under us.
-func (e *Engine) allocUprobeLocked(in *rmap.Inode, off uint64, insn []byte, arch any) *Uprobe {
-	k := treeKey(in, off)
-	e.treeMu.Lock()
-	defer e.treeMu.Unlock()
-	if it, ok := e.tree.Get(k); ok {
-		return it.u
-	}
-	u := &Uprobe{Inode: in, Offset: off, Insn: append([]byte(nil), insn...), Arch: arch}
-	k.u = u
-	e.tree.ReplaceOrInsert(k)
-	return u
-}
-
-// deleteUprobe removes u from the tree (the seed's delete_uprobe under
-// uprobes_mmap_mutex): u leaves the tree only with its last consumer.
-// Preconditions: u.Inode.IMutex is held; u has no consumers.
-func (e *Engine) deleteUprobe(u *Uprobe) {
-	if !e.test.deleteWithoutMmapMutex {
-		// uprobes_mmap_mutex: an MmapHook may have u on its pending
-		// list (it collected u before the last consumer left). The
-		// deletion must wait until that list is done with.
-		e.mmapMu.Lock()
-		defer e.mmapMu.Unlock()
-	}
-	e.treeMu.Lock()
-	e.tree.Delete(treeKey(u.Inode, u.Offset))
-	u.deleted = true
-	// Model of the kernel's kfree/list poisoning: any pending list
-	// still threaded through u is cut here. With uprobes_mmap_mutex held
-	// there is none.
-	u.pendingNext = &poisoned
-	e.treeMu.Unlock()
 }
 
 // walkItem is one entry of a register/unregister temp list: the seed's
@@ -216,10 +142,8 @@ func (e *Engine) walkVMAs(u *Uprobe, fn func(it walkItem) bool) {
 	idx := e.srcu.ReadLock()
 	defer e.srcu.ReadUnlock(idx)
 	for _, it := range e.snapshotVMAs(u) {
-		if h := e.test.walkBeforeMmapSem; h != nil {
-			h(it.v)
-		}
-		if e.test.imapBeforeMmapSem {
+		e.test.onWalkBeforeMmapSem(it.v)
+		if e.test.plantedIMapBeforeMmapSem() {
 			// Planted bug: i_mmap_mutex taken before mmap_sem.
 			u.Inode.LockMapping()
 			it.mm.MmapSem.RLock()
@@ -252,7 +176,7 @@ func (e *Engine) walkVMAs(u *Uprobe, fn func(it walkItem) bool) {
 // either the VMA was in the mapping when the temp list was taken (the walk
 // installs), or it was inserted after, hence after the consumer was added,
 // and its MmapHook sees the consumer and installs.
-func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch any, c *Consumer) error {
+func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch *install.Plan, c *Consumer) error {
 	if c == nil || len(insn) == 0 {
 		return fmt.Errorf("register %v+%#x: %w", in.Key, off, syscall.EINVAL)
 	}
@@ -275,12 +199,7 @@ func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch any, c *
 	// other error stops the walk and rolls the whole registration back.
 	var ret error
 	e.walkVMAs(u, func(it walkItem) bool {
-		err := e.install(it.mm, it.vaddr, u)
-		switch {
-		case err == nil || errors.Is(err, syscall.EEXIST):
-			it.v.AddBreakpointLocked(u.Offset)
-		case errors.Is(err, syscall.ESRCH):
-		default:
+		if err := e.installBreakpointLocked(it.v, it.vaddr, u); err != nil {
 			ret = fmt.Errorf("register %v+%#x: mm %d: %w", in.Key, off, it.mm.ID, err)
 			return false
 		}
@@ -291,6 +210,29 @@ func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch any, c *
 		e.unregisterLocked(u) // _unregister_uprobe: remove what was installed
 	}
 	return ret
+}
+
+// installBreakpointLocked is install_breakpoint on one VMA with the seed's
+// ret handling: the breakpoint is recorded in v's table first (a thread may
+// trap as soon as the byte is written, and the hit path must find it), then
+// written; ESRCH (the MM exited) and EEXIST (already there: copied by fork,
+// or written by a concurrent MmapHook) are not failures. Any other error is
+// returned, with the record undone.
+// Preconditions: v.MM.MmapSem held for writing, or for reading with
+// u.Inode.IMutex.
+func (e *Engine) installBreakpointLocked(v *rmap.VMA, vaddr uint64, u *Uprobe) error {
+	added := v.AddBreakpointLocked(u.Offset)
+	err := e.install(v.MM, vaddr, u)
+	switch {
+	case err == nil || errors.Is(err, syscall.EEXIST):
+		return nil
+	case errors.Is(err, syscall.ESRCH):
+		err = nil
+	}
+	if added {
+		v.RemoveBreakpointLocked(u.Offset)
+	}
+	return err
 }
 
 // Unregister removes consumer c from the uprobe at (in, off); with the last
@@ -332,211 +274,7 @@ func (e *Engine) unregisterLocked(u *Uprobe) error {
 		return true
 	})
 	u.Inode.AddUprobesCount(-1)
-	if h := e.test.beforeDelete; h != nil {
-		h(u)
-	}
+	e.test.onBeforeDelete(u)
 	e.deleteUprobe(u)
 	return ret
-}
-
-// MmapHook is mmap_uprobe: it installs the breakpoints of every uprobe
-// with consumers on v's inode within v's range. A world calls it for every
-// new VMA (mmap, exec, fork's copies) right after InsertVMALocked. It
-// returns the first install error other than EEXIST/ESRCH (the remaining
-// uprobes are skipped, as in the seed).
-// Preconditions: v.MM.MmapSem is held for writing; v is inserted.
-func (e *Engine) MmapHook(v *rmap.VMA) error {
-	in := v.Inode
-	if in == nil || !v.Exec { // valid_vma
-		return nil
-	}
-	if in.UprobesCount() == 0 {
-		return nil // bail-out
-	}
-	mm := v.MM
-	e.mmapMu.Lock() // uprobes_mmap_mutex: sync with other mmap_uprobes and delete_uprobe
-	defer e.mmapMu.Unlock()
-
-	// add_to_temp_list: thread the uprobes in v's range on a pending list
-	// under treelock (ascending offsets).
-	var head, tail *Uprobe
-	lo := treeKey(in, v.Pgoff)
-	hi := treeKey(in, v.Pgoff+(v.End-v.Start))
-	e.treeMu.Lock()
-	e.tree.AscendRange(lo, hi, func(it treeItem) bool {
-		it.u.pendingNext = nil
-		if tail == nil {
-			head = it.u
-		} else {
-			tail.pendingNext = it.u
-		}
-		tail = it.u
-		return true
-	})
-	e.treeMu.Unlock()
-	if h := e.test.mmapCollected; h != nil {
-		h(v)
-	}
-
-	var ret error
-	for u := head; u != nil; {
-		next := u.pendingNext
-		if next == &poisoned {
-			// u was deleted while on our list (only possible when
-			// delete_uprobe skips uprobes_mmap_mutex): the rest of
-			// the list is lost, as with a freed list node.
-			next = nil
-		}
-		u.pendingNext = nil // list_del
-		cur := u
-		u = next
-		if ret != nil {
-			continue
-		}
-		vaddr, _ := v.VaddrOf(cur.Offset)
-		if cur.NumConsumers() == 0 {
-			// cur is being unregistered (or rolled back, or not yet
-			// registered) by the holder of i_mutex. Its walk may have
-			// taken its temp list before v existed, so v is ours to
-			// clean: a fork copies the parent's memory with its
-			// breakpoints. Verify-opcode remove restores only a 0xCC.
-			_ = e.remove(mm, vaddr, cur)
-			continue
-		}
-		err := e.install(mm, vaddr, cur)
-		switch {
-		case err == nil || errors.Is(err, syscall.EEXIST):
-			v.AddBreakpointLocked(cur.Offset)
-		case errors.Is(err, syscall.ESRCH):
-		default:
-			ret = fmt.Errorf("mmap %v of mm %d: uprobe %#x: %w", v, mm.ID, cur.Offset, err)
-		}
-	}
-	return ret
-}
-
-// MunmapHook is munmap_uprobe: it forgets v's breakpoints (dropping them
-// from v.MM's uprobes_count) and arranges for the VMA object to become
-// reusable (rmap.VMA.Reusable) once no register/unregister walk can still
-// hold it. A world calls it for every VMA it removes (munmap, exit, exec),
-// right after RemoveVMALocked.
-// Preconditions: v.MM.MmapSem is held for writing; v is removed.
-//
-// Resolved: the seed calls synchronize_srcu here, under mmap_sem held for
-// write, while a walker inside its srcu read section waits for that
-// mmap_sem: a deadlock. The grace period is instead waited for by a
-// reclaimer goroutine (the call_srcu pattern) that holds no lock; until it
-// ends, the world must not reuse the VMA object (it allocates a new one).
-// The walker never writes through v because v is dead (see walkVMAs).
-func (e *Engine) MunmapHook(v *rmap.VMA) {
-	v.ClearBreakpointsLocked() // seed: walk the tree and decrement mm->uprobes_count
-	in := v.Inode
-	if in == nil || !v.Exec || in.UprobesCount() == 0 {
-		// Bail-out: no walk can hold v. Walks only take executable
-		// VMAs, and a walk runs entirely while the inode's
-		// uprobes_count is non-zero (Register increments it before
-		// its walk, Unregister decrements it after), and v left the
-		// mapping (under i_mmap_mutex) before this load.
-		v.MarkReusable()
-		return
-	}
-	if e.test.skipMunmapSync {
-		v.MarkReusable() // planted bug: no grace period
-		return
-	}
-	e.retireVMA(v)
-}
-
-// retireVMA queues v to become reusable after an srcu grace period.
-func (e *Engine) retireVMA(v *rmap.VMA) {
-	e.retireMu.Lock()
-	e.retired = append(e.retired, v)
-	start := !e.reclaiming
-	e.reclaiming = true
-	e.retireMu.Unlock()
-	if start {
-		go e.reclaim()
-	}
-}
-
-// reclaim marks retired VMAs reusable, one grace period per batch, until
-// the queue is empty. It holds no lock while waiting.
-func (e *Engine) reclaim() {
-	for {
-		e.retireMu.Lock()
-		batch := e.retired
-		e.retired = nil
-		if len(batch) == 0 {
-			e.reclaiming = false
-			e.retireMu.Unlock()
-			return
-		}
-		e.retireMu.Unlock()
-		e.srcu.Synchronize()
-		for _, v := range batch {
-			v.MarkReusable()
-		}
-	}
-}
-
-// Synchronize waits for an srcu grace period and then for every VMA retired
-// before the call to be reusable. For worlds that want to reuse VMA objects
-// promptly, and for tests. It must not be called with any mmap_sem held.
-func (e *Engine) Synchronize() {
-	e.retireMu.Lock()
-	pending := append([]*rmap.VMA(nil), e.retired...)
-	e.retireMu.Unlock()
-	e.srcu.Synchronize()
-	for _, v := range pending {
-		for !v.Reusable() {
-			e.srcu.Synchronize()
-		}
-	}
-}
-
-// LookupLocked finds the uprobe whose breakpoint is at vaddr of mm (the hit
-// path). It does not allocate.
-// Preconditions: mm.MmapSem held for reading (or writing).
-func (e *Engine) LookupLocked(mm *rmap.MM, vaddr uint64) *Uprobe {
-	v := mm.FindVMALocked(vaddr)
-	if v == nil || v.Inode == nil {
-		return nil
-	}
-	k := treeKey(v.Inode, v.OffsetOf(vaddr))
-	e.treeMu.Lock()
-	it, ok := e.tree.Get(k)
-	e.treeMu.Unlock()
-	if !ok {
-		return nil
-	}
-	return it.u
-}
-
-// Dispatch counts one hit for every consumer of u and calls their handlers.
-func (e *Engine) Dispatch(u *Uprobe, h Hit) {
-	p := u.consumers.Load()
-	if p == nil {
-		return
-	}
-	for _, c := range *p {
-		c.hits.Add(1)
-		if c.Handler != nil {
-			c.Handler(u, h)
-		}
-	}
-}
-
-// Uprobes returns a snapshot of the uprobes on in, by offset.
-func (e *Engine) Uprobes(in *rmap.Inode) []*Uprobe {
-	var us []*Uprobe
-	e.treeMu.Lock()
-	e.tree.AscendGreaterOrEqual(treeKey(in, 0), func(it treeItem) bool {
-		if it.dev != in.Key.Dev || it.ino != in.Key.Ino {
-			return false
-		}
-		us = append(us, it.u)
-		return true
-	})
-	e.treeMu.Unlock()
-	return us
 }

@@ -35,10 +35,12 @@ type fixture struct {
 	w      *sim.World
 }
 
-func newFixture(t testing.TB, h probes.TestHooks) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	eng := probes.NewEngine(probes.EngineOptions{})
-	probes.SetTestHooks(eng, h)
+	return newFixtureEngine(probes.NewEngine(probes.EngineOptions{}))
+}
+
+func newFixtureEngine(eng *probes.Engine) *fixture {
 	inodes := &rmap.Inodes{}
 	return &fixture{eng: eng, inodes: inodes, w: sim.NewWorld(eng, inodes)}
 }
@@ -71,7 +73,7 @@ func mustMmap(t testing.TB, p *sim.Proc, file *sim.File, start, pgoff, length ui
 }
 
 func TestRegisterUnregisterBasic(t *testing.T) {
-	f := newFixture(t, probes.TestHooks{})
+	f := newFixture(t)
 	a := f.file(1, 3)
 	key := a.Inode.Key
 	p := f.w.Spawn()
@@ -168,7 +170,7 @@ func TestRegisterRollback(t *testing.T) {
 
 // TestExitedMMIsNotAFailure: ESRCH from install is not a failure.
 func TestExitedMMIsNotAFailure(t *testing.T) {
-	f := newFixture(t, probes.TestHooks{})
+	f := newFixture(t)
 	a := f.file(1, 1)
 	p := f.w.Spawn()
 	mustMmap(t, p, a, 0x10000, 0, ps, true)

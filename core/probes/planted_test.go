@@ -1,3 +1,5 @@
+//go:build planted
+
 package probes_test
 
 import (
@@ -18,6 +20,14 @@ import (
 
 const deadline = 20 * time.Second
 
+// newPlantedFixture is newFixture with test hooks and planted bugs h.
+func newPlantedFixture(t testing.TB, h probes.TestHooks) *fixture {
+	t.Helper()
+	eng := probes.NewEngine(probes.EngineOptions{})
+	probes.SetTestHooks(eng, h)
+	return newFixtureEngine(eng)
+}
+
 func waitCh(t *testing.T, ch <-chan struct{}, what string) {
 	t.Helper()
 	select {
@@ -37,7 +47,7 @@ func waitCh(t *testing.T, ch <-chan struct{}, what string) {
 func scenarioStaleVMA(t *testing.T, bug bool) error {
 	paused, resume := make(chan struct{}), make(chan struct{})
 	var once sync.Once
-	f := newFixture(t, probes.TestHooks{
+	f := newPlantedFixture(t, probes.TestHooks{
 		SkipMunmapSync: bug,
 		WalkBeforeMmapSem: func(v *rmap.VMA) {
 			once.Do(func() {
@@ -80,22 +90,15 @@ func scenarioStaleVMA(t *testing.T, bug bool) error {
 // scenarioLockOrder: planted bug 2 takes i_mmap_mutex before mmap_sem in
 // the register walk; lockdep reports it with both acquisition sites.
 func scenarioLockOrder(t *testing.T, bug bool) error {
-	var mu sync.Mutex
-	var got []*lockdep.Violation
-	restore := lockdep.SetReporter(func(v *lockdep.Violation) {
-		mu.Lock()
-		got = append(got, v)
-		mu.Unlock()
-	})
-	defer restore()
-	f := newFixture(t, probes.TestHooks{IMapBeforeMmapSem: bug})
+	collected, stop := lockdep.Collect()
+	defer stop()
+	f := newPlantedFixture(t, probes.TestHooks{IMapBeforeMmapSem: bug})
 	a := f.file(1, 1)
 	p := f.w.Spawn()
 	t.Cleanup(p.Exit)
 	mustMmap(t, p, a, 0x10000, 0, ps, true)
 	f.register(t, a, 0x10, &probes.Consumer{})
-	mu.Lock()
-	defer mu.Unlock()
+	got := collected()
 	if len(got) == 0 {
 		return nil
 	}
@@ -104,6 +107,34 @@ func scenarioLockOrder(t *testing.T, bug bool) error {
 		t.Errorf("unexpected violation: %v", v)
 	}
 	return v
+}
+
+// scenarioSyncUnderMmapSem: planted bug 4 waits for the srcu grace period
+// in MunmapHook, under mmap_sem held for writing, as the seed's
+// munmap_uprobe does (a deadlock with a register walk that holds srcu and
+// waits for that mmap_sem). lockdep reports the wait, with the site that
+// took mmap_sem, whether or not a walk happens to be running.
+func scenarioSyncUnderMmapSem(t *testing.T, bug bool) error {
+	collected, stop := lockdep.Collect()
+	defer stop()
+	f := newPlantedFixture(t, probes.TestHooks{SyncUnderMmapSem: bug})
+	a := f.file(1, 1)
+	p := f.w.Spawn()
+	t.Cleanup(p.Exit)
+	v := mustMmap(t, p, a, 0x10000, 0, ps, true)
+	f.register(t, a, 0x10, &probes.Consumer{})
+	if err := p.Munmap(v.Start); err != nil {
+		t.Fatal(err)
+	}
+	got := collected()
+	if len(got) == 0 {
+		return nil
+	}
+	w := got[0]
+	if !w.Wait || w.Held != lockdep.MmapSem || w.Acquiring != lockdep.SRCU || w.HeldSite == "" {
+		t.Errorf("unexpected violation: %v", w)
+	}
+	return w
 }
 
 // scenarioDeleteRace: an unregister of u1 has walked (before the new VMA
@@ -116,7 +147,7 @@ func scenarioDeleteRace(t *testing.T, bug bool) error {
 	reached, proceed, unregDone := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	const o1, o2 = 0x10, 0x20
 	var f *fixture
-	f = newFixture(t, probes.TestHooks{
+	f = newPlantedFixture(t, probes.TestHooks{
 		DeleteWithoutMmapMutex: bug,
 		BeforeDelete: func(u *probes.Uprobe) {
 			if u.Offset == o1 {
@@ -161,6 +192,7 @@ func TestPlantedBugsCaught(t *testing.T) {
 		{"SkipMunmapSynchronize", scenarioStaleVMA},
 		{"IMmapMutexBeforeMmapSem", scenarioLockOrder},
 		{"DeleteWithoutUprobesMmapMutex", scenarioDeleteRace},
+		{"SynchronizeSrcuUnderMmapSem", scenarioSyncUnderMmapSem},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.run(t, false); err != nil {

@@ -57,7 +57,7 @@ func TestStress(t *testing.T) {
 }
 
 func runStress(t *testing.T, seed uint64, cfg stressConfig) error {
-	f := newFixture(t, probes.TestHooks{})
+	f := newFixture(t)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	var files []*sim.File
 	var slots []*slot

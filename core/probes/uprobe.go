@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync/atomic"
 
+	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
@@ -42,8 +43,10 @@ type Uprobe struct {
 	// Insn holds the original instruction bytes from the FILE at Offset;
 	// Insn[0] is the byte 0xCC replaces. Immutable.
 	Insn []byte
-	// Arch is the step-over plan (*install.Plan in the real world). Immutable.
-	Arch any
+	// Arch is how a hit steps over the probed instruction (the kernel's
+	// struct arch_uprobe): decoded from the file by core/objfile. nil in
+	// worlds that never execute (core/sim). Immutable.
+	Arch *install.Plan
 
 	// consumers is the consumer list, copied on write. It is modified
 	// under Inode.IMutex and read atomically (Dispatch, MmapHook).
@@ -90,7 +93,8 @@ func (u *Uprobe) hasConsumer(c *Consumer) bool {
 	return false
 }
 
-// addConsumerLocked adds c. Preconditions: u.Inode.IMutex is held.
+// addConsumerLocked adds c (the seed's add_consumer).
+// Preconditions: u.Inode.IMutex is held.
 func (u *Uprobe) addConsumerLocked(c *Consumer) {
 	var cs []*Consumer
 	if p := u.consumers.Load(); p != nil {
@@ -100,7 +104,8 @@ func (u *Uprobe) addConsumerLocked(c *Consumer) {
 	u.consumers.Store(&cs)
 }
 
-// delConsumerLocked removes c and reports whether it was a consumer.
+// delConsumerLocked removes c and reports whether it was a consumer (the
+// seed's del_consumer).
 // Preconditions: u.Inode.IMutex is held.
 func (u *Uprobe) delConsumerLocked(c *Consumer) bool {
 	p := u.consumers.Load()

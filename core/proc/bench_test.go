@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/kuprobe"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -61,7 +61,7 @@ func BenchmarkWorldHit(b *testing.B) {
 	for _, c := range benchCases {
 		b.Run(c.name, func(b *testing.B) {
 			bin := testfix.Copy(b, src)
-			fi, err := install.Open(bin)
+			fi, err := objfile.Open(bin)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -9,15 +9,35 @@
 // under mmap_sem). The engine then writes breakpoints into the processes'
 // private copy-on-write text; the file on disk never changes.
 //
-// The /proc scan runs off the tracer thread on a few goroutines; each
-// maps file is searched as bytes for " MAJ:MIN INODE " and parsed only
-// when it holds one (a check against our own maps turns the filter off if
-// the kernel prints them otherwise). attach reads the maps again after the
-// seize (the process may have exec'd since the scan). /proc files are read
-// with plain open/read/close into pooled buffers (readProcFile): os.ReadFile
-// and os.Open cost several system calls more per file (fstat, the poller's
-// fcntl/epoll), which made half of a registration's time with many
-// processes.
+// The /proc scan (internal/procfs) runs off the tracer thread on a few
+// goroutines; attach reads the maps again after the seize (the process may
+// have exec'd since the scan).
+//
+// # Files
+//
+// One concern a file, by what happens to a process:
+//
+//	world.go        World, Options, the public API (Watch, Unwatch, Stats, Close)
+//	process.go      the process and thread records, their creation and end
+//	attach.go       seizing a process and its threads; seizing at an exec
+//	dispatch.go     the tracer's event switch: one wait status of a thread; resume
+//	lifecycle.go    clone, fork, vfork, exec, orphans, the expect window
+//	mappings.go     the MM against /proc/PID/maps: insert, remove, resync
+//	rdebug.go       the loader's r_brk, which announces dlopen and dlclose
+//	breakpoints.go  the engine's install/remove hooks: every breakpoint write
+//	hits.go         a trap: count, step over (emulation or slot), restart
+//	xol.go          out-of-line slot pages
+//	inject.go       system calls injected into a stopped thread (mmap of a slot page)
+//	detach.go       restoring and detaching a process
+//	discovery.go    new processes: fanotify holds, the /proc rescan fallback
+//	mem.go, poke.go /proc/PID/mem, and the PTRACE_POKEDATA fallback
+//	tracer.go, doorbell.go, ptrace_linux.go   the tracer thread and its requests
+//	placement.go, profile.go                  where the tracer runs; hit timing
+//
+// It imports core/probes, core/rmap, core/install, core/objfile,
+// core/fanotify, core/lockdep, internal/procfs and golang.org/x/sys/unix;
+// never core/manager (it implements the manager's World interface by
+// shape: its Skip and Stats are aliases of the same unnamed struct types).
 //
 // # The tracer thread
 //
@@ -37,10 +57,10 @@
 //
 // # Hits
 //
-// A SIGTRAP with si_code SI_KERNEL whose rip-1 is in the process's
-// breakpoint table (filled by the engine's Install/Remove hooks, see
-// EngineOptions; equivalent to LookupLocked under mmap_sem without taking
-// it) is a hit: Dispatch, then step over without removing the breakpoint:
+// A SIGTRAP with si_code SI_KERNEL whose rip-1 is in the engine's
+// breakpoint table (Engine.LookupLocked under the MM's mmap_sem for reading:
+// the one table of which breakpoints are in place, see breakpoints.go) is
+// a hit: Dispatch, then step over without removing the breakpoint:
 // emulate (install.Plan.Emulate; for nop/endbr64 just rip via POKEUSER), or
 // set rip to the instruction's slot in an XOL page mapped into the process
 // by an injected mmap (xol.go). One trap per hit, no single-step. A trap on
@@ -115,13 +135,17 @@
 //
 // # Locks
 //
-// The engine's hierarchy (core/probes) plus: process.bpMu, a leaf taken by
-// the install/remove hooks under mmap_sem and alone by the hit path;
-// addressSpace.mu, a leaf guarding the /proc/PID/mem descriptor; the
-// tracer's request queue lock and the skip list lock, leaves. The tracer
-// thread takes mmap_sem (write) for fork, exec, exit, attach, detach and
-// r_brk resynchronization (lockMM), never on the hit path; nothing that
-// holds an mmap_sem waits for the tracer except the PTRACE_POKEDATA
-// fallback, whose requests the tracer serves while it waits in lockMM (see
-// poke.go). The fanotify handlers only queue requests for the tracer.
+// The engine's hierarchy (core/probes) plus leaves: process.everMu (the
+// history of written addresses, taken by the install hook under mmap_sem),
+// process.failMu, process.pokeMu (pending POKEDATA writes, read by
+// ReadMemory), addressSpace.mu (the /proc/PID/mem descriptor), the
+// tracer's request queue lock and the skip list lock. The tracer thread
+// takes mmap_sem for writing for fork, exec, exit, attach, detach and r_brk
+// resynchronization (lockMM) and for reading on the hit path (the only
+// writer of a real MM's mmap_sem is the tracer itself, so that read never
+// waits for a pending writer). Nothing that holds a lock waits for the
+// tracer (lockdep checks every wait: class tracer), except a PTRACE_POKEDATA
+// write, which the tracer serves holding no lock and deferring the stops it
+// reaps (class tracer poke; see poke.go). The fanotify handlers only queue
+// requests for the tracer.
 package proc

@@ -8,37 +8,20 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
-// Fixture binaries are compiled once per test binary run.
-var (
-	buildMu sync.Mutex
-	built   = map[string]string{}
-	buildTB = map[string]testing.TB{}
-)
-
-// buildOnce compiles testdata/name.c with flags once per process (into the
-// TempDir of the first test that asks) and returns the binary path. Tests
-// that probe a binary must take a private copy with testfix.Copy.
+// buildOnce compiles testdata/name.c with flags once per test binary
+// (testfix.Build) and returns the binary path. Tests that probe a binary
+// must take a private copy with testfix.Copy.
 func buildOnce(t testing.TB, name string, flags ...string) string {
 	t.Helper()
-	key := name + " " + strings.Join(flags, " ")
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[key]; ok {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	p := testfix.CC(t, "testdata/"+name+".c", flags...)
-	built[key] = p
-	return p
+	return testfix.Build(t, "testdata/"+name+".c", flags...)
 }
 
 // fixture is a C fixture started through the relay, so that it is not a
@@ -175,7 +158,7 @@ func (f *fixture) kill() {
 
 // tracerPid returns the TracerPid of /proc/pid/status.
 func tracerPid(t testing.TB, pid int) int {
-	st, err := pidStatus(pid)
+	st, err := procfs.PidStatus(pid)
 	if err != nil {
 		t.Fatalf("status of %d: %v", pid, err)
 	}

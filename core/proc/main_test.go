@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/uprobefs/uprobefs/core/lockdep"
+	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 func TestMain(m *testing.M) {
@@ -13,5 +14,5 @@ func TestMain(m *testing.M) {
 	if os.Getenv("UPROBEFS_BENCH_NOLOCKDEP") == "" {
 		lockdep.Enable()
 	}
-	os.Exit(m.Run())
+	os.Exit(testfix.Main(m))
 }

@@ -60,8 +60,18 @@ func (as *addressSpace) close() {
 	as.mu.Unlock()
 }
 
-// ReadMemory reads len(p) bytes at vaddr.
+// ReadMemory reads len(p) bytes at vaddr, as they will be once the
+// PTRACE_POKEDATA writes still pending (poke.go) are done: a verify-opcode
+// read must see the breakpoint a pending write puts in.
 func (as *addressSpace) ReadMemory(vaddr uint64, p []byte) error {
+	if err := as.pread(vaddr, p); err != nil {
+		return err
+	}
+	as.proc.overlayPokes(vaddr, p)
+	return nil
+}
+
+func (as *addressSpace) pread(vaddr uint64, p []byte) error {
 	as.mu.RLock()
 	defer as.mu.RUnlock()
 	if as.fd < 0 {

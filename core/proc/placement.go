@@ -5,6 +5,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // placer moves the tracer thread. Tracer-owned.
@@ -41,7 +43,7 @@ func (pl *placer) follow(th *thread) {
 		}
 		th.statFile = f
 	}
-	c, err := threadCPU(th.statFile, pl.buf)
+	c, err := procfs.ThreadCPU(th.statFile, pl.buf)
 	if err != nil || c == pl.cpu || c < 0 {
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
 )
 
 // Thin wrappers, one per ptrace request. Every one of them must be called on
@@ -53,18 +55,18 @@ func ptraceSingleStep(tid, sig int) error {
 }
 
 // ptraceGetRegs reads the general-purpose registers (PTRACE_GETREGS).
-func ptraceGetRegs(tid int, r *unix.PtraceRegs) error {
+func ptraceGetRegs(tid int, r *install.Regs) error {
 	return ptrace(unix.PTRACE_GETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
 }
 
 // ptraceSetRegs writes the general-purpose registers (PTRACE_SETREGS).
-func ptraceSetRegs(tid int, r *unix.PtraceRegs) error {
+func ptraceSetRegs(tid int, r *install.Regs) error {
 	return ptrace(unix.PTRACE_SETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
 }
 
 // offRip is the offset of rip in struct user_regs_struct, for
 // PTRACE_PEEKUSER and PTRACE_POKEUSER.
-var offRip = uintptr(unsafe.Offsetof(unix.PtraceRegs{}.Rip))
+var offRip = uintptr(unsafe.Offsetof(install.Regs{}.Rip))
 
 // ptracePeekRip reads rip alone (PTRACE_PEEKUSER): cheaper than GETREGS.
 func ptracePeekRip(tid int) (uint64, error) {

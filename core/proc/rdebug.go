@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // The dynamic loader's r_brk.
@@ -45,34 +47,9 @@ type ldso struct {
 // struct link_map *r_map; ElfW(Addr) r_brk; enum r_state; ...).
 const rStateOff = 24
 
-// AT_BASE: the interpreter's load address in the auxiliary vector.
-const atBase = 7
-
-// auxvBase returns the AT_BASE of pid (0 if none: a static program).
-func auxvBase(pid int) uint64 {
-	bp := getProcBuf()
-	defer putProcBuf(bp)
-	b, err := readProcFile(fmt.Sprintf("/proc/%d/auxv", pid), bp)
-	if err != nil {
-		return 0
-	}
-	for len(b) >= 16 {
-		k := binary.LittleEndian.Uint64(b)
-		v := binary.LittleEndian.Uint64(b[8:])
-		if k == 0 {
-			break
-		}
-		if k == atBase {
-			return v
-		}
-		b = b[16:]
-	}
-	return 0
-}
-
 // loadLdso reads the loader file at path (an open path of the mapped file).
 func loadLdso(path string) (*ldso, error) {
-	f, err := install.Open(path)
+	f, err := objfile.Open(path)
 	if err != nil {
 		return nil, err
 	}
@@ -114,15 +91,15 @@ func loadLdso(path string) (*ldso, error) {
 // setRbrk puts the internal breakpoint on the loader's _dl_debug_state in
 // p, if p has a glibc-like loader and no r_brk yet. ms is p's maps.
 // Preconditions: on the tracer thread.
-func (w *World) setRbrk(p *process, ms []mapping) {
+func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	if p.rbrk != 0 || p.detaching || p.gone {
 		return
 	}
-	base := auxvBase(p.pid)
+	base, _ := procfs.Auxv(p.pid, procfs.AtBase)
 	if base == 0 {
 		return
 	}
-	var lm *mapping
+	var lm *procfs.Mapping
 	for i := range ms {
 		if ms[i].Start == base && ms[i].Ino != 0 {
 			lm = &ms[i]
@@ -159,9 +136,9 @@ func (w *World) setRbrk(p *process, ms []mapping) {
 			continue
 		}
 		va := m.Start + (l.off - m.Off)
-		p.bpMu.Lock()
+		p.everMu.Lock()
 		p.everBp[va] = l.plan.Insn[0]
-		p.bpMu.Unlock()
+		p.everMu.Unlock()
 		if err := install.InsertBreakpoint(p.as, va, l.plan.Insn[0]); err != nil && !errors.Is(err, syscall.EEXIST) {
 			if !errors.Is(err, syscall.ESRCH) {
 				w.errorf("pid %d: r_brk at %#x: %v", p.pid, va, err)
@@ -219,55 +196,4 @@ func (w *World) rbrkHit(th *thread, addr uint64) {
 		}
 	}
 	w.resume(th, 0)
-}
-
-// syncMappings makes p's MM match /proc/PID/maps for watched inodes: VMAs
-// whose mapping is gone or changed leave the engine (nothing is written
-// there), new mappings of watched inodes enter it.
-// Preconditions: on the tracer thread.
-func (w *World) syncMappings(p *process) error {
-	ms, err := readMaps(p.pid)
-	if err != nil {
-		return err
-	}
-	mm := p.mm
-	w.lockMM(mm)
-	defer mm.MmapSem.Unlock()
-	for _, v := range mm.VMAsLocked() {
-		if !stillMapped(ms, v) {
-			mm.RemoveVMALocked(v)
-			w.eng.MunmapHook(v)
-			w.forgetRange(p, v.Start, v.End)
-		}
-	}
-	return w.insertMappingsLocked(p, ms)
-}
-
-// stillMapped reports whether ms has v's mapping unchanged.
-func stillMapped(ms []mapping, v *rmap.VMA) bool {
-	for i := range ms {
-		m := &ms[i]
-		if m.Start == v.Start {
-			return m.End == v.End && m.Off == v.Pgoff && v.Inode != nil &&
-				m.Dev == v.Inode.Key.Dev && m.Ino == v.Inode.Key.Ino && m.Exec() == v.Exec
-		}
-	}
-	return false
-}
-
-// forgetRange forgets p's breakpoints in [start, end) without writing:
-// the range no longer maps what they were written into.
-func (w *World) forgetRange(p *process, start, end uint64) {
-	p.bpMu.Lock()
-	for va := range p.bps {
-		if va >= start && va < end {
-			delete(p.bps, va)
-		}
-	}
-	for va := range p.everBp {
-		if va >= start && va < end && va != p.rbrk {
-			delete(p.everBp, va)
-		}
-	}
-	p.bpMu.Unlock()
 }

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/lockdep"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // ErrClosed is returned by operations on a closed World.
@@ -25,6 +28,8 @@ type handler interface {
 	tids() []int
 	// held reports whether tid is a known thread left in a ptrace-stop.
 	held(tid int) bool
+	// flush handles the events deferred while serving poke requests.
+	flush()
 }
 
 // tracer is the one goroutine, locked to its OS thread, from which every
@@ -113,6 +118,15 @@ func (t *tracer) enqueue(f func(), poke bool) error {
 		f()
 		return nil
 	}
+	// The wait is a lock for lockdep: the tracer takes mmap_sem (and the
+	// engine's locks below it) serving requests, so nothing may be held
+	// while waiting for it; poke requests take no lock (servePokes), so
+	// they may be waited for under any.
+	if poke {
+		lockdep.Wait(lockdep.TracerPoke, "tracer poke")
+	} else {
+		lockdep.Wait(lockdep.Tracer, "tracer")
+	}
 	done := make(chan bool, 1)
 	req := func() {
 		if t.quit {
@@ -155,22 +169,30 @@ func (t *tracer) enqueue(f func(), poke bool) error {
 func (t *tracer) stopLoop() { t.quit = true }
 
 // servePokes runs the queued poke requests and reports whether there were
-// any.
+// any. A poke request must take no lock (its requester may hold any): the
+// stops it reaps are deferred (World.deferEvent), and lockdep checks that
+// nothing is taken while it runs.
 func (t *tracer) servePokes() bool {
 	t.mu.Lock()
 	pokes := t.pokes
 	t.pokes = nil
 	t.mu.Unlock()
+	if len(pokes) == 0 {
+		return false
+	}
+	done := lockdep.Hold(lockdep.TracerPoke, "serving a poke")
 	for _, f := range pokes {
 		f()
 	}
-	return len(pokes) > 0
+	done()
+	return true
 }
 
-// serve runs the queued requests.
+// serve runs the queued requests, and the events deferred meanwhile.
 func (t *tracer) serve() {
 	for {
 		t.servePokes()
+		t.h.flush()
 		t.mu.Lock()
 		reqs := t.reqs
 		t.reqs = nil
@@ -270,7 +292,7 @@ func (t *tracer) tracedExit(pid int, si *siginfo) bool {
 	default:
 		return false
 	}
-	st, err := pidStatus(pid)
+	st, err := procfs.PidStatus(pid)
 	return err == nil && st.TracerPid == t.tid // TracerPid names the tracer thread
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // rawHandler traces one process and swallows its SIGTRAPs: the tracer's
@@ -32,7 +34,7 @@ func (h *rawHandler) place(tid int) {
 			h.buf = make([]byte, 1024)
 			h.cpu = -1
 		}
-		c, err := threadCPU(h.statF, h.buf)
+		c, err := procfs.ThreadCPU(h.statF, h.buf)
 		if err == nil && c != h.cpu {
 			var set unix.CPUSet
 			set.Set(c)
@@ -45,6 +47,7 @@ func (h *rawHandler) place(tid int) {
 
 func (h *rawHandler) known(tid int) bool { return h.threads[tid] }
 func (h *rawHandler) held(tid int) bool  { return false }
+func (h *rawHandler) flush()             {}
 func (h *rawHandler) tids() []int {
 	var out []int
 	for t := range h.threads {
@@ -88,7 +91,7 @@ func testTracerRaw(t *testing.T, mode string) {
 		t.Fatal(err)
 	}
 	h := &rawHandler{threads: map[int]bool{}, exited: make(chan struct{}), mode: mode}
-	tr.h = h
+	tr.do(func() { tr.h = h }) // the tracer reads h between requests
 	if mode == "pin0" || mode == "both0" || mode == "split" {
 		tr.do(func() {
 			var set unix.CPUSet

@@ -9,25 +9,26 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/uprobefs/uprobefs/core/fanotify"
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
-// Skip is a process that maps a watched inode but could not be traced.
-type Skip = probes.Skip
+// Skip is a process that maps a watched inode but could not be traced. It
+// is the same type as core/manager's Skip (an alias of one unnamed struct
+// type), so that World implements the manager's optional interfaces
+// without importing it.
+type Skip = struct {
+	Pid    int
+	Reason string
+}
 
-// Stats are the world's counters.
-type Stats = probes.WorldStats
-
-var (
-	_ probes.World        = (*World)(nil)
-	_ probes.WorldSkipper = (*World)(nil)
-	_ probes.WorldStatser = (*World)(nil)
-)
+// Stats are the world's counters (core/manager's WorldStats).
+type Stats = struct {
+	Processes, Threads, Breakpoints, Hits, Errors int
+}
 
 // ErrOwnChild is the reason a child of this process is never traced: the
 // tracer's wait would steal its exit status from os/exec (and os/exec's
@@ -106,6 +107,14 @@ type World struct {
 	pending map[int]*pendExec
 	// ldsos caches the dynamic loaders' r_brk (nil: none), by inode.
 	ldsos map[rmap.InodeKey]*ldso
+	// deferred are stops reaped while serving poke requests, and poking
+	// the processes with pending pokes (poke.go).
+	deferred []deferredStop
+	poking   map[*process]bool
+
+	// test holds the planted bugs of the tests (empty without the
+	// "planted" build tag).
+	test worldTestHooks
 
 	// fan holds new processes at exec/open of watched files; nil where
 	// fanotify does not work (fanErr says why). Immutable after NewWorld.
@@ -124,126 +133,6 @@ type World struct {
 	nProcs, nThreads atomic.Int64
 	nHits, nErrors   atomic.Int64
 	closed           atomic.Bool
-}
-
-// orphan is a stop reported by a tid before its creator's event announced it.
-type orphan struct {
-	st   uint32
-	when time.Time
-}
-
-// EngineOptions returns the engine options the real world needs: the
-// default verify-opcode install and remove, plus the bookkeeping of the
-// world's per-process breakpoint table (the hit path's cache and what Close
-// restores). Create the Engine with them.
-func EngineOptions() probes.EngineOptions {
-	return probes.EngineOptions{Install: installHook, Remove: removeHook}
-}
-
-// installHook is install_breakpoint. Preconditions: mm.MmapSem held.
-func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
-	as, ok := mm.AS.(*addressSpace)
-	if !ok {
-		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn[0])
-	}
-	p := as.proc
-	if err := checkMapped(mm, as, vaddr, u); err != nil {
-		return err
-	}
-	// Record first: a thread may trap as soon as the byte is written.
-	p.bpMu.Lock()
-	prev := p.bps[vaddr]
-	p.bps[vaddr] = u
-	p.bpMu.Unlock()
-	err := goneIfFault(install.InsertBreakpoint(as, vaddr, u.Insn[0]))
-	if err != nil && !errors.Is(err, syscall.EEXIST) {
-		p.bpMu.Lock()
-		if p.bps[vaddr] == u {
-			if prev != nil {
-				p.bps[vaddr] = prev
-			} else {
-				delete(p.bps, vaddr)
-			}
-		}
-		p.bpMu.Unlock()
-	} else {
-		p.bpMu.Lock()
-		p.everBp[vaddr] = u.Insn[0]
-		p.bpMu.Unlock()
-	}
-	return err
-}
-
-// removeHook is remove_breakpoint. Preconditions: mm.MmapSem held.
-func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
-	as, ok := mm.AS.(*addressSpace)
-	if !ok {
-		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn[0])
-	}
-	p := as.proc
-	// Restore first, forget after: a thread that trapped before the
-	// restore is still counted and stepped over.
-	err := checkMapped(mm, as, vaddr, u)
-	if err == nil {
-		err = goneIfFault(install.RemoveBreakpoint(as, vaddr, u.Insn[0]))
-	}
-	p.bpMu.Lock()
-	if p.bps[vaddr] == u {
-		delete(p.bps, vaddr)
-	}
-	p.everBp[vaddr] = u.Insn[0]
-	p.bpMu.Unlock()
-	return err
-}
-
-// errMappingGone says that a VMA of an MM no longer maps what it did in the
-// process (unmapped, not yet seen by the tracer): for the engine, like an
-// exited MM.
-var errMappingGone = fmt.Errorf("mapping gone: %w", syscall.ESRCH)
-
-// goneIfFault turns EFAULT (the address is not mapped any more: the VMA is
-// stale until the tracer's next look at the maps) into errMappingGone.
-func goneIfFault(err error) error {
-	if err != nil && errors.Is(err, syscall.EFAULT) {
-		return fmt.Errorf("%v: %w", err, errMappingGone)
-	}
-	return err
-}
-
-// checkMapped verifies, before a breakpoint write at vaddr, that the
-// process still maps u's file at u's offset there. The MM learns of unmaps
-// only at the loader's r_brk and at exit: in between (or after a munmap the
-// loader did not announce) the range may map something else, which must
-// never be written (invariant 3). One stat of /proc/PID/map_files/RANGE,
-// or a read of the maps if the range was split.
-// Preconditions: mm.MmapSem held.
-func checkMapped(mm *rmap.MM, as *addressSpace, vaddr uint64, u *probes.Uprobe) error {
-	v := mm.FindVMALocked(vaddr)
-	if v == nil || v.Inode == nil {
-		return fmt.Errorf("pid %d %#x: no VMA: %w", as.pid, vaddr, errMappingGone)
-	}
-	k := v.Inode.Key
-	var st unix.Stat_t
-	if unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", as.pid, v.Start, v.End), &st) == nil {
-		if st.Dev == k.Dev && st.Ino == k.Ino {
-			return nil
-		}
-		return fmt.Errorf("pid %d %#x: maps another file: %w", as.pid, vaddr, errMappingGone)
-	}
-	ms, err := readMaps(as.pid)
-	if err != nil {
-		return fmt.Errorf("pid %d: %v: %w", as.pid, err, syscall.ESRCH)
-	}
-	for i := range ms {
-		m := &ms[i]
-		if vaddr >= m.Start && vaddr < m.End {
-			if m.Dev == k.Dev && m.Ino == k.Ino && m.Off+(vaddr-m.Start) == u.Offset {
-				return nil
-			}
-			break
-		}
-	}
-	return fmt.Errorf("pid %d %#x: not mapped as in the MM: %w", as.pid, vaddr, errMappingGone)
 }
 
 // NewWorld starts the tracer thread. eng must have been created with
@@ -268,6 +157,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		skips:    map[rmap.InodeKey][]Skip{},
 		pending:  map[int]*pendExec{},
 		ldsos:    map[rmap.InodeKey]*ldso{},
+		poking:   map[*process]bool{},
 	}
 	w.place.init(o.Placement)
 	t, err := startTracer(w)
@@ -424,9 +314,7 @@ func (w *World) Stats() Stats {
 	if err := w.t.do(func() {
 		read()
 		for _, p := range w.procs {
-			p.bpMu.Lock()
-			s.Breakpoints += len(p.bps)
-			p.bpMu.Unlock()
+			s.Breakpoints += int(p.mm.UprobesCount())
 		}
 	}); err != nil {
 		read()
@@ -502,5 +390,5 @@ func (w *World) sortedProcs() []*process {
 
 // pidsMapping scans /proc/*/maps for processes mapping the inode k.
 func pidsMapping(k rmap.InodeKey) ([]int, error) {
-	return pidsMappingAny([]rmap.InodeKey{k}, nil)
+	return procfs.PidsMapping([]procfs.FileID{procfs.FileID(k)}, nil)
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // runAll lets every fixture go and waits for all of them.
@@ -125,7 +126,7 @@ func TestSignals(t *testing.T) {
 		if h1 := pl.c.Hits(); h1 != h0 {
 			t.Errorf("hits went on while stopped: %d -> %d", h0, h1)
 		}
-		if st, err := pidStatus(f.Pid); err != nil || (st.State != 't' && st.State != 'T') {
+		if st, err := procfs.PidStatus(f.Pid); err != nil || (st.State != 't' && st.State != 'T') {
 			t.Errorf("state while stopped: %c %v", st.State, err)
 		}
 		syscall.Kill(f.Pid, syscall.SIGCONT)

@@ -11,8 +11,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
@@ -66,7 +68,7 @@ func keyOf(t testing.TB, path string) rmap.InodeKey {
 // there, as the Manager does.
 func resolvePlan(t testing.TB, path, loc string) (uint64, *install.Plan) {
 	t.Helper()
-	f, err := install.Open(path)
+	f, err := objfile.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +132,7 @@ func textEqualsFile(t *testing.T, pid int, bin string) {
 		t.Fatal(err)
 	}
 	k := keyOf(t, bin)
-	ms, err := readMaps(pid)
+	ms, err := procfs.ReadMaps(pid)
 	if err != nil {
 		t.Fatal(err)
 	}

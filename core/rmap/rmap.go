@@ -24,6 +24,9 @@
 // while it is live (between InsertVMALocked and RemoveVMALocked).
 // Invariant: mm.UprobesCount() is the sum over mm's live VMAs of their
 // breakpoint counts.
+//
+// It imports only core/lockdep and the standard library: it is the model,
+// filled by a world (core/proc, core/sim) and walked by the engine.
 package rmap
 
 import (
@@ -160,6 +163,13 @@ type MM struct {
 	// MM. Accessed atomically.
 	uprobesCount atomic.Int64
 
+	// bpMu is a leaf lock guarding the breakpoint sets (VMA.bps) of every
+	// VMA of this MM: they are written by the engine under mmap_sem (for
+	// writing, or for reading with the inode's i_mutex) and read by the hit
+	// path and the status view under mmap_sem for reading, concurrently
+	// with a walk's writes.
+	bpMu sync.Mutex
+
 	// vmas is sorted by Start, non-overlapping. vmas is protected by MmapSem.
 	vmas []*VMA
 }
@@ -197,7 +207,9 @@ func (mm *MM) InsertVMALocked(v *VMA) {
 	mm.vmas[i] = v
 	v.live = true
 	v.reusable.Store(false)
+	mm.bpMu.Lock()
 	clear(v.bps)
+	mm.bpMu.Unlock()
 	if v.Inode != nil {
 		in := v.Inode
 		in.LockMapping()
@@ -277,9 +289,12 @@ type VMA struct {
 	// it. Accessed atomically.
 	reusable atomic.Bool
 	// bps is the set of file offsets where the engine has a breakpoint in
-	// v. bps is protected by MM.MmapSem held for writing, or for reading
-	// together with Inode.IMutex (all writers of one VMA's set hold one
-	// of these combinations, which exclude each other).
+	// v: the one table of truth of which breakpoints are in place (the hit
+	// path and the status view read it). An offset enters it before the
+	// breakpoint is written and leaves it after the original byte is
+	// restored. bps is protected by MM.bpMu; its writers also hold
+	// MM.MmapSem for writing, or for reading together with Inode.IMutex
+	// (which exclude each other).
 	bps map[uint64]struct{}
 }
 
@@ -314,12 +329,15 @@ func (v *VMA) Reusable() bool { return v.reusable.Load() }
 // MarkReusable records that v's grace period has passed (the engine calls it).
 func (v *VMA) MarkReusable() { v.reusable.Store(true) }
 
-// AddBreakpointLocked records that the engine has a breakpoint at file
-// offset off in v, counting it in v.MM's uprobes_count, and reports whether
-// it was new.
+// AddBreakpointLocked records that the engine has (or is about to write) a
+// breakpoint at file offset off in v, counting it in v.MM's uprobes_count,
+// and reports whether it was new.
 // Preconditions: v.MM.MmapSem held for writing, or for reading with
 // v.Inode.IMutex.
 func (v *VMA) AddBreakpointLocked(off uint64) bool {
+	mm := v.MM
+	mm.bpMu.Lock()
+	defer mm.bpMu.Unlock()
 	if _, ok := v.bps[off]; ok {
 		return false
 	}
@@ -327,40 +345,65 @@ func (v *VMA) AddBreakpointLocked(off uint64) bool {
 		v.bps = make(map[uint64]struct{})
 	}
 	v.bps[off] = struct{}{}
-	v.MM.uprobesCount.Add(1)
+	mm.uprobesCount.Add(1)
 	return true
 }
 
 // RemoveBreakpointLocked forgets the breakpoint at off and reports whether
 // there was one. Preconditions: as AddBreakpointLocked.
 func (v *VMA) RemoveBreakpointLocked(off uint64) bool {
+	mm := v.MM
+	mm.bpMu.Lock()
+	defer mm.bpMu.Unlock()
 	if _, ok := v.bps[off]; !ok {
 		return false
 	}
 	delete(v.bps, off)
-	v.MM.uprobesCount.Add(-1)
+	mm.uprobesCount.Add(-1)
 	return true
 }
 
 // HasBreakpointLocked reports whether the engine has a breakpoint at off.
-// Preconditions: v.MM.MmapSem held.
+// Preconditions: v.MM.MmapSem held (for reading suffices).
 func (v *VMA) HasBreakpointLocked(off uint64) bool {
+	v.MM.bpMu.Lock()
 	_, ok := v.bps[off]
+	v.MM.bpMu.Unlock()
 	return ok
 }
 
 // BreakpointsLocked returns the number of breakpoints the engine has in v.
 // Preconditions: v.MM.MmapSem held.
-func (v *VMA) BreakpointsLocked() int { return len(v.bps) }
+func (v *VMA) BreakpointsLocked() int {
+	v.MM.bpMu.Lock()
+	defer v.MM.bpMu.Unlock()
+	return len(v.bps)
+}
 
 // ClearBreakpointsLocked forgets every breakpoint of v (munmap), removes
 // them from v.MM's uprobes_count and returns how many there were.
 // Preconditions: v.MM.MmapSem held for writing.
 func (v *VMA) ClearBreakpointsLocked() int {
+	mm := v.MM
+	mm.bpMu.Lock()
+	defer mm.bpMu.Unlock()
 	n := len(v.bps)
 	if n != 0 {
 		clear(v.bps)
-		v.MM.uprobesCount.Add(int64(-n))
+		mm.uprobesCount.Add(int64(-n))
 	}
 	return n
+}
+
+// BreakpointOffsetsLocked returns the file offsets where the engine has a
+// breakpoint in v, in no order.
+// Preconditions: v.MM.MmapSem held.
+func (v *VMA) BreakpointOffsetsLocked() []uint64 {
+	v.MM.bpMu.Lock()
+	defer v.MM.bpMu.Unlock()
+	offs := make([]uint64, 0, len(v.bps))
+	for off := range v.bps {
+		offs = append(offs, off)
+	}
+	return offs
 }

@@ -14,6 +14,11 @@
 // goes to a free list and is handed out again for a new mapping once
 // rmap.VMA.Reusable reports true, so that a stale VMA pointer held across
 // munmap is a real hazard here, as a freed vm_area_struct is in the kernel.
+//
+// Watcher (watch.go) makes a World the world of core/manager, for the
+// facade's and the filesystem's unit tests. It imports core/probes,
+// core/rmap and the standard library; it is for tests only (no production
+// package imports it).
 package sim
 
 import (
@@ -95,8 +100,9 @@ type Proc struct {
 	MM *rmap.MM // immutable
 	as *space   // immutable (MM.AS)
 
-	// exited is protected by MM.MmapSem.
-	exited bool
+	// exited and detached are protected by MM.MmapSem. A detached process
+	// is exited for the world, but its memory stays readable.
+	exited, detached bool
 }
 
 // Spawn creates a process with an empty address space.
@@ -250,7 +256,18 @@ func (p *Proc) Fork() (*Proc, error) {
 
 // Exit unmaps everything (MunmapHook for each VMA) and makes the address
 // space gone (ESRCH). Exiting twice is a no-op.
-func (p *Proc) Exit() {
+func (p *Proc) Exit() { p.leave(false) }
+
+// Detach is what a real world does when it stops tracing a process: the
+// engine forgets the process's VMAs (MunmapHook, under mmap_sem held for
+// writing; nothing is written), and the process leaves the world, but its
+// memory stays as it is and readable through ReadMemory (and ByteAt), as
+// a detached process runs on. Detaching twice, or after Exit, is a no-op.
+func (p *Proc) Detach() { p.leave(true) }
+
+// leave removes every VMA of p from the engine and p from the world,
+// keeping its memory if detach.
+func (p *Proc) leave(detach bool) {
 	mm := p.MM
 	mm.MmapSem.Lock()
 	if p.exited {
@@ -261,12 +278,16 @@ func (p *Proc) Exit() {
 	for _, v := range vs {
 		mm.RemoveVMALocked(v)
 		p.W.Eng.MunmapHook(v)
-		p.as.remove(v.Start)
+		if !detach {
+			p.as.remove(v.Start)
+		}
 	}
-	p.as.exit()
-	p.exited = true
+	if !detach {
+		p.as.exit()
+		p.W.freeVMA(vs...) // safe: the engine's MunmapHook gates reuse
+	}
+	p.exited, p.detached = true, detach
 	mm.MmapSem.Unlock()
-	p.W.freeVMA(vs...)
 	p.W.mu.Lock()
 	delete(p.W.procs, mm.ID)
 	p.W.mu.Unlock()
@@ -292,7 +313,8 @@ func (p *Proc) Mappings() []Mapping {
 	return ms
 }
 
-// ReadMemory reads p's memory (taking mmap_sem for reading).
+// ReadMemory reads p's memory (taking mmap_sem for reading), also after
+// Detach.
 func (p *Proc) ReadMemory(vaddr uint64, b []byte) error {
 	p.MM.MmapSem.RLock()
 	defer p.MM.MmapSem.RUnlock()
@@ -316,6 +338,8 @@ type space struct {
 	mu      sync.Mutex
 	gone    bool
 	regions []*region // sorted by start
+	// failWrites makes every write fail (set before the space is used).
+	failWrites bool
 }
 
 var _ rmap.AddressSpace = (*space)(nil)
@@ -391,6 +415,9 @@ func (s *space) ReadMemory(vaddr uint64, p []byte) error {
 func (s *space) WriteMemory(vaddr uint64, p []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.failWrites {
+		return errWriteRefused
+	}
 	r, err := s.findLocked(vaddr, len(p))
 	if err != nil {
 		return err

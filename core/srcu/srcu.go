@@ -23,6 +23,12 @@
 // Locks: mu serializes Synchronize callers; it is a leaf and sits beside the
 // lock hierarchy. Synchronize must not be called while holding a lock that a
 // reader may wait for inside its read section (in uprobefs: any mmap_sem).
+// Given a class (Init), read sections and grace-period waits are checked by
+// core/lockdep: ReadLock as a read section of the class (they nest),
+// Synchronize as a wait for it, so a Synchronize under a lock of a higher
+// class (mmap_sem) is reported.
+//
+// It imports only core/lockdep and the standard library.
 package srcu
 
 import (
@@ -31,6 +37,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/uprobefs/uprobefs/core/lockdep"
 )
 
 const (
@@ -50,11 +58,18 @@ type shard struct {
 type SRCU struct {
 	// idx is the index new readers use (its low bit); accessed atomically.
 	idx atomic.Uint32
+	// class and name are set by Init before first use; immutable then.
+	class lockdep.Class
+	name  string
 	// mu serializes Synchronize.
 	mu     sync.Mutex
 	_      [64]byte
 	shards [nShards]shard
 }
+
+// Init gives s a lock class for core/lockdep (the zero value is unchecked).
+// Call it before first use.
+func (s *SRCU) Init(c lockdep.Class, name string) { s.class, s.name = c, name }
 
 // ReadLock enters a read-side critical section and returns the value to
 // pass to the matching ReadUnlock. Sections may nest and may block.
@@ -65,6 +80,9 @@ func (s *SRCU) ReadLock() int {
 	var anchor byte
 	a := uintptr(unsafe.Pointer(&anchor)) >> 11
 	sh := int(a^a>>shardBits) & (nShards - 1)
+	if s.class != lockdep.None {
+		lockdep.AcquireRead(s, s.class, s.name)
+	}
 	i := int(s.idx.Load() & 1)
 	s.shards[sh].lock[i].Add(1)
 	return sh<<1 | i
@@ -73,11 +91,17 @@ func (s *SRCU) ReadLock() int {
 // ReadUnlock leaves the read-side critical section ReadLock returned idx for.
 func (s *SRCU) ReadUnlock(idx int) {
 	s.shards[idx>>1&(nShards-1)].unlock[idx&1].Add(1)
+	if s.class != lockdep.None {
+		lockdep.ReleaseRead(s, s.class)
+	}
 }
 
 // Synchronize waits until every read-side critical section that began
 // before the call has ended. It may block for as long as a reader does.
 func (s *SRCU) Synchronize() {
+	if s.class != lockdep.None {
+		lockdep.Wait(s.class, s.name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur := s.idx.Load() & 1

@@ -1,7 +1,11 @@
-// Package testfix builds the C fixtures that tests probe.
+// Package testfix builds the C fixtures that tests run and probe: the one
+// C fixture builder of the module.
 //
 // Every fixture is compiled by the test into a private directory, so that a
 // probe never lands in a binary that other processes on the machine map.
+// Build compiles each (source, flags) once per test binary into a cache
+// directory that Main removes at the end; callers that probe a fixture take
+// a private copy of it (Copy: a new inode) per test.
 package testfix
 
 import (
@@ -9,6 +13,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -18,17 +26,104 @@ import (
 // The test fails if gcc fails.
 func CC(tb testing.TB, src string, flags ...string) string {
 	tb.Helper()
+	out, err := cc(tb.TempDir(), src, flags)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func cc(dir, src string, flags []string) (string, error) {
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
+	args := append(append([]string{"-g", "-o", out}, flags...), abs)
+	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
+		return "", &buildError{args: args, err: err, out: b}
+	}
+	return out, nil
+}
+
+type buildError struct {
+	args []string
+	err  error
+	out  []byte
+}
+
+func (e *buildError) Error() string {
+	return "gcc " + strings.Join(e.args, " ") + ": " + e.err.Error() + "\n" + string(e.out)
+}
+
+var (
+	cacheMu  sync.Mutex
+	cacheDir string            // made on first use, removed by Main
+	cache    map[string]string // src+flags -> path in cacheDir; protected by cacheMu
+)
+
+// Build compiles src with flags once per test binary and returns the path
+// of the binary, shared by every test that asks: run it, or Copy it before
+// probing it. Use Main in TestMain so the cache is removed.
+func Build(tb testing.TB, src string, flags ...string) string {
+	tb.Helper()
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	out := filepath.Join(tb.TempDir(), filepath.Base(src[:len(src)-len(filepath.Ext(src))]))
-	args := append(append([]string{"-g", "-o", out}, flags...), abs)
-	cmd := exec.Command("gcc", args...)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("gcc %v: %v\n%s", args, err, b)
+	key := strings.Join(append([]string{abs}, flags...), " ")
+	cacheMu.Lock()
+	defer cacheMu.Unlock()
+	if p, ok := cache[key]; ok {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
 	}
-	return out
+	if cacheDir == "" {
+		d, err := os.MkdirTemp("", "uprobefs-fixtures-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		cacheDir, cache = d, map[string]string{}
+	}
+	dir := filepath.Join(cacheDir, strconv.Itoa(len(cache)))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	p, err := cc(dir, abs, flags)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cache[key] = p
+	return p
+}
+
+// Main runs the tests of m and removes Build's cache; call it from
+// TestMain: os.Exit(testfix.Main(m)).
+func Main(m *testing.M) int {
+	code := m.Run()
+	cacheMu.Lock()
+	if cacheDir != "" {
+		os.RemoveAll(cacheDir)
+		cacheDir, cache = "", nil
+	}
+	cacheMu.Unlock()
+	return code
+}
+
+// Source returns the path of the shared fixture source name (a file of
+// internal/testfix/testdata, such as "target.c").
+func Source(name string) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "testdata", name)
+}
+
+// Target returns a private copy (in tb's temp dir) of the shared target
+// fixture (testdata/target.c, built -O0 -fcf-protection=none): see its
+// comment for what it does and what tests may rely on.
+func Target(tb testing.TB) string {
+	tb.Helper()
+	return Copy(tb, Build(tb, Source("target.c"), "-O0", "-fcf-protection=none"))
 }
 
 // Copy copies the file src to a new file in a private temporary directory of

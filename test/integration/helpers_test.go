@@ -62,7 +62,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "go build uprobefs: %v\n%s", err, out)
 		return 1
 	}
-	return m.Run()
+	return testfix.Main(m)
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and many readers.
@@ -290,10 +290,11 @@ type fixture struct {
 	done  chan struct{}
 }
 
-// buildFixture compiles testdata/fixture.c into a private directory.
+// buildFixture returns a private copy of the shared target fixture
+// (internal/testfix/testdata/target.c).
 func buildFixture(t *testing.T) string {
 	t.Helper()
-	return testfix.CC(t, "testdata/fixture.c", "-O0", "-fcf-protection=none")
+	return testfix.Target(t)
 }
 
 // startFixture runs the fixture at path (as uid, if uid >= 0). Cleanup

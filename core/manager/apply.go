@@ -1,0 +1,230 @@
+package manager
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/objfile"
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// The steps of ApplyAs, in order: stage (parse every op against the file
+// and the probes as they will be), checkLimits, checkTrace (perm.go), watch
+// (the world finds the file's processes), register (with rollback),
+// unregisterRemoved, commit (publish the new set of probes), logApplied.
+
+// batch is one ApplyAs in progress.
+type batch struct {
+	caller Caller
+	path   string
+	key    rmap.InodeKey
+	st     *unix.Stat_t
+	// f is the file's probes: the published one, or a new one that commit
+	// publishes.
+	f *file
+	// staged is the file's probes by name as they will be after the batch.
+	staged  map[string]*Probe
+	total   int // probes of every file before the batch
+	adds    []*Probe
+	removes []*Probe
+	elf     *objfile.File // opened on the first add
+	// watchedNow: watch started watching the file (rollback unwatches).
+	watchedNow bool
+}
+
+func (b *batch) close() {
+	if b.elf != nil {
+		b.elf.Close()
+	}
+}
+
+// stage checks every op, in order, against the probes of the file as the
+// earlier ops leave them: the location resolves and its instruction can be
+// probed, names are free, removals name probes the caller owns.
+func (m *Manager) stage(c Caller, path string, ops []Op) (*batch, error) {
+	if len(ops) == 0 {
+		return nil, errorf(syscall.EINVAL, "nothing to do")
+	}
+	key, st, err := statRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	b := &batch{caller: c, path: path, key: key, st: st, staged: map[string]*Probe{}}
+	m.mu.Lock()
+	b.f = m.files[key]
+	for _, fl := range m.files {
+		b.total += len(fl.probes)
+	}
+	if b.f != nil {
+		maps.Copy(b.staged, b.f.probes)
+	}
+	m.mu.Unlock()
+	if b.f == nil {
+		b.f = &file{key: key, in: m.inodes.Get(key), probes: map[string]*Probe{}}
+	}
+	for _, op := range ops {
+		if op.Remove {
+			err = b.stageRemove(op)
+		} else {
+			err = b.stageAdd(op)
+		}
+		if err != nil {
+			b.close()
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func (b *batch) stageRemove(op Op) error {
+	p := b.staged[op.Name]
+	if p == nil {
+		return errorf(syscall.ENOENT, "no probe %q on %s", op.Name, b.path)
+	}
+	if b.caller.Uid != 0 && p.Owner != b.caller.Uid {
+		return errorf(syscall.EPERM, "probe %q on %s belongs to uid %d", op.Name, b.path, p.Owner)
+	}
+	delete(b.staged, op.Name)
+	if p.consumer != nil {
+		b.removes = append(b.removes, p) // registered before this batch
+	} else {
+		b.adds = slices.DeleteFunc(b.adds, func(a *Probe) bool { return a == p })
+	}
+	return nil
+}
+
+func (b *batch) stageAdd(op Op) error {
+	if b.elf == nil {
+		elf, err := objfile.Open(b.path)
+		if err != nil {
+			return objfileError(err)
+		}
+		b.elf = elf
+	}
+	off, err := b.elf.Resolve(op.Location)
+	if err != nil {
+		return objfileError(err)
+	}
+	plan, err := b.elf.Analyze(off)
+	if err != nil {
+		return objfileError(err)
+	}
+	loc := canonicalLocation(op.Location)
+	name := op.Name
+	if name == "" {
+		name = loc
+		if err := checkName(name); err != nil {
+			return errorf(syscall.EINVAL, "%q cannot be a probe name (%v): give one with NAME=%s", name, err, op.Location)
+		}
+	}
+	if b.staged[name] != nil {
+		return errorf(syscall.EEXIST, "a probe named %q exists on %s (remove it with -%s, or choose another name with NAME=%s)", name, b.path, name, op.Location)
+	}
+	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan}
+	b.staged[name] = p
+	b.adds = append(b.adds, p)
+	return nil
+}
+
+// checkLimits refuses a batch that would exceed MaxProbes.
+func (m *Manager) checkLimits(b *batch) error {
+	if b.total-len(b.removes)+len(b.adds) > MaxProbes {
+		return errorf(syscall.ENOSPC, "too many probes (at most %d)", MaxProbes)
+	}
+	return nil
+}
+
+// watch has the world watch the file before its first registration.
+func (m *Manager) watch(b *batch) error {
+	if len(b.adds) == 0 || b.f.watched {
+		return nil
+	}
+	if err := m.world.Watch(b.f.in, b.path); err != nil {
+		e := AsError(err)
+		return &Error{Errno: e.Errno, Reason: fmt.Sprintf("%s: cannot watch the processes that map it: %s", b.path, e.Reason)}
+	}
+	b.f.watched, b.watchedNow = true, true
+	return nil
+}
+
+// register registers every added probe; on a failure it unregisters those
+// registered before and undoes watch.
+func (m *Manager) register(b *batch) error {
+	now := time.Now()
+	in := b.f.in
+	for i, p := range b.adds {
+		p.ID = m.nextID.Add(1)
+		p.Created = now
+		p.events = newEventRing()
+		ring := p.events
+		p.consumer = &probes.Consumer{Name: p.Name, Handler: func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) }}
+		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)
+		if err == nil {
+			continue
+		}
+		for _, q := range b.adds[:i] {
+			if uerr := m.eng.Unregister(in, q.Offset, q.consumer); uerr != nil {
+				m.log.Error("rollback: unregister failed", "path", b.path, "name", q.Name, "err", uerr)
+			}
+		}
+		if b.watchedNow {
+			m.world.Unwatch(in)
+			b.f.watched = false
+		}
+		e := AsError(err)
+		return &Error{Errno: e.Errno, Reason: fmt.Sprintf("%s: registering %s at %#x: %s", b.path, p.Name, p.Offset, e.Reason)}
+	}
+	return nil
+}
+
+// unregisterRemoved unregisters the removed probes and ends their streams.
+// A failure to restore a breakpoint is logged: the probe is gone either way.
+func (m *Manager) unregisterRemoved(b *batch) {
+	for _, p := range b.removes {
+		if err := m.eng.Unregister(b.f.in, p.Offset, p.consumer); err != nil {
+			m.log.Error("unregister failed", "path", b.path, "name", p.Name, "err", err)
+		}
+		p.events.Close()
+	}
+}
+
+// commit publishes the file's new set of probes, and unwatches a file left
+// without any.
+func (m *Manager) commit(b *batch) {
+	f := b.f
+	m.mu.Lock()
+	for _, p := range b.removes {
+		if f.probes[p.Name] == p {
+			delete(f.probes, p.Name)
+		}
+	}
+	for _, p := range b.adds {
+		f.probes[p.Name] = p
+	}
+	if len(f.probes) == 0 {
+		delete(m.files, b.key)
+	} else {
+		m.files[b.key] = f
+	}
+	empty := len(f.probes) == 0
+	m.mu.Unlock()
+	if empty && f.watched {
+		m.world.Unwatch(f.in)
+		f.watched = false
+	}
+}
+
+func (m *Manager) logApplied(b *batch) {
+	for _, p := range b.adds {
+		m.log.Info("registered", "path", b.path, "name", p.Name, "location", p.Location, "offset", fmt.Sprintf("%#x", p.Offset), "insn", p.plan.Class, "uid", b.caller.Uid)
+	}
+	for _, p := range b.removes {
+		m.log.Info("unregistered", "path", b.path, "name", p.Name, "hits", p.Hits(), "uid", b.caller.Uid)
+	}
+}

@@ -1,0 +1,147 @@
+package manager
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
+)
+
+// Error is the error of every Manager operation that refuses a request: an
+// errno for the system call and a reason a person can read. The filesystem
+// converts it with errors.As in one place.
+type Error struct {
+	Errno  syscall.Errno
+	Reason string
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+// Unwrap lets errors.Is(err, syscall.EINVAL) work.
+func (e *Error) Unwrap() error { return e.Errno }
+
+func errorf(errno syscall.Errno, format string, args ...any) *Error {
+	return &Error{Errno: errno, Reason: fmt.Sprintf(format, args...)}
+}
+
+// AsError converts err to an *Error: an *Error in its chain as it is, a
+// syscall.Errno in its chain with err's text as reason, anything else as EIO.
+// nil gives nil.
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return &Error{Errno: errno, Reason: err.Error()}
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return &Error{Errno: syscall.ENOENT, Reason: err.Error()}
+	}
+	return &Error{Errno: syscall.EIO, Reason: err.Error()}
+}
+
+// objfileError maps the errors of objfile.Open, Resolve and Analyze.
+func objfileError(err error) *Error {
+	switch {
+	case errors.Is(err, objfile.ErrNotELF), errors.Is(err, objfile.ErrNotX86_64):
+		return &Error{Errno: syscall.ENOEXEC, Reason: err.Error()}
+	case errors.Is(err, objfile.ErrNoSymbol):
+		return &Error{Errno: syscall.ENOENT, Reason: err.Error()}
+	case errors.Is(err, objfile.ErrSyntax), errors.Is(err, objfile.ErrNotExecutable),
+		errors.Is(err, objfile.ErrPastSymbol), errors.Is(err, objfile.ErrNotBoundary),
+		errors.Is(err, install.ErrRefused):
+		return &Error{Errno: syscall.EINVAL, Reason: err.Error()}
+	}
+	return AsError(err)
+}
+
+// ErrorEntry is one refused request of the error log.
+type ErrorEntry struct {
+	Time   time.Time
+	Caller Caller
+	Path   string
+	Input  string
+	Errno  syscall.Errno
+	Reason string
+}
+
+// Line formats the entry as one line of the control directory's errors file:
+//
+//	2025-12-01T22:53:00.123Z uid=0 pid=42 EINVAL path=/tmp/x/demo input="bogus!" reason: line 1: ...
+func (e ErrorEntry) Line() string {
+	in := e.Input
+	if len(in) > 160 {
+		in = in[:160] + fmt.Sprintf("...(%d bytes)", len(e.Input))
+	}
+	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q reason: %s\n",
+		e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Caller.Uid, e.Caller.Pid,
+		errnoName(e.Errno), escapePath(e.Path), in, e.Reason)
+}
+
+func errnoName(e syscall.Errno) string {
+	if n := unix.ErrnoName(e); n != "" {
+		return n
+	}
+	return "errno" + strconv.Itoa(int(e))
+}
+
+// escapePath escapes white space and backslashes like /proc/mounts (\040).
+func escapePath(p string) string {
+	if !strings.ContainsAny(p, " \t\n\\") {
+		return p
+	}
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; c {
+		case ' ', '\t', '\n', '\\':
+			fmt.Fprintf(&b, "\\%03o", c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
+}
+
+// Refuse records a refused request (path, input, reason) in the error log and
+// the daemon's log. The filesystem calls it for the refusals it decides
+// itself (read-only files, mkdir, rename...).
+func (m *Manager) Refuse(c Caller, path, input string, err error) {
+	e := AsError(err)
+	m.errors.Add(1)
+	ent := ErrorEntry{Time: time.Now(), Caller: c, Path: path, Input: input, Errno: e.Errno, Reason: e.Reason}
+	m.mu.Lock()
+	if len(m.errlog) >= errorLogSize {
+		m.errlog = slices.Delete(m.errlog, 0, len(m.errlog)-errorLogSize+1)
+	}
+	m.errlog = append(m.errlog, ent)
+	m.mu.Unlock()
+	m.log.Info("refused", "uid", c.Uid, "pid", c.Pid, "path", path, "input", truncate(input, 160), "errno", errnoName(e.Errno), "reason", e.Reason)
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// Errors returns the error log, oldest first (the last 1000 refusals).
+func (m *Manager) Errors() []ErrorEntry {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.errlog)
+}

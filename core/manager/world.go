@@ -1,0 +1,42 @@
+package manager
+
+import "github.com/uprobefs/uprobefs/core/rmap"
+
+// World is what the Manager needs from the world under the engine (the real
+// ptrace world of core/proc, or the simulated one of core/sim).
+type World interface {
+	// Watch makes the world find every process that maps in (and every
+	// process that maps it later) and feed its VMAs to the engine. The
+	// Manager calls it before the first Register on in.
+	Watch(in *rmap.Inode, path string) error
+	// Unwatch is called after the last Unregister on in.
+	Unwatch(in *rmap.Inode)
+	// Close restores and detaches everything.
+	Close() error
+}
+
+// Skip is a process that maps a watched inode but is not traced, and why.
+// It is an alias of an unnamed struct type so that a world (core/proc)
+// implements WorldSkipper without importing this package: its own alias of
+// the same struct is the same type.
+type Skip = struct {
+	Pid    int
+	Reason string
+}
+
+// WorldStats are the world's counters, shown in the control directory (an
+// alias of an unnamed struct type, as Skip).
+type WorldStats = struct {
+	Processes, Threads, Breakpoints, Hits, Errors int
+}
+
+// WorldSkipper is implemented by worlds that can tell which processes that
+// map an inode they could not trace. Optional.
+type WorldSkipper interface {
+	Skipped(in *rmap.Inode) []Skip
+}
+
+// WorldStatser is implemented by worlds that keep statistics. Optional.
+type WorldStatser interface {
+	Stats() WorldStats
+}

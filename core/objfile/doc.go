@@ -1,0 +1,20 @@
+// Package objfile is the probed file: an opened x86-64 ELF executable or
+// shared object (PIE or not, stripped or not) in which probe locations are
+// resolved and the instruction at an offset is checked and analysed.
+//
+// It owns:
+//
+//   - elf.go: Open, the executable segments and the function symbols of
+//     .symtab and .dynsym; Resolve "0x4a0", "1184", "sym", "sym+0x10" to a
+//     file offset (st_value - PT_LOAD.Vaddr + PT_LOAD.Off of the segment
+//     holding the symbol), Symbolize an offset back.
+//   - analyze.go: Analyze, the instruction at a file offset read from the
+//     FILE (never from a process): outside executable code or inside an
+//     instruction of the function that contains it is refused, the rest is
+//     core/install's analysis.
+//
+// It imports core/install and the standard library (debug/elf, os). A File
+// is immutable after Open and safe for concurrent use; Close releases the
+// open file. Errors wrap one of the sentinel errors of api.go or
+// install.ErrRefused.
+package objfile

@@ -1,0 +1,87 @@
+package objfile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+var sentinels = []error{ErrNotELF, ErrNotX86_64, ErrSyntax, ErrNoSymbol, ErrNotExecutable, ErrPastSymbol, ErrNotBoundary, install.ErrRefused}
+
+func isSentinel(err error) bool {
+	for _, s := range sentinels {
+		if errors.Is(err, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzResolve fuzzes the location parser (seed corpus in
+// testdata/fuzz/FuzzResolve): no panic, only sentinel errors, and a resolved
+// offset is executable, symbolizes back to itself and analyses without panic.
+func FuzzResolve(f *testing.F) {
+	file := openT(f, testfix.CC(f, "testdata/prog.c", "-O2"))
+	for _, s := range []string{"cls_nop", "cls_nop+0x1", "bnd_movabs+3", "0x1000", "4096", "main", "nosize+1", "", "+", "0x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, loc string) {
+		off, err := file.Resolve(loc)
+		if err != nil {
+			if !isSentinel(err) {
+				t.Fatalf("Resolve(%q): %v is not a sentinel error", loc, err)
+			}
+			return
+		}
+		if err := file.checkExec(off); err != nil {
+			t.Fatalf("Resolve(%q) = %#x: %v", loc, off, err)
+		}
+		sym := file.Symbolize(off)
+		if back, err := file.Resolve(sym); err != nil || back != off {
+			t.Fatalf("Resolve(%q) = %#x; Symbolize = %q -> %#x, %v", loc, off, sym, back, err)
+		}
+		if _, err := file.Analyze(off); err != nil && !isSentinel(err) {
+			t.Fatalf("Analyze(%#x): %v", off, err)
+		}
+	})
+}
+
+// FuzzOpen fuzzes the ELF reader: no panic, only ErrNotELF/ErrNotX86_64, and
+// an opened file analyses its symbols without panic.
+func FuzzOpen(f *testing.F) {
+	if b, err := os.ReadFile(testfix.CC(f, "testdata/lib.c", "-O2", "-shared", "-fPIC")); err == nil {
+		f.Add(b)
+	}
+	f.Add([]byte("\x7fELF\x02\x01\x01"))
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(dir, "elf")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		file, err := Open(path)
+		if err != nil {
+			if !errors.Is(err, ErrNotELF) && !errors.Is(err, ErrNotX86_64) {
+				t.Fatalf("Open: %v", err)
+			}
+			return
+		}
+		defer file.Close()
+		for i, s := range file.syms {
+			if i == 64 {
+				break
+			}
+			file.Symbolize(s.off)
+			if _, err := file.Resolve(s.name); err != nil && !isSentinel(err) {
+				t.Fatalf("Resolve(%q): %v", s.name, err)
+			}
+			if _, err := file.Analyze(s.off); err != nil && !isSentinel(err) {
+				t.Fatalf("Analyze(%#x): %v", s.off, err)
+			}
+		}
+	})
+}

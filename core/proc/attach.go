@@ -1,0 +1,164 @@
+package proc
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/internal/procfs"
+)
+
+// checkAttachable checks that pid may be seized.
+func (w *World) checkAttachable(pid int) error {
+	self := os.Getpid()
+	if pid == self || pid == 1 || pid == int(w.t.bell.pid.Load()) {
+		return fmt.Errorf("pid %d: never traced", pid)
+	}
+	st, err := procfs.PidStatus(pid)
+	if err != nil {
+		return fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
+	}
+	if st.Tgid != pid {
+		return fmt.Errorf("pid %d: not a process", pid)
+	}
+	if st.PPid == self {
+		return fmt.Errorf("pid %d: %w", pid, ErrOwnChild)
+	}
+	if st.TracerPid == w.t.tid {
+		// Auto-attached (a fork child) and not announced yet.
+		return fmt.Errorf("pid %d: traced already: %w", pid, syscall.ESRCH)
+	}
+	if st.TracerPid != 0 {
+		return fmt.Errorf("pid %d: already traced by pid %d", pid, st.TracerPid)
+	}
+	return nil
+}
+
+// attach seizes every thread of pid and builds its MM.
+// Preconditions: on the tracer thread; pid not traced by us.
+func (w *World) attach(pid int) (*process, error) {
+	self := w.t.tid // TracerPid names the tracer thread
+	if err := w.checkAttachable(pid); err != nil {
+		return nil, err
+	}
+	if err := ptraceSeize(pid); err != nil {
+		if err == unix.ESRCH {
+			return nil, fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
+		}
+		if st2, e := procfs.PidStatus(pid); e == nil && st2.TracerPid == self {
+			// Auto-attached (a fork child) and not announced yet.
+			return nil, fmt.Errorf("pid %d: traced already: %w", pid, syscall.ESRCH)
+		} else if e == nil && st2.TracerPid != 0 {
+			return nil, fmt.Errorf("pid %d: already traced by pid %d (%v)", pid, st2.TracerPid, err)
+		}
+		return nil, fmt.Errorf("pid %d: cannot attach: %w", pid, err)
+	}
+	p, err := newProcess(w, pid)
+	if err != nil {
+		// Nothing is written yet: detach at its first stop.
+		th := w.addThread(nil, pid, pid)
+		th.detach = true
+		ptraceInterrupt(pid)
+		return nil, err
+	}
+	w.addProcess(p)
+	w.addThread(p, pid, pid)
+	w.seizeThreads(pid, func(tid int) { w.addThread(p, tid, pid) })
+	if err := w.addMappings(p); err != nil {
+		w.errorf("attach pid %d: %v", pid, err)
+	}
+	return p, nil
+}
+
+// seizeThreads seizes every thread of pid that is not traced yet and calls
+// add (which must record it in w.threads) for each. Threads they create
+// meanwhile are auto-attached (clone events); a thread auto-attached through
+// a clone event not seen yet (EPERM, TracerPid is the tracer thread) is ours
+// too; threads made by not-yet-seized ones are found by the next pass.
+// Preconditions: on the tracer thread.
+func (w *World) seizeThreads(pid int, add func(tid int)) {
+	self := w.t.tid // TracerPid names the tracer thread
+	for {
+		tids, err := procfs.ListTasks(pid)
+		if err != nil {
+			return
+		}
+		added := 0
+		for _, tid := range tids {
+			if w.threads[tid] != nil {
+				continue
+			}
+			err := ptraceSeize(tid)
+			if err == unix.EPERM {
+				if s, e := procfs.ReadStatus(fmt.Sprintf("/proc/%d/task/%d/status", pid, tid)); e == nil && s.TracerPid == self {
+					err = nil
+				}
+			}
+			if err == nil {
+				add(tid)
+				added++
+			}
+		}
+		if added == 0 {
+			return
+		}
+	}
+}
+
+// pendExec is a process seized at its exec, before its exec event.
+type pendExec struct {
+	pid int
+}
+
+// attachExec seizes every thread of pid, which is blocked in an exec of a
+// watched file; its exec event builds its process (execed).
+// Preconditions: on the tracer thread; pid not traced by us.
+func (w *World) attachExec(pid int) error {
+	if err := w.checkAttachable(pid); err != nil {
+		return err
+	}
+	if err := ptraceSeize(pid); err != nil {
+		if err == unix.ESRCH {
+			return fmt.Errorf("pid %d: %w", pid, syscall.ESRCH)
+		}
+		return fmt.Errorf("pid %d: cannot attach: %w", pid, err)
+	}
+	pe := &pendExec{pid: pid}
+	w.pending[pid] = pe
+	w.addThread(nil, pid, pid).pend = pe
+	w.seizeThreads(pid, func(tid int) { w.addThread(nil, tid, pid).pend = pe })
+	w.after(pendExecTimeout, func() { w.expirePending(pe) })
+	return nil
+}
+
+// expirePending detaches the threads of pe if its exec event never came.
+func (w *World) expirePending(pe *pendExec) {
+	if w.pending[pe.pid] != pe {
+		return
+	}
+	delete(w.pending, pe.pid)
+	for _, th := range w.threads {
+		if th.pend == pe {
+			th.pend = nil
+			w.detachThread(th)
+		}
+	}
+}
+
+// endPending forgets the pending exec of th (its exec event came): the
+// other threads seized with it are gone with the old image.
+func (w *World) endPending(th *thread) {
+	pe := th.pend
+	th.pend = nil
+	if w.pending[pe.pid] == pe {
+		delete(w.pending, pe.pid)
+	}
+	for _, o := range w.threads {
+		if o != th && o.pend == pe {
+			o.pend = nil
+			w.dropThreadQuiet(o, true)
+		}
+	}
+}

@@ -1,0 +1,264 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
+)
+
+// The hit path. A thread executing one of our int3 stops with SIGTRAP
+// (si_code SI_KERNEL) and rip one past the breakpoint. The tracer counts the
+// hit for the uprobe's consumers and steps over the probed instruction
+// without removing the breakpoint (other threads may run through it at the
+// same moment): it emulates the instruction (Kind Emulate), or points rip at
+// the instruction's out-of-line slot (Kind Slot), whose code runs the
+// relocated instruction and jumps back. One trap per hit, no single-step.
+
+// trap handles a SIGTRAP signal-delivery-stop of th.
+func (w *World) trap(th *thread) {
+	prof := w.opts.Profile
+	var t0 time.Time
+	if prof != nil {
+		t0 = time.Now()
+	}
+	p := th.proc
+	if p == nil {
+		w.resume(th, int(unix.SIGTRAP))
+		return
+	}
+	rip, err := ptracePeekRip(th.tid)
+	if err != nil {
+		w.resume(th, int(unix.SIGTRAP))
+		return
+	}
+	addr := rip - 1
+	u, ever := w.lookup(p, addr)
+	// Is it an int3 (si_code SI_KERNEL)? When the probed instruction is
+	// longer than one byte, rip = addr+1 is inside it, where no thread
+	// can be but after executing our int3: the siginfo is read only
+	// where it can tell something (one system call less per hit).
+	var plan *install.Plan
+	if u != nil {
+		plan = u.Arch
+	}
+	if plan == nil || plan.Len <= 1 {
+		var si siginfo
+		if err := ptraceGetSiginfo(th.tid, &si); err != nil || si.code() != siKernel {
+			// Not an int3 (kill -TRAP, a hardware breakpoint...).
+			w.resume(th, int(unix.SIGTRAP))
+			return
+		}
+	}
+	if u == nil {
+		if addr == p.rbrk && p.rbrk != 0 {
+			w.rbrkHit(th, addr)
+			return
+		}
+		if ever && w.restart(th, addr) {
+			w.resume(th, 0)
+			return
+		}
+		// The program's own int3: it gets its SIGTRAP.
+		w.log("pid %d tid %d: int3 at %#x not ours: SIGTRAP delivered", th.tgid, th.tid, addr)
+		w.resume(th, int(unix.SIGTRAP))
+		return
+	}
+	if w.place.mode != PlaceNone {
+		w.place.follow(th)
+	}
+	w.nHits.Add(1)
+	w.eng.Dispatch(u, probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()})
+	var t1 time.Time
+	if prof != nil {
+		t1 = time.Now()
+	}
+	if !w.stepOver(th, u, addr) {
+		return // th is gone
+	}
+	var t2 time.Time
+	if prof != nil {
+		t2 = time.Now()
+	}
+	w.resume(th, 0)
+	if prof != nil {
+		prof.record(w.t, t0, t1, t2, time.Now())
+	}
+}
+
+// lookup returns the uprobe whose breakpoint the engine has at addr in p
+// (the engine's table is the truth), and whether p ever had a breakpoint
+// written there (its history).
+// Preconditions: on the tracer thread.
+func (w *World) lookup(p *process, addr uint64) (*probes.Uprobe, bool) {
+	mm := p.mm
+	mm.MmapSem.RLock()
+	u := w.eng.LookupLocked(mm, addr)
+	mm.MmapSem.RUnlock()
+	p.everMu.Lock()
+	_, ever := p.everBp[addr]
+	p.everMu.Unlock()
+	return u, ever
+}
+
+// stepOver moves th past the probed instruction at addr. It reports false
+// if th disappeared meanwhile (it was dropped).
+func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
+	plan := u.Arch
+	if plan == nil {
+		w.giveUp(th, u, addr, errors.New("no step-over plan"))
+		return true
+	}
+	switch {
+	case plan.Class == "nop" || plan.Class == "endbr64":
+		// rip alone: PTRACE_POKEUSER is cheaper than SETREGS.
+		if err := ptracePokeRip(th.tid, addr+uint64(plan.Len)); err != nil {
+			w.errorf("tid %d: poke rip: %v", th.tid, err)
+		}
+		return true
+	case plan.Kind == install.Slot || (plan.Kind == install.Emulate && w.relocatable(plan)):
+		// Emulated instructions that can run out of line (push, mov,
+		// add/sub rsp...) run in a slot too: rip is one POKEUSER where
+		// emulation needs GETREGS, a memory write and SETREGS.
+		slot, err := w.slotFor(th, addr, plan)
+		if th.dead {
+			w.dropThread(th)
+			return false
+		}
+		if err == nil {
+			if err := ptracePokeRip(th.tid, slot); err != nil {
+				w.errorf("tid %d: poke rip: %v", th.tid, err)
+			}
+			return true
+		}
+		if plan.Kind == install.Slot {
+			w.giveUp(th, u, addr, err)
+			return true
+		}
+		w.errorf("tid %d: no slot for %s at %#x, emulating: %v", th.tid, plan.Asm, addr, err)
+	case plan.Kind != install.Emulate:
+		w.giveUp(th, u, addr, fmt.Errorf("unknown step-over kind %v", plan.Kind))
+		return true
+	}
+	var regs install.Regs
+	if err := ptraceGetRegs(th.tid, &regs); err != nil {
+		w.errorf("tid %d: getregs: %v", th.tid, err)
+		return true
+	}
+	regs.Rip = addr
+	if err := plan.Emulate(&regs, th.proc.as); err != nil {
+		// The instruction itself would have faulted (e.g. push onto an
+		// unmapped stack): let it fault for real.
+		ptracePokeRip(th.tid, addr)
+		th.sigs = append(th.sigs, int(unix.SIGSEGV))
+		w.errorf("tid %d: emulate %s at %#x: %v", th.tid, plan.Asm, addr, err)
+		return true
+	}
+	if err := ptraceSetRegs(th.tid, &regs); err != nil {
+		w.errorf("tid %d: setregs: %v", th.tid, err)
+	}
+	return true
+}
+
+// relocatable reports whether plan's instruction can run in a slot.
+func (w *World) relocatable(plan *install.Plan) bool {
+	r, ok := w.reloc[plan]
+	if !ok {
+		_, err := plan.SlotCode(0x10000000, 0x10001000)
+		r = err == nil
+		w.reloc[plan] = r
+	}
+	return r
+}
+
+// giveUp handles a breakpoint that cannot be stepped over in th's process:
+// the original byte goes back (in this process only; hits there are no
+// longer seen) and th runs the instruction again. It is logged as an error.
+func (w *World) giveUp(th *thread, u *probes.Uprobe, addr uint64, why error) {
+	p := th.proc
+	w.errorf("pid %d: breakpoint at %#x cannot be stepped over, removed from this process: %v", p.pid, addr, why)
+	if u.Inode != nil {
+		w.lockMM(p.mm)
+		err := w.eng.RemoveLocked(p.mm, addr)
+		p.mm.MmapSem.Unlock()
+		if err != nil {
+			w.errorf("pid %d: remove %#x: %v", p.pid, addr, err)
+		}
+	} else {
+		restoreByte(p.as, addr, u.Insn[0]) // an internal breakpoint (r_brk)
+	}
+	p.failMu.Lock()
+	if p.failed == nil {
+		p.failed = map[uint64]string{}
+	}
+	p.failed[addr] = "cannot step over: " + why.Error()
+	p.failMu.Unlock()
+	ptracePokeRip(th.tid, addr)
+}
+
+// restart makes th run again the instruction at addr, where the world had
+// a breakpoint that it no longer has: removed while th was trapping on it,
+// or a stale copy (a fork child whose uprobe left the engine between the
+// fork and the child's MmapHooks). A stale 0xCC still there is replaced by
+// the original byte first. It reports false if it could not.
+func (w *World) restart(th *thread, addr uint64) bool {
+	p := th.proc
+	p.everMu.Lock()
+	orig, ever := p.everBp[addr]
+	p.everMu.Unlock()
+	if !ever {
+		return false
+	}
+	var b [1]byte
+	if p.as.ReadMemory(addr, b[:]) != nil {
+		return false
+	}
+	if b[0] == install.BreakpointInsn {
+		if orig == install.BreakpointInsn {
+			return false
+		}
+		w.log("pid %d: stale breakpoint at %#x restored", p.pid, addr)
+		b[0] = orig
+		if p.as.WriteMemory(addr, b[:]) != nil {
+			return false
+		}
+	}
+	return ptracePokeRip(th.tid, addr) == nil
+}
+
+// trapDetach handles a SIGTRAP stop of a thread being detached: a trap on
+// one of our (now restored) breakpoints restarts the instruction and
+// detaches. It reports whether it detached th.
+func (w *World) trapDetach(th *thread) bool {
+	p := th.proc
+	var si siginfo
+	if p == nil || ptraceGetSiginfo(th.tid, &si) != nil || si.code() != siKernel {
+		return false
+	}
+	rip, err := ptracePeekRip(th.tid)
+	if err != nil {
+		return false
+	}
+	addr := rip - 1
+	u, ever := w.lookup(p, addr)
+	if u == nil && !ever {
+		return false
+	}
+	var b [1]byte
+	if p.as.ReadMemory(addr, b[:]) == nil && b[0] == install.BreakpointInsn && u != nil {
+		// Still in place: count and step over, then detach.
+		w.nHits.Add(1)
+		w.eng.Dispatch(u, probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()})
+		if !w.stepOver(th, u, addr) {
+			return true
+		}
+	} else if !w.restart(th, addr) {
+		return false
+	}
+	w.detachNow(th, 0)
+	return true
+}
