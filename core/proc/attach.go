@@ -36,9 +36,15 @@ func (w *World) checkAttachable(pid int) error {
 	return nil
 }
 
-// attach seizes every thread of pid and builds its MM.
+// attach seizes every thread of pid, and of every other process sharing
+// its address space (clone(CLONE_VM) without CLONE_THREAD, vfork), and
+// builds their one MM: all of them are seized before the first breakpoint
+// goes into the shared memory, since a breakpoint is hit by whichever of
+// them runs there. The sharers are looked for among cands (the processes
+// that map a watched file: sharers map it too), or among every process of
+// /proc when cands is nil.
 // Preconditions: on the tracer thread; pid not traced by us.
-func (w *World) attach(pid int) (*process, error) {
+func (w *World) attach(pid int, cands []int) (*process, error) {
 	self := w.t.tid // TracerPid names the tracer thread
 	if err := w.checkAttachable(pid); err != nil {
 		return nil, err
@@ -66,10 +72,48 @@ func (w *World) attach(pid int) (*process, error) {
 	w.addProcess(p)
 	w.addThread(p, pid, pid)
 	w.seizeThreads(pid, func(tid int) { w.addThread(p, tid, pid) })
+	w.learnSigTrap(p, pid, false) // before the first breakpoint
+	for _, m := range w.sharers(pid, cands) {
+		if err := ptraceSeize(m); err != nil {
+			w.errorf("pid %d shares the address space of pid %d but cannot be attached (%v): its breakpoints stay out", m, pid, err)
+			w.detachProcess(p)
+			return nil, fmt.Errorf("pid %d: a process sharing its memory (pid %d) cannot be attached: %w", pid, m, err)
+		}
+		w.addThread(p, m, m)
+		w.seizeThreads(m, func(tid int) { w.addThread(p, tid, m) })
+		w.learnSigTrap(p, m, false)
+	}
 	if err := w.addMappings(p); err != nil {
 		w.errorf("attach pid %d: %v", pid, err)
 	}
 	return p, nil
+}
+
+// sharers returns the processes among cands (every process of /proc if
+// cands is nil) that share pid's address space and are not traced yet.
+// Preconditions: on the tracer thread.
+func (w *World) sharers(pid int, cands []int) []int {
+	if cands == nil {
+		cands, _ = procfs.ListPids()
+	}
+	var out []int
+	for _, c := range cands {
+		if c == pid || w.threads[c] != nil || w.checkAttachable(c) != nil {
+			continue
+		}
+		if sameMM(pid, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// sameMM reports whether the processes a and b share one address space
+// (kcmp KCMP_VM).
+func sameMM(a, b int) bool {
+	const kcmpVM = 1
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
+	return e == 0 && r == 0
 }
 
 // seizeThreads seizes every thread of pid that is not traced yet and calls

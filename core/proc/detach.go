@@ -16,6 +16,7 @@ func (w *World) detachProcess(p *process) {
 	p.expect = time.Time{}
 	w.removeMappings(p, func(*rmap.VMA) bool { return true })
 	w.removeRbrk(p)
+	w.removeSigHooks(p)
 	for _, th := range p.threads {
 		w.detachThread(th)
 	}

@@ -186,7 +186,7 @@ func (w *World) heldOpen(pid int, k rmap.InodeKey, exec bool) {
 		}
 		return
 	}
-	p, err := w.attach(pid)
+	p, err := w.attach(pid, nil)
 	if err != nil {
 		if !errors.Is(err, syscall.ESRCH) {
 			w.log("open of a watched file: pid %d not traced: %v", pid, err)
@@ -251,7 +251,7 @@ func (w *World) rescan(ctx context.Context) {
 				if _, ok := w.orphans[pid]; ok {
 					continue
 				}
-				if _, err := w.attach(pid); err == nil {
+				if _, err := w.attach(pid, pids); err == nil {
 					w.log("rescan: pid %d attached", pid)
 				}
 			}

@@ -77,6 +77,10 @@ func (w *World) event(tid int, st unix.WaitStatus) {
 			w.trap(th)
 			return
 		}
+		if sig == int(unix.SIGTRAP)|0x80 {
+			w.syscallStop(th) // PTRACE_O_TRACESYSGOOD
+			return
+		}
 		w.resume(th, sig) // a signal: it passes through
 	case unix.PTRACE_EVENT_STOP:
 		w.eventStop(th, sig)
@@ -137,7 +141,11 @@ func (w *World) resume(th *thread, sig int) {
 		}
 		th.sigs = nil
 	}
-	if err := ptraceCont(th.tid, sig); err != nil {
+	cont := ptraceCont
+	if th.sys != sysNone {
+		cont = ptraceSyscall // following an rt_sigaction (sigaction.go)
+	}
+	if err := cont(th.tid, sig); err != nil {
 		if err != unix.ESRCH {
 			w.errorf("resume tid %d: %v", th.tid, err)
 		}

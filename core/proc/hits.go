@@ -55,8 +55,18 @@ func (w *World) trap(th *thread) {
 		}
 	}
 	if u == nil {
+		if p.internalBp(addr) || ever {
+			// One of our int3 all the same: undo its forced SIGTRAP.
+			if !w.keepSigTrap(th) {
+				return
+			}
+		}
 		if addr == p.rbrk && p.rbrk != 0 {
 			w.rbrkHit(th, addr)
+			return
+		}
+		if h := p.sigHooks[addr]; h != nil {
+			w.sigHookHit(th, addr, h)
 			return
 		}
 		if ever && w.restart(th, addr) {
@@ -73,6 +83,9 @@ func (w *World) trap(th *thread) {
 	}
 	w.nHits.Add(1)
 	w.eng.Dispatch(u, probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()})
+	if !w.keepSigTrap(th) {
+		return // th is gone
+	}
 	var t1 time.Time
 	if prof != nil {
 		t1 = time.Now()

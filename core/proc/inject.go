@@ -37,9 +37,13 @@ func (w *World) syscallInsn(p *process) (uint64, error) {
 }
 
 // injectSyscall makes the stopped thread th execute the system call nr
-// with args at the syscall instruction sys, by single-stepping it once, and
-// restores th's registers. Signals that arrive meanwhile are kept in th.sigs
-// for its next resume. If th dies, th.dead is set and ESRCH returned.
+// with args at the syscall instruction sys, and restores th's registers.
+// The thread runs to the system call with PTRACE_SYSCALL and is held at its
+// entry and exit stops: no trap, so no forced SIGTRAP (a single-step's
+// would reset a SIGTRAP handler or SIG_IGN while SIGTRAP is blocked or
+// ignored, as a hit's does; see sigtrap.go). Signals that arrive meanwhile
+// are kept in th.sigs for its next resume. If th dies, th.dead is set and
+// ESRCH returned.
 // Preconditions: on the tracer thread; th is stopped, not in a system call.
 func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64) (uint64, error) {
 	var saved, regs install.Regs
@@ -49,16 +53,16 @@ func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64)
 	regs = saved
 	regs.Rip = sys
 	regs.Rax = nr
-	regs.OrigRax = ^uint64(0)
+	regs.OrigRax = ^uint64(0) // not in a system call: no restart of one
 	a := append(args, 0, 0, 0, 0, 0, 0)
 	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
 	if err := ptraceSetRegs(th.tid, &regs); err != nil {
 		return 0, fmt.Errorf("inject: setregs: %w", err)
 	}
-	done := false
+	entered, done := false, false
 	for tries := 0; tries < 1000 && !done; tries++ {
-		if err := ptraceSingleStep(th.tid, 0); err != nil {
-			return 0, fmt.Errorf("inject: singlestep: %w", err)
+		if err := ptraceSyscall(th.tid, 0); err != nil {
+			return 0, fmt.Errorf("inject: resume: %w", err)
 		}
 		var st unix.WaitStatus
 		for {
@@ -77,15 +81,19 @@ func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64)
 		sig := int(st.StopSignal())
 		ev := int(st) >> 16
 		switch {
-		case ev == 0 && sig == int(unix.SIGTRAP):
-			rip, err := ptracePeekRip(th.tid)
-			if err == nil && rip == sys+2 {
-				done = true
+		case ev == 0 && sig == int(unix.SIGTRAP)|0x80: // a syscall stop
+			if !entered {
+				var r install.Regs
+				if ptraceGetRegs(th.tid, &r) == nil && r.OrigRax == nr && r.Rip == sys+2 {
+					entered = true
+				}
+				continue
 			}
+			done = true
 		case ev == 0:
 			th.sigs = append(th.sigs, sig) // delivered at the next resume
 		default:
-			// An interrupt or group-stop trap: step on.
+			// An interrupt or group-stop trap: go on.
 		}
 	}
 	if !done {
@@ -95,8 +103,41 @@ func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64)
 	if err := ptraceGetRegs(th.tid, &regs); err != nil {
 		return 0, fmt.Errorf("inject: getregs: %w", err)
 	}
+	restartable(&saved)
 	if err := ptraceSetRegs(th.tid, &saved); err != nil {
 		return 0, fmt.Errorf("inject: restore regs: %w", err)
 	}
 	return regs.Rax, nil
+}
+
+// Errors a system call interrupted by a stop returns for the kernel to
+// restart it (include/linux/errno.h).
+const (
+	erestartSys          = 512
+	erestartNoIntr       = 513
+	erestartNoHand       = 514
+	erestartRestartBlock = 516
+)
+
+// restartable turns the registers of a thread stopped inside an
+// interrupted system call (orig_rax >= 0, rax one of the -ERESTART*
+// values) into those of its restart: rip back on the syscall instruction,
+// rax the call again (restart_syscall for ERESTART_RESTARTBLOCK). The
+// kernel does that itself when the thread resumes from the stop with a
+// signal pending, and not otherwise; after an injected system call the
+// thread resumes from that call's exit stop, where nothing is pending, and
+// would return -ERESTARTSYS to the program (seen: a read(2) failing after
+// an injection at an interrupt stop).
+func restartable(r *install.Regs) {
+	if int64(r.OrigRax) < 0 {
+		return
+	}
+	switch -int64(r.Rax) {
+	case erestartSys, erestartNoIntr, erestartNoHand:
+		r.Rax = r.OrigRax
+		r.Rip -= 2
+	case erestartRestartBlock:
+		r.Rax = unix.SYS_RESTART_SYSCALL
+		r.Rip -= 2
+	}
 }

@@ -34,11 +34,16 @@ func (w *World) newChild(th *thread, ev, tid int) {
 	case p == nil:
 		c = w.addThread(nil, tid, tgid)
 		c.detach = true
-	case tgid == th.tgid || ev == unix.PTRACE_EVENT_VFORK:
-		// A thread, or a vfork child running in its parent's memory
-		// until it execs or exits: both run in p's MM.
+	case tgid == th.tgid || ev == unix.PTRACE_EVENT_VFORK || sameMM(th.tgid, tgid):
+		// A thread, a vfork child running in its parent's memory until
+		// it execs or exits, or a clone(CLONE_VM) child (reported as a
+		// fork when its exit signal is SIGCHLD): all run in p's MM.
 		c = w.addThread(p, tid, tgid)
 		c.detach = p.detaching
+		if d := p.trapDisp(th.tgid); d != nil && tgid != th.tgid {
+			cp := *d // a vfork child starts with its parent's dispositions
+			p.sigtrap[tgid] = &cp
+		}
 	default:
 		c = w.forkChild(th, tid, tgid)
 	}
@@ -99,6 +104,10 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 		return th
 	}
 	c.xol = pp.xol.clone()
+	if d := pp.trapDisp(parent.tgid); d != nil {
+		cp := *d // a fork child starts with its parent's dispositions
+		c.sigtrap = map[int]*sigTrap{tgid: &cp}
+	}
 	w.addProcess(c)
 	th := w.addThread(c, tid, tgid)
 	// The child is held in its first stop while its MM is built, so that
@@ -138,13 +147,19 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 		c.everMu.Lock()
 		c.everBp[va] = orig
 		c.everMu.Unlock()
-		if (va != pp.rbrk || pp.rbrk == 0) && w.eng.LookupLocked(c.mm, va) == nil {
+		if !pp.internalBp(va) && w.eng.LookupLocked(c.mm, va) == nil {
 			restoreByte(c.as, va, orig)
 		}
 	}
 	// The loader's r_brk was copied too (restored by detachProcess if
 	// the child is not kept).
 	c.rbrk, c.rbrkPlan, c.rstate = pp.rbrk, pp.rbrkPlan, pp.rstate
+	for va, h := range pp.sigHooks { // copied too
+		if c.sigHooks == nil {
+			c.sigHooks = map[uint64]*sigHook{}
+		}
+		c.sigHooks[va] = h
+	}
 	c.mm.MmapSem.Unlock()
 	pp.mm.MmapSem.Unlock()
 	if pp.detaching || !w.hasWatched(c) {
@@ -157,7 +172,8 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 // image is traced if it maps a watched inode, detached otherwise.
 func (w *World) execed(th *thread) {
 	old := th.proc
-	if msg, err := ptraceGetEventMsg(th.tid); err == nil && int(msg) != th.tid {
+	msg, err := ptraceGetEventMsg(th.tid)
+	if err == nil && int(msg) != th.tid {
 		// A non-leader exec'd: it now has the leader's tid (th.tid,
 		// the reported one); its former tid is gone.
 		if f := w.threads[int(msg)]; f != nil {
@@ -197,6 +213,7 @@ func (w *World) execed(th *thread) {
 	w.addProcess(p)
 	p.threads[th.tid] = th
 	th.proc = p
+	w.learnSigTrap(p, p.pid, true) // exec reset every handler
 	if err := w.addMappings(p); err != nil {
 		w.errorf("exec pid %d: %v", p.pid, err)
 	}

@@ -17,6 +17,7 @@ func (w *World) addMappings(p *process) error {
 	err = w.insertMappings(p, ms)
 	if w.hasWatched(p) || w.expecting(p) {
 		w.setRbrk(p, ms)
+		w.placeSigHooks(p, ms)
 	}
 	return err
 }
@@ -111,7 +112,24 @@ func (w *World) syncMappings(p *process) error {
 			w.forgetRange(p, v.Start, v.End)
 		}
 	}
-	return w.insertMappingsLocked(p, ms)
+	for va := range p.sigHooks {
+		if !execMapped(ms, va) {
+			p.forgetSigHooks(va, va+1) // its file was unmapped
+		}
+	}
+	err = w.insertMappingsLocked(p, ms)
+	w.placeSigHooks(p, ms) // libraries mapped since
+	return err
+}
+
+// execMapped reports whether ms maps va executable.
+func execMapped(ms []procfs.Mapping, va uint64) bool {
+	for i := range ms {
+		if va >= ms[i].Start && va < ms[i].End {
+			return ms[i].Exec()
+		}
+	}
+	return false
 }
 
 // stillMapped reports whether ms has v's mapping unchanged.
@@ -132,7 +150,7 @@ func stillMapped(ms []procfs.Mapping, v *rmap.VMA) bool {
 func (w *World) forgetRange(p *process, start, end uint64) {
 	p.everMu.Lock()
 	for va := range p.everBp {
-		if va >= start && va < end && va != p.rbrk {
+		if va >= start && va < end && !p.internalBp(va) {
 			delete(p.everBp, va)
 		}
 	}

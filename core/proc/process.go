@@ -33,6 +33,10 @@ type thread struct {
 	pend *pendExec
 	// dead: it exited during a syscall injection (to be dropped).
 	dead bool
+	// sys is the state of syscall tracing (sigaction.go); newAct the
+	// struct sigaction of a watched rt_sigaction(SIGTRAP) call.
+	sys    int
+	newAct *[32]byte
 	// execed: its stop, reaped but deferred, is an exec's: its address
 	// space is no longer its process's (poke.go).
 	execed bool
@@ -66,6 +70,12 @@ type process struct {
 
 	// Tracer-owned.
 	threads map[int]*thread
+	// sigHooks are the internal breakpoints on sigaction functions, by
+	// vaddr (sigaction.go). Tracer-owned.
+	sigHooks map[uint64]*sigHook
+	// sigtrap is the SIGTRAP disposition of each thread group running in
+	// this address space, by tgid (sigtrap.go). Tracer-owned.
+	sigtrap map[int]*sigTrap
 	// pokeMu is a leaf lock guarding pokes, the PTRACE_POKEDATA writes
 	// waiting for a thread of the process to stop (poke.go), in order:
 	// written by the tracer, read by ReadMemory on any goroutine.
@@ -179,4 +189,10 @@ func (w *World) dropThreadQuiet(th *thread, reap bool) {
 	if th.proc != nil {
 		delete(th.proc.threads, th.tid)
 	}
+}
+
+// internalBp reports whether va is one of p's internal breakpoints (the
+// loader's r_brk, a sigaction hook), not an engine uprobe's.
+func (p *process) internalBp(va uint64) bool {
+	return (va == p.rbrk && p.rbrk != 0) || p.sigHooks[va] != nil
 }

@@ -17,7 +17,7 @@ import (
 // and exit events. Never PTRACE_O_EXITKILL: if the tracer dies, its tracees
 // must live on.
 const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK |
-	unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACEEXIT
+	unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACEEXIT | unix.PTRACE_O_TRACESYSGOOD
 
 func ptrace(req int, tid int, addr, data uintptr) error {
 	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, data, 0, 0)
@@ -40,6 +40,11 @@ func ptraceInterrupt(tid int) error { return ptrace(unix.PTRACE_INTERRUPT, tid, 
 // ptraceCont resumes a stopped thread, delivering sig if not 0 (PTRACE_CONT).
 func ptraceCont(tid, sig int) error { return ptrace(unix.PTRACE_CONT, tid, 0, uintptr(sig)) }
 
+// ptraceSyscall resumes a stopped thread until its next system call entry
+// or exit (PTRACE_SYSCALL), delivering sig if not 0. Only used to follow
+// one rt_sigaction of one thread (sigaction.go).
+func ptraceSyscall(tid, sig int) error { return ptrace(unix.PTRACE_SYSCALL, tid, 0, uintptr(sig)) }
+
 // ptraceListen lets a thread in group-stop stay stopped while still
 // reporting SIGCONT and other events (PTRACE_LISTEN).
 func ptraceListen(tid int) error { return ptrace(unix.PTRACE_LISTEN, tid, 0, 0) }
@@ -48,11 +53,6 @@ func ptraceListen(tid int) error { return ptrace(unix.PTRACE_LISTEN, tid, 0, 0) 
 // (PTRACE_DETACH).
 func ptraceDetach(tid, sig int) error { return ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)) }
 
-// ptraceSingleStep resumes a stopped thread for one instruction
-// (PTRACE_SINGLESTEP). Only used to inject system calls, never on a hit.
-func ptraceSingleStep(tid, sig int) error {
-	return ptrace(unix.PTRACE_SINGLESTEP, tid, 0, uintptr(sig))
-}
 
 // ptraceGetRegs reads the general-purpose registers (PTRACE_GETREGS).
 func ptraceGetRegs(tid int, r *install.Regs) error {
@@ -164,4 +164,14 @@ func wait4(tid int, st *unix.WaitStatus, nohang bool) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// ptraceGetSigmask reads th's blocked-signal mask (PTRACE_GETSIGMASK).
+func ptraceGetSigmask(tid int, mask *uint64) error {
+	return ptrace(unix.PTRACE_GETSIGMASK, tid, 8, uintptr(unsafe.Pointer(mask)))
+}
+
+// ptraceSetSigmask sets th's blocked-signal mask (PTRACE_SETSIGMASK).
+func ptraceSetSigmask(tid int, mask uint64) error {
+	return ptrace(unix.PTRACE_SETSIGMASK, tid, 8, uintptr(unsafe.Pointer(&mask)))
 }

@@ -254,11 +254,15 @@ func (t *tracer) loop() {
 			t.reapBell(pid)
 			continue
 		}
-		if si.code() == cldTrapped && t.h.known(pid) {
-			// A ptrace-stop of a known tracee: the peeked siginfo
-			// has all of it (si_status is the stop's exit_code),
-			// and resuming the tracee ends the stop, so there is
-			// nothing to reap: one wait system call per hit.
+		if si.code() == cldTrapped && t.h.known(pid) && si.status()>>8 == 0 {
+			// A signal-delivery stop of a known tracee (a hit): the
+			// peeked siginfo has all of it (si_status is the stop's
+			// exit_code), and resuming the tracee ends the stop, so
+			// there is nothing to reap: one wait system call per
+			// hit. PTRACE_EVENT stops are reaped below: after an
+			// exec from a thread other than the leader, every
+			// ptrace request on the thread fails with ESRCH until
+			// its exec stop has been reaped.
 			st := unix.WaitStatus(uint32(si.status())<<8 | 0x7f)
 			t.h.event(pid, st)
 			if t.h.held(pid) {

@@ -111,6 +111,9 @@ type World struct {
 	// the processes with pending pokes (poke.go).
 	deferred []deferredStop
 	poking   map[*process]bool
+	// sigFiles caches the sigaction function of mapped files (nil:
+	// none), by inode (sigaction.go).
+	sigFiles map[rmap.InodeKey]*sigHookFile
 
 	// test holds the planted bugs of the tests (empty without the
 	// "planted" build tag).
@@ -158,6 +161,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		pending:  map[int]*pendExec{},
 		ldsos:    map[rmap.InodeKey]*ldso{},
 		poking:   map[*process]bool{},
+		sigFiles: map[rmap.InodeKey]*sigHookFile{},
 	}
 	w.place.init(o.Placement)
 	t, err := startTracer(w)
@@ -216,19 +220,21 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 	var skips []Skip
 	err = w.t.do(func() {
 		for _, pid := range pids {
-			if p := w.procs[pid]; p != nil {
-				if err := w.addMappings(p); err != nil {
-					w.errorf("watch %s: pid %d: %v", path, pid, err)
+			if th := w.threads[pid]; th != nil {
+				// Traced (a process, or a member of one sharing an
+				// address space), or seized at its exec (its exec
+				// event comes).
+				if p := th.proc; p != nil && !p.gone {
+					if err := w.addMappings(p); err != nil {
+						w.errorf("watch %s: pid %d: %v", path, pid, err)
+					}
 				}
 				continue
-			}
-			if w.threads[pid] != nil {
-				continue // seized at its exec: its exec event comes
 			}
 			if _, ok := w.orphans[pid]; ok {
 				continue // a fork child, announced soon
 			}
-			if _, err := w.attach(pid); err != nil {
+			if _, err := w.attach(pid, pids); err != nil {
 				if !errors.Is(err, syscall.ESRCH) {
 					skips = append(skips, Skip{Pid: pid, Reason: err.Error()})
 				}

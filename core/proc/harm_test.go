@@ -1,0 +1,171 @@
+package proc
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// The "never harm a traced process" tests (issue 11): testdata/harm.c in
+// each shape of process that uprobefs once harmed, probed, compared with
+// the same program run unprobed: same output, exit status 0, exact counts.
+
+func harmBin(t *testing.T) string {
+	return testfix.Copy(t, buildOnce(t, "harm", "-O2", "-pthread"))
+}
+
+// harmRun runs harm with args, probed at locs while it runs, and checks
+// that its output equals the unprobed run's; it returns the probes.
+func harmRun(t *testing.T, e *env, bin string, locs []string, args ...string) []*probe {
+	t.Helper()
+	want := checksum(t, bin, args...)
+	f := startFixture(t, bin, args...)
+	var ps []*probe
+	for _, loc := range locs {
+		ps = append(ps, e.register(bin, loc))
+	}
+	f.Go()
+	out, code := f.Wait(90 * time.Second)
+	if code != 0 || out != want {
+		t.Fatalf("harm %v: exit %d output %q, want 0 %q", args, code, out, want)
+	}
+	return ps
+}
+
+// TestSharedMMClone: children made by clone(CLONE_VM|SIGCHLD) share their
+// parent's address space without being its threads; they call the probed
+// function while the probe is registered. Every process must survive (it
+// died of SIGTRAP when a breakpoint went into the shared memory before all
+// of them were attached) and every call counts.
+func TestSharedMMClone(t *testing.T) {
+	bin := harmBin(t)
+	const n = 2000
+	for round := range 4 {
+		t.Run(fmt.Sprint(round), func(t *testing.T) {
+			e := newEnv(t, Options{})
+			ps := harmRun(t, e, bin, []string{"h_func"}, "clonevm", fmt.Sprint(n))
+			if got := ps[0].c.Hits(); got != 4*n {
+				t.Errorf("%d hits, want %d", got, 4*n)
+			}
+		})
+	}
+}
+
+// TestSharedMMRegisterMidRun: the probe is registered and removed (and the
+// file unwatched: the processes detached) while clone(CLONE_VM) children
+// call the probed function: nobody dies (a child died of SIGTRAP 2 runs in
+// 4 when the breakpoint went in before every process of the shared address
+// space was attached, or stayed after one of them was detached).
+func TestSharedMMRegisterMidRun(t *testing.T) {
+	bin := harmBin(t)
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, "clonespin", "4000")
+	f.Go()
+	k := keyOf(t, bin)
+	cycles := 0
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); cycles++ {
+		p := e.register(bin, "h_func")
+		e.unregister(p)
+		e.w.Unwatch(e.inodes.Get(k))
+		delete(e.watched, k)
+	}
+	out, code := f.Wait(60 * time.Second)
+	if code != 0 || out != "children 0 0 0\n" {
+		t.Fatalf("after %d cycles: exit %d output %q, want 0 \"children 0 0 0\"", cycles, code, out)
+	}
+}
+
+// TestVforkLoop: a vfork()+call+_exit loop while the probe is registered
+// and removed many times: no child dies, the parent's text is restored.
+func TestVforkLoop(t *testing.T) {
+	bin := harmBin(t)
+	const n = 3000
+	want := checksum(t, bin, "vfork", fmt.Sprint(n))
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, "vfork", fmt.Sprint(n))
+	f.Go()
+	done := make(chan struct{})
+	var out string
+	var code int
+	go func() {
+		defer close(done)
+		out, code = f.Wait(120 * time.Second)
+	}()
+	cycles := 0
+	k := keyOf(t, bin)
+	for loop := true; loop && cycles < 200; cycles++ {
+		p := e.register(bin, "h_func")
+		e.unregister(p)
+		e.w.Unwatch(e.inodes.Get(k))
+		delete(e.watched, k)
+		select {
+		case <-done:
+			loop = false
+		default:
+		}
+	}
+	<-done
+	if code != 0 || out != want {
+		t.Fatalf("after %d register/unregister cycles: exit %d output %q, want 0 %q", cycles, code, out, want)
+	}
+}
+
+// TestSignalMasksKept: a hit while the thread blocks SIGTRAP (alone, or
+// with every signal), or with SIGTRAP ignored, must leave the mask and the
+// disposition as they were (the kernel's forced SIGTRAP unblocks it and
+// resets the handler); the program's own int3 later reaches its handler.
+func TestSignalMasksKept(t *testing.T) {
+	bin := harmBin(t)
+	for _, mode := range []string{"blocktrap", "blockall", "ignored"} {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			ps := harmRun(t, e, bin, []string{"h_func"}, mode, "20")
+			if got := ps[0].c.Hits(); got != 20 {
+				t.Errorf("%d hits, want 20", got)
+			}
+		})
+	}
+}
+
+// TestProbeOnTrapHandler: a probe on the program's own SIGTRAP handler
+// (SIGTRAP is blocked while it runs): the program's later int3s still
+// reach it.
+func TestProbeOnTrapHandler(t *testing.T) {
+	bin := harmBin(t)
+	e := newEnv(t, Options{})
+	ps := harmRun(t, e, bin, []string{"h_trap"}, "ontrap", "5")
+	if got := ps[0].c.Hits(); got != 5 {
+		t.Errorf("%d hits, want 5", got)
+	}
+}
+
+// TestExecFromThread: a thread other than the leader execs the probed
+// program — from the probed program itself, and from an unwatched one: the
+// new image runs and is counted from its first call; nothing hangs (the
+// process hung for ever in ptrace_stop <- bprm_execve).
+func TestExecFromThread(t *testing.T) {
+	bin := harmBin(t)
+	other := harmBin(t) // another inode, not watched
+	for _, from := range []string{"self", "unwatched"} {
+		t.Run(from, func(t *testing.T) {
+			e := newEnv(t, Options{})
+			p := e.register(bin, "h_func")
+			start, args := bin, []string{"execthread", "0"}
+			if from == "unwatched" {
+				start, args = other, append(args, bin)
+			}
+			f := startFixture(t, start, args...)
+			f.Go()
+			out, code := f.Wait(30 * time.Second)
+			if code != 0 || !strings.Contains(out, "exechello 100 calls") {
+				t.Fatalf("exit %d output %q", code, out)
+			}
+			if got := p.c.Hits(); got != 100 {
+				t.Errorf("%d hits, want 100", got)
+			}
+		})
+	}
+}

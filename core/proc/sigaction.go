@@ -1,0 +1,207 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/objfile"
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
+)
+
+// Following the program's changes of SIGTRAP's disposition (sigtrap.go
+// keeps it; this file learns it).
+//
+// A program sets a handler with sigaction or signal (glibc: every such call
+// goes through __libc_sigaction; Go: runtime.rt_sigaction), usually after
+// we attached (at an exec, before main). Every traced process gets an
+// internal breakpoint (like the loader's r_brk, not an engine uprobe) on
+// those functions in the files it maps that have them. A hit there traces
+// the thread's next system call (PTRACE_SYSCALL, this thread only): at the
+// rt_sigaction(SIGTRAP, act, ...) entry the new struct sigaction is read
+// from act (kernel layout: glibc converts before the call), and kept when
+// the call returns 0. Then the thread runs on untraced-for-syscalls. A
+// program calling rt_sigaction by a raw syscall of its own is not followed
+// (README, known limits).
+
+// sigHookSymbols are the functions hooked, in order of preference per file.
+var sigHookSymbols = []string{"__libc_sigaction", "sigaction", "runtime.rt_sigaction"}
+
+// sigHookFile is what we know of one mapped file: where its sigaction
+// function is (off) and its step-over plan; nil plan: none.
+type sigHookFile struct {
+	off  uint64
+	plan *install.Plan
+}
+
+// sigHook is an internal breakpoint on a sigaction function in a process.
+type sigHook struct {
+	plan *install.Plan
+}
+
+// placeSigHooks puts the internal breakpoints on the sigaction functions of
+// the files p maps (ms is its maps) that have none yet. Files the engine
+// probes are skipped: its breakpoints and ours must not share bytes.
+// Preconditions: on the tracer thread.
+func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
+	if p.detaching || p.gone {
+		return
+	}
+	for i := range ms {
+		m := &ms[i]
+		if m.Ino == 0 || !m.Exec() {
+			continue
+		}
+		k := rmap.InodeKey{Dev: m.Dev, Ino: m.Ino}
+		if w.watched[k] != nil {
+			continue
+		}
+		f, ok := w.sigFiles[k]
+		if !ok {
+			f = loadSigHookFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", p.pid, m.Start, m.End))
+			w.sigFiles[k] = f
+		}
+		if f == nil || f.off < m.Off || f.off >= m.Off+(m.End-m.Start) {
+			continue
+		}
+		va := m.Start + (f.off - m.Off)
+		if p.sigHooks[va] != nil {
+			continue
+		}
+		p.everMu.Lock()
+		p.everBp[va] = f.plan.Insn[0]
+		p.everMu.Unlock()
+		if err := install.InsertBreakpoint(p.as, va, f.plan.Insn[0]); err != nil && !errors.Is(err, syscall.EEXIST) {
+			if !errors.Is(err, syscall.ESRCH) {
+				w.errorf("pid %d: sigaction hook at %#x: %v", p.pid, va, err)
+			}
+			continue
+		}
+		if p.sigHooks == nil {
+			p.sigHooks = map[uint64]*sigHook{}
+		}
+		p.sigHooks[va] = &sigHook{plan: f.plan}
+	}
+}
+
+// loadSigHookFile finds the sigaction function of the file at path.
+func loadSigHookFile(path string) *sigHookFile {
+	f, err := objfile.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	for _, name := range sigHookSymbols {
+		off, err := f.Resolve(name)
+		if err != nil {
+			continue
+		}
+		plan, err := f.Analyze(off)
+		if err != nil {
+			continue
+		}
+		return &sigHookFile{off: off, plan: plan}
+	}
+	return nil
+}
+
+// removeSigHooks restores the bytes under p's sigaction hooks.
+// Preconditions: on the tracer thread.
+func (w *World) removeSigHooks(p *process) {
+	for va, h := range p.sigHooks {
+		if err := install.RemoveBreakpoint(p.as, va, h.plan.Insn[0]); err != nil && !errors.Is(err, syscall.ESRCH) {
+			w.errorf("pid %d: restore sigaction hook at %#x: %v", p.pid, va, err)
+		}
+	}
+	p.sigHooks = nil
+}
+
+// forgetSigHooks forgets the hooks of p in [start, end) (unmapped: nothing
+// is written).
+func (p *process) forgetSigHooks(start, end uint64) {
+	for va := range p.sigHooks {
+		if va >= start && va < end {
+			delete(p.sigHooks, va)
+		}
+	}
+}
+
+// sigHookHit handles th's trap on a sigaction hook: step over, and trace
+// the thread's next system call. Preconditions: on the tracer thread; th is
+// stopped at the trap.
+func (w *World) sigHookHit(th *thread, addr uint64, h *sigHook) {
+	u := &probes.Uprobe{Insn: h.plan.Insn, Arch: h.plan}
+	if !w.stepOver(th, u, addr) {
+		return
+	}
+	th.sys = sysWatchEntry
+	w.resume(th, 0)
+}
+
+// Syscall-tracing states of a thread (thread.sys).
+const (
+	sysNone       = iota
+	sysWatchEntry // resumed with PTRACE_SYSCALL: its next stop is a syscall entry
+	sysWatchExit  // at the rt_sigaction entry: the next stop is its exit
+)
+
+// syscallStop handles a syscall stop (SIGTRAP|0x80) of th, which traces its
+// system calls only to follow an rt_sigaction(SIGTRAP, ...).
+// Preconditions: on the tracer thread; th is stopped.
+func (w *World) syscallStop(th *thread) {
+	var regs install.Regs
+	if th.proc == nil || ptraceGetRegs(th.tid, &regs) != nil {
+		th.sys = sysNone
+		w.resume(th, 0)
+		return
+	}
+	switch th.sys {
+	case sysWatchEntry:
+		th.sys = sysNone
+		th.newAct = nil
+		if regs.OrigRax == unix.SYS_RT_SIGACTION && regs.Rdi == uint64(unix.SIGTRAP) {
+			if regs.Rsi != 0 {
+				var act [32]byte
+				if th.proc.as.ReadMemory(regs.Rsi, act[:]) == nil {
+					th.newAct = &act
+				}
+			}
+			th.sys = sysWatchExit
+		}
+	case sysWatchExit:
+		th.sys = sysNone
+		if act := th.newAct; act != nil && int64(regs.Rax) == 0 {
+			th.proc.setTrapDisp(th.tgid, act)
+		}
+		th.newAct = nil
+	}
+	w.resume(th, 0)
+}
+
+// setTrapDisp records the struct sigaction act as SIGTRAP's disposition of
+// the thread group tgid.
+func (p *process) setTrapDisp(tgid int, act *[32]byte) {
+	d := &sigTrap{act: *act}
+	switch h := leUint64(act[:8]); h {
+	case 0: // SIG_DFL
+		d.kind = trapDefault
+	case 1: // SIG_IGN
+		d.kind = trapIgnored
+	default:
+		d.kind = trapCaught
+	}
+	if p.sigtrap == nil {
+		p.sigtrap = map[int]*sigTrap{}
+	}
+	p.sigtrap[tgid] = d
+}
+
+func leUint64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
