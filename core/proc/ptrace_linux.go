@@ -53,7 +53,6 @@ func ptraceListen(tid int) error { return ptrace(unix.PTRACE_LISTEN, tid, 0, 0) 
 // (PTRACE_DETACH).
 func ptraceDetach(tid, sig int) error { return ptrace(unix.PTRACE_DETACH, tid, 0, uintptr(sig)) }
 
-
 // ptraceGetRegs reads the general-purpose registers (PTRACE_GETREGS).
 func ptraceGetRegs(tid int, r *install.Regs) error {
 	return ptrace(unix.PTRACE_GETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
