@@ -55,17 +55,18 @@ func TestBreakpoint(t *testing.T) {
 	}{
 		{name: "original", mem: 0x55, afterIns: 0xcc, afterRem: 0x55, insWrites: 1},
 		{name: "already", mem: 0xcc, insert: syscall.EEXIST, afterIns: 0xcc, afterRem: 0x55},
-		{name: "other", mem: 0x90, insert: syscall.EINVAL, afterIns: 0x90, afterRem: 0x90},
+		{name: "other", mem: 0x90, insert: syscall.EINVAL, afterIns: 0x90, afterRem: 0x90, remove: syscall.EINVAL},
 		{name: "gone", mem: 0x55, memErr: fmt.Errorf("pid 42: %w", syscall.ESRCH), insert: syscall.ESRCH, remove: syscall.ESRCH},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := &byteMem{base: 0x1000, b: []byte{0x11, c.mem, 0x22}, err: c.memErr}
-			err := InsertBreakpoint(m, at, 0x55)
+			insn := []byte{0x55, 0x22} // the instruction's bytes in the file
+			err := InsertBreakpoint(m, at, insn)
 			if !errors.Is(err, c.insert) || (c.insert == nil) != (err == nil) {
 				t.Fatalf("InsertBreakpoint = %v, want %v", err, c.insert)
 			}
 			if c.memErr != nil {
-				if err := RemoveBreakpoint(m, at, 0x55); !errors.Is(err, c.remove) {
+				if err := RemoveBreakpoint(m, at, insn); !errors.Is(err, c.remove) {
 					t.Fatalf("RemoveBreakpoint = %v, want %v", err, c.remove)
 				}
 				return
@@ -73,24 +74,35 @@ func TestBreakpoint(t *testing.T) {
 			if m.b[1] != c.afterIns || m.writes != c.insWrites || m.b[0] != 0x11 || m.b[2] != 0x22 {
 				t.Fatalf("after insert: % x, %d writes", m.b, m.writes)
 			}
-			if err := RemoveBreakpoint(m, at, 0x55); err != nil {
-				t.Fatalf("RemoveBreakpoint = %v", err)
+			if err := RemoveBreakpoint(m, at, insn); !errors.Is(err, c.remove) || (c.remove == nil) != (err == nil) {
+				t.Fatalf("RemoveBreakpoint = %v, want %v", err, c.remove)
 			}
 			if m.b[1] != c.afterRem || m.b[0] != 0x11 || m.b[2] != 0x22 {
 				t.Fatalf("after remove: % x", m.b)
 			}
 			// Removing twice writes nothing more.
 			w := m.writes
-			if err := RemoveBreakpoint(m, at, 0x55); err != nil || m.writes != w {
+			if err := RemoveBreakpoint(m, at, insn); !errors.Is(err, c.remove) || m.writes != w {
 				t.Fatalf("second RemoveBreakpoint = %v, %d writes", err, m.writes-w)
 			}
 		})
 	}
 	m := &byteMem{base: 0x1000, b: []byte{0xcc}}
-	if err := InsertBreakpoint(m, 0x1000, 0xcc); !errors.Is(err, syscall.EINVAL) || m.writes != 0 {
+	if err := InsertBreakpoint(m, 0x1000, []byte{0xcc}); !errors.Is(err, syscall.EINVAL) || m.writes != 0 {
 		t.Fatalf("InsertBreakpoint(orig int3) = %v", err)
 	}
-	if err := InsertBreakpoint(m, 0x2000, 0x55); !errors.Is(err, syscall.EFAULT) {
+	if err := InsertBreakpoint(m, 0x2000, []byte{0x55}); !errors.Is(err, syscall.EFAULT) {
 		t.Fatalf("InsertBreakpoint(unmapped) = %v", err)
+	}
+	// Every byte counts: a memory holding the first byte of the
+	// instruction but not the rest is not the file's code (a 0x48 prefix
+	// matches many instructions).
+	m = &byteMem{base: 0x1000, b: []byte{0x48, 0x89, 0xe5}}
+	if err := InsertBreakpoint(m, 0x1000, []byte{0x48, 0x8b, 0x05}); !errors.Is(err, syscall.EINVAL) || m.writes != 0 {
+		t.Fatalf("InsertBreakpoint(same first byte, other instruction) = %v, %d writes", err, m.writes)
+	}
+	m = &byteMem{base: 0x1000, b: []byte{0xcc, 0x89, 0xe5}}
+	if err := RemoveBreakpoint(m, 0x1000, []byte{0x48, 0x8b, 0x05}); !errors.Is(err, syscall.EINVAL) || m.writes != 0 {
+		t.Fatalf("RemoveBreakpoint(int3 over another instruction) = %v, %d writes", err, m.writes)
 	}
 }

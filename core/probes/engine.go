@@ -29,11 +29,11 @@ type EngineOptions struct {
 }
 
 func defaultInstall(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
-	return install.InsertBreakpoint(mm.AS, vaddr, u.Insn[0])
+	return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
 }
 
 func defaultRemove(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
-	return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn[0])
+	return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn)
 }
 
 // Engine is the seed's uprobes core: the uprobe tree and the

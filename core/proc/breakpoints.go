@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -16,17 +14,34 @@ import (
 // The breakpoint writes. The engine keeps the one table of which
 // breakpoints are in place (rmap.VMA's breakpoint set: recorded before the
 // byte is written, forgotten after it is restored), and the hit path reads
-// it (Engine.LookupLocked); every write of a breakpoint into a tracee goes
-// through the engine's hooks below, or through Engine.RestoreVMALocked,
-// which calls them. The world keeps only the history of the addresses it
-// ever wrote, with their original bytes (process.everBp), to clean the
-// copies a fork child inherits and to restart a trap on a breakpoint that
-// was removed meanwhile.
+// it (Engine.LookupLocked). Every write of a breakpoint into a tracee, and
+// every restore of one — the engine's install and remove hooks below, the
+// world's internal breakpoints (the loader's r_brk, the sigaction hooks),
+// the cleaning of a fork child's copies, the restart of a trap on a stale
+// copy, a give-up — goes through writeBreakpointLocked, which checks, under
+// the MM's lock, that the address still maps that file at that offset and
+// holds that instruction (every byte of it), then writes one byte. The
+// world keeps only the history of the addresses it ever wrote
+// (process.everBp), to clean the copies a fork child inherits and to
+// restart a trap on a breakpoint that was removed meanwhile.
+
+// bpSite is what a breakpoint write at an address expects to find: the
+// address maps the file key at file offset off, and holds the instruction
+// insn read from that file (or, with the breakpoint in, int3 followed by
+// the rest of insn). Immutable.
+type bpSite struct {
+	key  rmap.InodeKey
+	off  uint64
+	insn []byte
+}
+
+func uprobeSite(u *probes.Uprobe) bpSite {
+	return bpSite{key: u.Inode.Key, off: u.Offset, insn: u.Insn}
+}
 
 // EngineOptions returns the engine options the real world needs: the
-// verify-opcode install and remove with the checks of a traced process
-// (the range still maps the file there) and the history of written
-// addresses. Create the Engine with them.
+// verify-opcode install and remove through the world's checked write path.
+// Create the Engine with them.
 func EngineOptions() probes.EngineOptions {
 	return probes.EngineOptions{Install: installHook, Remove: removeHook}
 }
@@ -35,29 +50,48 @@ func EngineOptions() probes.EngineOptions {
 func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	as, ok := mm.AS.(*addressSpace)
 	if !ok {
-		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn[0])
+		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
 	}
-	if err := checkMapped(mm, as, vaddr, u); err != nil {
-		return err
-	}
-	p := as.proc
-	p.everMu.Lock()
-	p.everBp[vaddr] = u.Insn[0]
-	p.everMu.Unlock()
-	return goneIfFault(install.InsertBreakpoint(as, vaddr, u.Insn[0]))
+	return as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
 }
 
 // removeHook is remove_breakpoint. Preconditions: mm.MmapSem held.
 func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	as, ok := mm.AS.(*addressSpace)
 	if !ok {
-		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn[0])
+		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn)
 	}
-	err := checkMapped(mm, as, vaddr, u)
-	if err == nil {
-		err = goneIfFault(install.RemoveBreakpoint(as, vaddr, u.Insn[0]))
+	return as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), false)
+}
+
+// writeBreakpointLocked is the one checked write path (see the top of this
+// file): it inserts (insert) or removes the breakpoint of site s at vaddr
+// of p, after checking that vaddr maps s's file at s's offset
+// (PROCMAP_QUERY, or the maps text where the kernel has none) and holds
+// its instruction (install.InsertBreakpoint / RemoveBreakpoint compare
+// every byte). A range that maps something else is reported as gone
+// (errMappingGone, like an exited MM for the engine). An insertion is
+// recorded in p's history first.
+// Preconditions: p.mm.MmapSem held (for reading or writing).
+func (p *process) writeBreakpointLocked(vaddr uint64, s bpSite, insert bool) error {
+	if err := p.checkMapped(vaddr, s); err != nil {
+		return err
 	}
-	return err
+	if insert {
+		p.everMu.Lock()
+		p.everBp[vaddr] = s
+		p.everMu.Unlock()
+		return goneIfFault(install.InsertBreakpoint(p.as, vaddr, s.insn))
+	}
+	return goneIfFault(install.RemoveBreakpoint(p.as, vaddr, s.insn))
+}
+
+// writeBreakpoint is writeBreakpointLocked taking p's mmap_sem for
+// reading. Preconditions: on the tracer thread, which does not hold it.
+func (w *World) writeBreakpoint(p *process, vaddr uint64, s bpSite, insert bool) error {
+	p.mm.MmapSem.RLock()
+	defer p.mm.MmapSem.RUnlock()
+	return p.writeBreakpointLocked(vaddr, s, insert)
 }
 
 // errMappingGone says that a VMA of an MM no longer maps what it did in the
@@ -75,46 +109,60 @@ func goneIfFault(err error) error {
 }
 
 // checkMapped verifies, before a breakpoint write at vaddr, that the
-// process still maps u's file at u's offset there. The MM learns of unmaps
-// only at the loader's r_brk and at exit: in between (or after a munmap the
-// loader did not announce) the range may map something else, which must
-// never be written (invariant 3). One stat of /proc/PID/map_files/RANGE,
-// or a read of the maps if the range was split.
-// Preconditions: mm.MmapSem held.
-func checkMapped(mm *rmap.MM, as *addressSpace, vaddr uint64, u *probes.Uprobe) error {
-	v := mm.FindVMALocked(vaddr)
-	if v == nil || v.Inode == nil {
-		return fmt.Errorf("pid %d %#x: no VMA: %w", as.pid, vaddr, errMappingGone)
-	}
-	k := v.Inode.Key
-	var st unix.Stat_t
-	if unix.Stat(fmt.Sprintf("/proc/%d/map_files/%x-%x", as.pid, v.Start, v.End), &st) == nil {
-		if st.Dev == k.Dev && st.Ino == k.Ino {
-			return nil
-		}
-		return fmt.Errorf("pid %d %#x: maps another file: %w", as.pid, vaddr, errMappingGone)
-	}
-	ms, err := procfs.ReadMaps(as.pid)
+// process still maps s's file at s's offset there, executable. The MM
+// learns of unmaps only at the loader's r_brk and at exit: in between (or
+// after a munmap the loader did not announce) the range may map something
+// else, which must never be written (invariant 3). One PROCMAP_QUERY ioctl
+// (Linux >= 6.11), else a read of the maps.
+func (p *process) checkMapped(vaddr uint64, s bpSite) error {
+	m, err := p.maps.query(p.pid, vaddr)
 	if err != nil {
-		return fmt.Errorf("pid %d: %v: %w", as.pid, err, syscall.ESRCH)
+		return fmt.Errorf("pid %d %#x: %v: %w", p.pid, vaddr, err, errMappingGone)
 	}
-	for i := range ms {
-		m := &ms[i]
-		if vaddr >= m.Start && vaddr < m.End {
-			if m.Dev == k.Dev && m.Ino == k.Ino && m.Off+(vaddr-m.Start) == u.Offset {
-				return nil
-			}
-			break
-		}
+	if m.Dev != s.key.Dev || m.Ino != s.key.Ino || m.Off+(vaddr-m.Start) != s.off || !m.Exec() {
+		return fmt.Errorf("pid %d %#x: maps %x:%d+%#x, not %v+%#x: %w", p.pid, vaddr, m.Dev, m.Ino, m.Off+(vaddr-m.Start), s.key, s.off, errMappingGone)
 	}
-	return fmt.Errorf("pid %d %#x: not mapped as in the MM: %w", as.pid, vaddr, errMappingGone)
+	return nil
 }
 
-// restoreByte writes orig at va if an int3 is there.
-func restoreByte(as *addressSpace, va uint64, orig byte) {
-	var b [1]byte
-	if as.ReadMemory(va, b[:]) == nil && b[0] == 0xcc && orig != 0xcc {
-		b[0] = orig
-		as.WriteMemory(va, b[:])
+// mapsQuery answers which mapping covers an address in one process:
+// PROCMAP_QUERY on an open /proc/PID/maps, or the maps text where the
+// kernel has no PROCMAP_QUERY. Safe for concurrent use.
+type mapsQuery struct {
+	f *procfs.MapsFile // nil: use the text
+}
+
+func openMapsQuery(pid int) mapsQuery {
+	f, err := procfs.OpenMaps(pid)
+	if err != nil {
+		return mapsQuery{}
 	}
+	if _, err := f.Query(0); errors.Is(err, procfs.ErrNoQuery) {
+		f.Close()
+		return mapsQuery{}
+	}
+	return mapsQuery{f: f}
+}
+
+func (q mapsQuery) close() {
+	if q.f != nil {
+		q.f.Close()
+	}
+}
+
+// query returns the mapping covering vaddr in pid.
+func (q mapsQuery) query(pid int, vaddr uint64) (procfs.Mapping, error) {
+	if q.f != nil {
+		return q.f.Query(vaddr)
+	}
+	ms, err := procfs.ReadMaps(pid)
+	if err != nil {
+		return procfs.Mapping{}, err
+	}
+	for _, m := range ms {
+		if vaddr >= m.Start && vaddr < m.End {
+			return m, nil
+		}
+	}
+	return procfs.Mapping{}, syscall.ENOENT
 }

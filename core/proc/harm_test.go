@@ -3,10 +3,13 @@ package proc
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/internal/testfix"
+	"golang.org/x/sys/unix"
 )
 
 // The "never harm a traced process" tests (issue 11): testdata/harm.c in
@@ -168,4 +171,100 @@ func TestExecFromThread(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestExecDuringRegistration: loops exec the probed program one process
+// after another while the probe is registered and removed again and again:
+// every process that ran after a Register returned and ended before the
+// next Unregister is counted from its first call (100 hits). A process
+// whose exec fell between the fanotify mark and the /proc scan was never
+// attached.
+func TestExecDuringRegistration(t *testing.T) {
+	bin := harmBin(t)
+	launcher := harmBin(t) // another inode: not watched
+	e := newEnv(t, Options{})
+	var fs []*fixture
+	for range 3 {
+		f := startFixture(t, launcher, "execloop", "600", bin)
+		f.Go()
+		fs = append(fs, f)
+	}
+	in := e.inodes.Get(keyOf(t, bin))
+	off, plan := resolvePlan(t, bin, "h_func")
+	type window struct{ from, to int64 }
+	var windows []window
+	perPid := map[int]uint64{}
+	var mu sync.Mutex
+	now := func() int64 {
+		var ts unix.Timespec
+		unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		return ts.Nano()
+	}
+	done := make(chan struct{})
+	outs := make([]string, len(fs))
+	codes := make([]int, len(fs))
+	go func() {
+		for i, f := range fs {
+			outs[i], codes[i] = f.Wait(180 * time.Second)
+		}
+		close(done)
+	}()
+	for cycle := 0; ; cycle++ {
+		select {
+		case <-done:
+		default:
+			c := &probes.Consumer{Name: "h_func", Handler: func(_ *probes.Uprobe, h probes.Hit) {
+				mu.Lock()
+				perPid[h.Pid]++
+				mu.Unlock()
+			}}
+			if err := e.w.Watch(in, bin); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.eng.Register(in, off, plan.Insn, plan, c); err != nil {
+				t.Fatal(err)
+			}
+			from := now()
+			time.Sleep(30 * time.Millisecond)
+			to := now()
+			if err := e.eng.Unregister(in, off, c); err != nil {
+				t.Fatal(err)
+			}
+			e.w.Unwatch(in)
+			windows = append(windows, window{from, to})
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		break
+	}
+	checked, missed := 0, 0
+	for i, out := range outs {
+		if codes[i] != 0 || !strings.Contains(out, "execloop 600 bad 0") {
+			t.Errorf("launcher %d: exit %d, output tail %q", i, codes[i], out[max(0, len(out)-100):])
+		}
+		for _, l := range strings.Split(out, "\n") {
+			var calls, pid int
+			var start, end int64
+			if n, _ := fmt.Sscanf(l, "exechello %d calls pid %d start %d end %d", &calls, &pid, &start, &end); n != 4 {
+				continue
+			}
+			for _, w := range windows {
+				// Ran inside a window: every call must be counted.
+				if start >= w.from && end <= w.to {
+					checked++
+					mu.Lock()
+					got := perPid[pid]
+					mu.Unlock()
+					if got != 100 {
+						missed++
+						t.Errorf("pid %d (started %.3f ms after Register returned): %d hits, want 100", pid, float64(start-w.from)/1e6, got)
+					}
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no process started inside a registration window")
+	}
+	t.Logf("%d registration windows, %d processes started inside one, %d not fully counted", len(windows), checked, missed)
 }

@@ -201,8 +201,10 @@ func (w *World) giveUp(th *thread, u *probes.Uprobe, addr uint64, why error) {
 		if err != nil {
 			w.errorf("pid %d: remove %#x: %v", p.pid, addr, err)
 		}
-	} else {
-		restoreByte(p.as, addr, u.Insn[0]) // an internal breakpoint (r_brk)
+	} else if s, ok := p.everSite(addr); ok { // an internal breakpoint
+		if err := w.writeBreakpoint(p, addr, s, false); err != nil {
+			w.errorf("pid %d: remove %#x: %v", p.pid, addr, err)
+		}
 	}
 	p.failMu.Lock()
 	if p.failed == nil {
@@ -216,13 +218,11 @@ func (w *World) giveUp(th *thread, u *probes.Uprobe, addr uint64, why error) {
 // restart makes th run again the instruction at addr, where the world had
 // a breakpoint that it no longer has: removed while th was trapping on it,
 // or a stale copy (a fork child whose uprobe left the engine between the
-// fork and the child's MmapHooks). A stale 0xCC still there is replaced by
-// the original byte first. It reports false if it could not.
+// fork and the child's MmapHooks). A stale int3 still there is restored
+// first (through the checked write path). It reports false if it could not.
 func (w *World) restart(th *thread, addr uint64) bool {
 	p := th.proc
-	p.everMu.Lock()
-	orig, ever := p.everBp[addr]
-	p.everMu.Unlock()
+	s, ever := p.everSite(addr)
 	if !ever {
 		return false
 	}
@@ -231,12 +231,11 @@ func (w *World) restart(th *thread, addr uint64) bool {
 		return false
 	}
 	if b[0] == install.BreakpointInsn {
-		if orig == install.BreakpointInsn {
+		if s.insn[0] == install.BreakpointInsn {
 			return false
 		}
 		w.log("pid %d: stale breakpoint at %#x restored", p.pid, addr)
-		b[0] = orig
-		if p.as.WriteMemory(addr, b[:]) != nil {
+		if w.writeBreakpoint(p, addr, s, false) != nil {
 			return false
 		}
 	}

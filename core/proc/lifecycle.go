@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -138,22 +139,24 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	// and the child's engine state has none (removed between the fork
 	// and now).
 	pp.everMu.Lock()
-	ever := make(map[uint64]byte, len(pp.everBp))
-	for va, b := range pp.everBp {
-		ever[va] = b
+	ever := make(map[uint64]bpSite, len(pp.everBp))
+	for va, s := range pp.everBp {
+		ever[va] = s
 	}
 	pp.everMu.Unlock()
-	for va, orig := range ever {
+	for va, s := range ever {
 		c.everMu.Lock()
-		c.everBp[va] = orig
+		c.everBp[va] = s
 		c.everMu.Unlock()
 		if !pp.internalBp(va) && w.eng.LookupLocked(c.mm, va) == nil {
-			restoreByte(c.as, va, orig)
+			if err := c.writeBreakpointLocked(va, s, false); err != nil && !errors.Is(err, syscall.ESRCH) {
+				w.errorf("fork child %d of %d: restore %#x: %v", tgid, pp.pid, va, err)
+			}
 		}
 	}
 	// The loader's r_brk was copied too (restored by detachProcess if
 	// the child is not kept).
-	c.rbrk, c.rbrkPlan, c.rstate = pp.rbrk, pp.rbrkPlan, pp.rstate
+	c.rbrk, c.rbrkPlan, c.rbrkSite, c.rstate = pp.rbrk, pp.rbrkPlan, pp.rbrkSite, pp.rstate
 	for va, h := range pp.sigHooks { // copied too
 		if c.sigHooks == nil {
 			c.sigHooks = map[uint64]*sigHook{}

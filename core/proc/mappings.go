@@ -95,13 +95,20 @@ func (w *World) removeMappings(p *process, which func(*rmap.VMA) bool) {
 
 // syncMappings makes p's MM match /proc/PID/maps for watched inodes: VMAs
 // whose mapping is gone or changed leave the engine (nothing is written
-// there), new mappings of watched inodes enter it.
+// there), new mappings of watched inodes enter it; libraries mapped since
+// get their sigaction hooks.
 // Preconditions: on the tracer thread.
 func (w *World) syncMappings(p *process) error {
 	ms, err := procfs.ReadMaps(p.pid)
 	if err != nil {
 		return err
 	}
+	err = w.syncMappingsTo(p, ms)
+	w.placeSigHooks(p, ms)
+	return err
+}
+
+func (w *World) syncMappingsTo(p *process, ms []procfs.Mapping) error {
 	mm := p.mm
 	w.lockMM(mm)
 	defer mm.MmapSem.Unlock()
@@ -117,9 +124,7 @@ func (w *World) syncMappings(p *process) error {
 			p.forgetSigHooks(va, va+1) // its file was unmapped
 		}
 	}
-	err = w.insertMappingsLocked(p, ms)
-	w.placeSigHooks(p, ms) // libraries mapped since
-	return err
+	return w.insertMappingsLocked(p, ms)
 }
 
 // execMapped reports whether ms maps va executable.

@@ -53,15 +53,18 @@ type process struct {
 	pid int // the pid the MM was created for. Immutable.
 	mm  *rmap.MM
 	as  *addressSpace
+	// maps answers which mapping covers an address (the checked write
+	// path). Immutable; closed with the process.
+	maps mapsQuery
 
 	// everMu is a leaf lock guarding everBp; the engine's install hook
 	// takes it under mmap_sem, the tracer alone.
 	everMu sync.Mutex
 	// everBp maps every vaddr where a breakpoint was ever installed to
-	// its original byte: a history, not a table of what is in place (the
+	// what was expected there (file, offset, instruction): a history, not a table of what is in place (the
 	// engine's is): a trap there after the breakpoint was removed restarts
 	// the instruction, and a fork child's stray copies are cleaned with it.
-	everBp map[uint64]byte
+	everBp map[uint64]bpSite
 	// failed are the breakpoints of this process that could not be stepped
 	// over and were removed from it, with the reason (giveUp). Tracer-owned
 	// writes; read by SiteState under failMu (a leaf).
@@ -89,6 +92,7 @@ type process struct {
 	// vaddr of r_debug.r_state (0: unknown). See rdebug.go.
 	rbrk     uint64
 	rbrkPlan *install.Plan
+	rbrkSite bpSite
 	rstate   uint64
 	// expect, when not zero, keeps the process traced until then although
 	// it maps no watched inode (it opened a watched library). newproc.go.
@@ -98,7 +102,7 @@ type process struct {
 func newProcess(w *World, pid int) (*process, error) {
 	p := &process{
 		pid:     pid,
-		everBp:  map[uint64]byte{},
+		everBp:  map[uint64]bpSite{},
 		threads: map[int]*thread{},
 	}
 	as, err := openAddressSpace(w, p)
@@ -107,6 +111,7 @@ func newProcess(w *World, pid int) (*process, error) {
 	}
 	p.as = as
 	p.mm = rmap.NewMM(pid, as)
+	p.maps = openMapsQuery(pid)
 	return p, nil
 }
 
@@ -169,6 +174,7 @@ func (w *World) dropProcess(p *process) {
 	}
 	mm.MmapSem.Unlock()
 	p.as.close()
+	p.maps.close()
 	if w.procs[p.pid] == p {
 		delete(w.procs, p.pid)
 		w.nProcs.Add(-1)
@@ -195,4 +201,13 @@ func (w *World) dropThreadQuiet(th *thread, reap bool) {
 // loader's r_brk, a sigaction hook), not an engine uprobe's.
 func (p *process) internalBp(va uint64) bool {
 	return (va == p.rbrk && p.rbrk != 0) || p.sigHooks[va] != nil
+}
+
+// everSite returns what p's history says was expected at va, and whether
+// p ever wrote a breakpoint there.
+func (p *process) everSite(va uint64) (bpSite, bool) {
+	p.everMu.Lock()
+	defer p.everMu.Unlock()
+	s, ok := p.everBp[va]
+	return s, ok
 }

@@ -136,16 +136,14 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 			continue
 		}
 		va := m.Start + (l.off - m.Off)
-		p.everMu.Lock()
-		p.everBp[va] = l.plan.Insn[0]
-		p.everMu.Unlock()
-		if err := install.InsertBreakpoint(p.as, va, l.plan.Insn[0]); err != nil && !errors.Is(err, syscall.EEXIST) {
+		site := bpSite{key: k, off: l.off, insn: l.plan.Insn}
+		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
 			if !errors.Is(err, syscall.ESRCH) {
 				w.errorf("pid %d: r_brk at %#x: %v", p.pid, va, err)
 			}
 			return
 		}
-		p.rbrk, p.rbrkPlan = va, l.plan
+		p.rbrk, p.rbrkPlan, p.rbrkSite = va, l.plan, site
 		if l.rstate != 0 {
 			p.rstate = l.rstate + bias
 		}
@@ -159,7 +157,7 @@ func (w *World) removeRbrk(p *process) {
 	if p.rbrk == 0 {
 		return
 	}
-	if err := install.RemoveBreakpoint(p.as, p.rbrk, p.rbrkPlan.Insn[0]); err != nil && !errors.Is(err, syscall.ESRCH) {
+	if err := w.writeBreakpoint(p, p.rbrk, p.rbrkSite, false); err != nil && !errors.Is(err, syscall.ESRCH) {
 		w.errorf("pid %d: restore r_brk at %#x: %v", p.pid, p.rbrk, err)
 	}
 	p.rbrk = 0

@@ -42,6 +42,7 @@ type sigHookFile struct {
 // sigHook is an internal breakpoint on a sigaction function in a process.
 type sigHook struct {
 	plan *install.Plan
+	site bpSite
 }
 
 // placeSigHooks puts the internal breakpoints on the sigaction functions of
@@ -73,10 +74,8 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		if p.sigHooks[va] != nil {
 			continue
 		}
-		p.everMu.Lock()
-		p.everBp[va] = f.plan.Insn[0]
-		p.everMu.Unlock()
-		if err := install.InsertBreakpoint(p.as, va, f.plan.Insn[0]); err != nil && !errors.Is(err, syscall.EEXIST) {
+		site := bpSite{key: k, off: f.off, insn: f.plan.Insn}
+		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
 			if !errors.Is(err, syscall.ESRCH) {
 				w.errorf("pid %d: sigaction hook at %#x: %v", p.pid, va, err)
 			}
@@ -85,7 +84,7 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		if p.sigHooks == nil {
 			p.sigHooks = map[uint64]*sigHook{}
 		}
-		p.sigHooks[va] = &sigHook{plan: f.plan}
+		p.sigHooks[va] = &sigHook{plan: f.plan, site: site}
 	}
 }
 
@@ -114,7 +113,7 @@ func loadSigHookFile(path string) *sigHookFile {
 // Preconditions: on the tracer thread.
 func (w *World) removeSigHooks(p *process) {
 	for va, h := range p.sigHooks {
-		if err := install.RemoveBreakpoint(p.as, va, h.plan.Insn[0]); err != nil && !errors.Is(err, syscall.ESRCH) {
+		if err := w.writeBreakpoint(p, va, h.site, false); err != nil && !errors.Is(err, syscall.ESRCH) {
 			w.errorf("pid %d: restore sigaction hook at %#x: %v", p.pid, va, err)
 		}
 	}

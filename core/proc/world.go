@@ -212,37 +212,37 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 		undo()
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
-	pids, err := pidsMapping(in.Key)
-	if err != nil {
-		undo()
-		return fmt.Errorf("watch %s: %w", path, err)
-	}
+	// Scan, attach, and scan again: a process whose execve opened the file
+	// before the mark (so fanotify does not hold it) maps it a moment
+	// later, possibly after the first scan read its maps; the second scan
+	// finds it (its exec has long completed by then: a scan and the attach
+	// of what it found take far longer than an execve's open-to-mmap).
+	// Each pass attaches only what the previous ones did not.
 	var skips []Skip
-	err = w.t.do(func() {
+	seen := map[int]bool{}
+	for pass := 0; pass < watchScans; pass++ {
+		pids, err := pidsMapping(in.Key)
+		if err != nil {
+			if pass == 0 {
+				undo()
+				return fmt.Errorf("watch %s: %w", path, err)
+			}
+			break
+		}
+		var fresh []int
 		for _, pid := range pids {
-			if th := w.threads[pid]; th != nil {
-				// Traced (a process, or a member of one sharing an
-				// address space), or seized at its exec (its exec
-				// event comes).
-				if p := th.proc; p != nil && !p.gone {
-					if err := w.addMappings(p); err != nil {
-						w.errorf("watch %s: pid %d: %v", path, pid, err)
-					}
-				}
-				continue
-			}
-			if _, ok := w.orphans[pid]; ok {
-				continue // a fork child, announced soon
-			}
-			if _, err := w.attach(pid, pids); err != nil {
-				if !errors.Is(err, syscall.ESRCH) {
-					skips = append(skips, Skip{Pid: pid, Reason: err.Error()})
-				}
+			if !seen[pid] {
+				seen[pid] = true
+				fresh = append(fresh, pid)
 			}
 		}
-	})
-	if err != nil {
-		return err
+		if pass > 0 && len(fresh) == 0 {
+			break
+		}
+		err = w.t.do(func() { skips = append(skips, w.watchAttach(path, fresh, pids)...) })
+		if err != nil {
+			return err
+		}
 	}
 	w.skipMu.Lock()
 	w.skips[in.Key] = skips
@@ -251,6 +251,38 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 		w.log("watch %s: pid %d not traced: %s", path, s.Pid, s.Reason)
 	}
 	return nil
+}
+
+// watchScans is how many /proc scans Watch makes at most (see Watch).
+const watchScans = 3
+
+// watchAttach attaches the processes pids found mapping the watched file at
+// path (cands: every process found, where sharers of an address space are
+// looked for) and returns those that could not be attached.
+// Preconditions: on the tracer thread.
+func (w *World) watchAttach(path string, pids, cands []int) []Skip {
+	var skips []Skip
+	for _, pid := range pids {
+		if th := w.threads[pid]; th != nil {
+			// Traced (a process, or a member of one sharing an address
+			// space), or seized at its exec (its exec event comes).
+			if p := th.proc; p != nil && !p.gone {
+				if err := w.addMappings(p); err != nil {
+					w.errorf("watch %s: pid %d: %v", path, pid, err)
+				}
+			}
+			continue
+		}
+		if _, ok := w.orphans[pid]; ok {
+			continue // a fork child, announced soon
+		}
+		if _, err := w.attach(pid, cands); err != nil {
+			if !errors.Is(err, syscall.ESRCH) {
+				skips = append(skips, Skip{Pid: pid, Reason: err.Error()})
+			}
+		}
+	}
+	return skips
 }
 
 // Unwatch forgets in: it removes the VMAs of in from the engine (restoring

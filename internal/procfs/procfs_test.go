@@ -1,6 +1,9 @@
 package procfs
 
 import (
+	"errors"
+	"os"
+	"syscall"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -45,4 +48,41 @@ func FuzzParseMaps(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestQuery: PROCMAP_QUERY agrees with the maps text for every file
+// mapping of this process (where the kernel has it).
+func TestQuery(t *testing.T) {
+	f, err := OpenMaps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ms, err := ReadMaps(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range ms {
+		if m.Ino == 0 {
+			continue // anonymous mappings change as the runtime allocates
+		}
+		for _, a := range []uint64{m.Start, m.End - 1} {
+			q, err := f.Query(a)
+			if errors.Is(err, ErrNoQuery) {
+				t.Skip("no PROCMAP_QUERY in this kernel")
+			}
+			if err != nil {
+				t.Fatalf("query %#x (%+v): %v", a, m, err)
+			}
+			if q.Start != m.Start || q.End != m.End || q.Off != m.Off || q.Ino != m.Ino || q.Dev != m.Dev || q.Exec() != m.Exec() {
+				t.Fatalf("query %#x = %+v, maps %+v", a, q, m)
+			}
+			n++
+		}
+	}
+	if _, err := f.Query(0); !errors.Is(err, syscall.ENOENT) {
+		t.Fatalf("query 0: %v, want ENOENT", err)
+	}
+	t.Logf("%d queries agree with the maps text", n)
 }

@@ -25,6 +25,11 @@
 //   execthread 0 [PROG]  a thread execs PROG (default: this program) as
 //                "PROG exechello", main waits in pause(); the new image
 //                prints "exechello 100 calls".
+//   execloop K PROG  runs "PROG exechello 0" K times, one after another
+//                (fork + exec, waits); prints "execloop K bad B".
+//   exechello    (run by execthread, execloop) 100 calls, then prints
+//                "exechello 100 calls pid P start NS end NS" (CLOCK_MONOTONIC
+//                at main and after the calls, ns).
 //   mmap N FILE  maps FILE (a shared library copy: lib.c) with a plain
 //                mmap(PROT_READ|PROT_EXEC) at the offset of its executable
 //                segment and calls its lib_f through the mapping N times:
@@ -124,10 +129,15 @@ int main(int argc, char **argv) {
 	const char *mode = argv[1];
 	n = atol(argv[2]);
 	if (!strcmp(mode, "exechello")) {
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		uint64_t s = 0;
 		for (int i = 0; i < 100; i++)
 			s += h_func(i);
-		printf("exechello %d calls\n", s == 5050 ? 100 : -1);
+		struct timespec t1;
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		printf("exechello %d calls pid %d start %lld end %lld\n", s == 5050 ? 100 : -1, (int)getpid(),
+		       (long long)t0.tv_sec * 1000000000LL + t0.tv_nsec, (long long)t1.tv_sec * 1000000000LL + t1.tv_nsec);
 		return 0;
 	}
 	char buf[64];
@@ -227,6 +237,24 @@ int main(int argc, char **argv) {
 		pthread_create(&t, NULL, exec_thread, argc > 3 ? argv[3] : argv[0]);
 		for (;;)
 			pause();
+	}
+	if (!strcmp(mode, "execloop")) {
+		int bad = 0;
+		fflush(stdout);
+		for (long i = 0; i < n; i++) {
+			pid_t p = fork();
+			if (p == 0) {
+				execl(argv[3], argv[3], "exechello", "0", (char *)0);
+				_exit(127);
+			}
+			int w;
+			while (waitpid(p, &w, 0) < 0 && errno == EINTR) {
+			}
+			if (!WIFEXITED(w) || WEXITSTATUS(w) != 0)
+				bad++;
+		}
+		printf("execloop %ld bad %d\n", n, bad);
+		return 0;
 	}
 	if (!strcmp(mode, "mmap")) {
 		if (argc < 5)
