@@ -3,6 +3,7 @@ package manager
 import (
 	"fmt"
 	"maps"
+	"os"
 	"slices"
 	"syscall"
 	"time"
@@ -33,16 +34,27 @@ type batch struct {
 	total   int // probes of every file before the batch
 	adds    []*Probe
 	removes []*Probe
-	elf     *objfile.File // opened on the first add
+	// file is the probed file, opened once (openRegular); elf reads it,
+	// from the first add on, and watchPath names it through this process's
+	// descriptor.
+	file *os.File
+	elf  *objfile.File
 	// watchedNow: watch started watching the file (rollback unwatches).
 	watchedNow bool
 }
 
 func (b *batch) close() {
-	if b.elf != nil {
-		b.elf.Close()
+	switch {
+	case b.elf != nil:
+		b.elf.Close() // closes file
+	case b.file != nil:
+		b.file.Close()
 	}
 }
+
+// watchPath names the probed file for the world: this process's descriptor
+// of it, so the mark goes on the inode that was analysed.
+func (b *batch) watchPath() string { return fmt.Sprintf("/proc/self/fd/%d", b.file.Fd()) }
 
 // stage checks every op, in order, against the probes of the file as the
 // earlier ops leave them: the location resolves and its instruction can be
@@ -51,11 +63,11 @@ func (m *Manager) stage(c Caller, path string, ops []Op) (*batch, error) {
 	if len(ops) == 0 {
 		return nil, errorf(syscall.EINVAL, "nothing to do")
 	}
-	key, st, err := statRegular(path)
+	fd, key, st, err := openRegular(path)
 	if err != nil {
 		return nil, err
 	}
-	b := &batch{caller: c, path: path, key: key, st: st, staged: map[string]*Probe{}}
+	b := &batch{caller: c, path: path, key: key, st: st, file: fd, staged: map[string]*Probe{}}
 	m.mu.Lock()
 	b.f = m.files[key]
 	for _, fl := range m.files {
@@ -101,8 +113,9 @@ func (b *batch) stageRemove(op Op) error {
 
 func (b *batch) stageAdd(op Op) error {
 	if b.elf == nil {
-		elf, err := objfile.Open(b.path)
+		elf, err := objfile.OpenFile(b.path, b.file) // owns b.file from now on
 		if err != nil {
+			b.file = nil // closed by OpenFile
 			return objfileError(err)
 		}
 		b.elf = elf
@@ -145,7 +158,7 @@ func (m *Manager) watch(b *batch) error {
 	if len(b.adds) == 0 || b.f.watched {
 		return nil
 	}
-	if err := m.world.Watch(b.f.in, b.path); err != nil {
+	if err := m.world.Watch(b.f.in, b.watchPath()); err != nil {
 		e := AsError(err)
 		return &Error{Errno: e.Errno, Reason: fmt.Sprintf("%s: cannot watch the processes that map it: %s", b.path, e.Reason)}
 	}

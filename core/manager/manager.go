@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -114,12 +115,32 @@ func KeyOf(path string) (rmap.InodeKey, error) {
 	return rmap.InodeKey{Dev: st.Dev, Ino: st.Ino}, nil
 }
 
-// statRegular returns the identity and stat of the regular file at path, or
-// an *Error: ENOENT, EISDIR for a directory, ENOEXEC for anything else that is
-// not a regular file.
-func statRegular(path string) (rmap.InodeKey, *unix.Stat_t, error) {
+// openRegular opens the file at path once and returns it with its
+// identity and stat taken from the open file (fstat), so that everything a
+// registration does — analyse its instructions, mark it for new processes
+// (through /proc/self/fd) — is about that one inode even if a package
+// upgrade renames another file over path meanwhile. Errors are *Error:
+// ENOENT, EISDIR for a directory, ENOEXEC for anything else that is not a
+// regular file. The caller closes the file.
+func openRegular(path string) (*os.File, rmap.InodeKey, *unix.Stat_t, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, rmap.InodeKey{}, nil, AsError(err)
+	}
+	key, st, err := statRegular(f, path)
+	if err != nil {
+		f.Close()
+		return nil, rmap.InodeKey{}, nil, err
+	}
+	return f, key, st, nil
+}
+
+// statRegular returns the identity and stat of the open file f (named
+// path), or an *Error: EISDIR for a directory, ENOEXEC for anything else
+// that is not a regular file.
+func statRegular(f *os.File, path string) (rmap.InodeKey, *unix.Stat_t, error) {
 	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return rmap.InodeKey{}, nil, &Error{Errno: err.(syscall.Errno), Reason: fmt.Sprintf("%s: %v", path, err)}
 	}
 	switch st.Mode & unix.S_IFMT {

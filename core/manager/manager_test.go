@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -367,4 +368,85 @@ func TestManagerConcurrentSameName(t *testing.T) {
 	if ok != 1 || len(m.Probes(key)) != 1 {
 		t.Fatalf("%d writers succeeded, %d probes", ok, len(m.Probes(key)))
 	}
+}
+
+// TestReplacedDuringRegistration: a file renamed over the probed path
+// (a package upgrade) while probes are registered: every registration
+// succeeds and every probe's offset is the symbol's offset in the very
+// inode the probe is keyed to. The path was resolved twice (for the key,
+// and again for the analysis): a rename in between analysed the other
+// build, whose instruction the write then did not find in the keyed
+// inode's memory (or, where the bytes happened to match, gave a probe
+// keyed to one inode at the other's offset).
+func TestReplacedDuringRegistration(t *testing.T) {
+	m, _, _, _ := newMgr(t)
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	// Two builds where tick lies at different offsets.
+	if err := os.Link(testfix.Target(t), a); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Link(testfix.Copy(t, testfix.Build(t, testfix.Source("target.c"), "-O2")), b); err != nil {
+		t.Fatal(err)
+	}
+	want := map[rmap.InodeKey]uint64{}
+	for _, p := range []string{a, b} {
+		k, err := KeyOf(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[k] = testfix.SymOff(t, p, "tick")
+	}
+	if len(want) != 2 || want[must(KeyOf(a))] == want[must(KeyOf(b))] {
+		t.Fatalf("fixture: tick at %v in both builds", want)
+	}
+	path := filepath.Join(dir, "prog")
+	if err := os.Link(a, path); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	swapped := make(chan int)
+	go func() {
+		n := 0
+		defer func() { swapped <- n }()
+		tmp := filepath.Join(dir, "tmp")
+		for {
+			for _, src := range []string{b, a} {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				os.Remove(tmp)
+				if os.Link(src, tmp) != nil || os.Rename(tmp, path) != nil {
+					return
+				}
+				n++
+			}
+		}
+	}()
+	regs := 0
+	for i := 0; i < 2000; i++ {
+		// The path always names one of the builds (rename is atomic):
+		// every registration must succeed, on one inode, from its bytes.
+		if err := m.Write(Root, path, []byte(fmt.Sprintf("t%d=tick\n", i))); err != nil {
+			t.Errorf("registration %d: %v", i, err)
+			continue
+		}
+		regs++
+	}
+	for _, p := range m.All() {
+		if got := want[p.Key]; got != p.Offset {
+			t.Errorf("probe %s keyed %v has offset %#x, want %#x (tick in that inode)", p.Name, p.Key, p.Offset, got)
+		}
+	}
+	close(stop)
+	t.Logf("%d registrations during %d renames", regs, <-swapped)
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }

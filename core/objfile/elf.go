@@ -58,6 +58,18 @@ func Open(path string) (*File, error) {
 	return f, nil
 }
 
+// OpenFile is Open on an open file (it takes ownership of r: Close closes
+// it): for a caller that must analyse exactly the inode it identified with
+// fstat, whatever is renamed over its path meanwhile. name is for messages.
+func OpenFile(name string, r *os.File) (*File, error) {
+	f, err := newFile(name, r)
+	if err != nil {
+		r.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
 func newFile(path string, r *os.File) (*File, error) {
 	st, err := r.Stat()
 	if err != nil {
