@@ -2,6 +2,7 @@ package proc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -35,9 +36,21 @@ import (
 // as the address space: one page (4 KiB, 62 slots) per process and per
 // region of ±2 GiB with probes.
 
+// The layout of a slot page:
+//
+//	0    syscall; int3 x6        the injection point (syscallInsn)
+//	8    "uprobefs-xol-page"     the magic by which a later attach finds it
+//	64   uint32 used             slots written so far (never rewritten)
+//	128  slot 0, slot 1, ...     install.MaxSlotSize bytes each
+//
+// A page outlives our attachment (see above): when the world attaches to a
+// process again, it adopts the pages it finds by their magic and reuses a
+// slot whose code is the one it needs (same instruction, same address),
+// instead of mapping a new page per attach cycle.
 const (
 	xolPageSize = 4096
-	xolHeader   = 128 // syscall; int3; magic; then slots
+	xolUsedOff  = 64
+	xolHeader   = 128 // syscall; int3; magic; used; then slots
 	xolSlots    = (xolPageSize - xolHeader) / install.MaxSlotSize
 )
 
@@ -58,11 +71,15 @@ type xolSlot struct {
 type xolState struct {
 	pages []xolPage
 	slots map[uint64]xolSlot // by breakpoint vaddr
+	// adopted: the pages left by an earlier attachment were looked for;
+	// old are the slots found in them (code only), for reuse.
+	adopted bool
+	old     []xolSlot
 }
 
 // clone copies x for a fork child (same addresses, same contents).
 func (x xolState) clone() xolState {
-	c := xolState{pages: append([]xolPage(nil), x.pages...)}
+	c := xolState{pages: append([]xolPage(nil), x.pages...), adopted: x.adopted, old: append([]xolSlot(nil), x.old...)}
 	if x.slots != nil {
 		c.slots = make(map[uint64]xolSlot, len(x.slots))
 		for k, v := range x.slots {
@@ -89,6 +106,19 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 			s.plan = plan
 			x.slots[addr] = s
 			return s.addr, nil
+		}
+	}
+	if !x.adopted {
+		x.adopted = true
+		w.adoptXolPages(p)
+	}
+	for _, o := range x.old {
+		if code, err := plan.SlotCode(addr, o.addr); err == nil && bytes.HasPrefix(o.code, code) {
+			if x.slots == nil {
+				x.slots = map[uint64]xolSlot{}
+			}
+			x.slots[addr] = xolSlot{addr: o.addr, plan: plan, code: code}
+			return o.addr, nil
 		}
 	}
 	var lastErr error
@@ -120,6 +150,11 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 			return 0, fmt.Errorf("write slot: %w", err)
 		}
 		pg.used++
+		var used [4]byte
+		binary.LittleEndian.PutUint32(used[:], uint32(pg.used))
+		if err := p.as.WriteMemory(pg.addr+xolUsedOff, used[:]); err != nil {
+			return 0, fmt.Errorf("write slot page header: %w", err)
+		}
 		if x.slots == nil {
 			x.slots = map[uint64]xolSlot{}
 		}
@@ -130,6 +165,47 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 		lastErr = fmt.Errorf("no slot page within reach of %#x", addr)
 	}
 	return 0, lastErr
+}
+
+// adoptXolPages finds the slot pages an earlier attachment left in p (by
+// their magic) and records them and their slots, so that they are reused:
+// a slot that may still run (a signal frame may point into it) is never
+// rewritten, and a new page is mapped only when they are full or out of
+// reach. Preconditions: on the tracer thread.
+func (w *World) adoptXolPages(p *process) {
+	ms, err := procfs.ReadMaps(p.pid)
+	if err != nil {
+		return
+	}
+	x := &p.xol
+	for _, m := range ms {
+		if m.Ino != 0 || m.Path != "" || m.Perms != "r-xp" || m.End-m.Start != xolPageSize {
+			continue
+		}
+		known := false
+		for _, pg := range x.pages {
+			known = known || pg.addr == m.Start
+		}
+		if known {
+			continue
+		}
+		var hdr [xolHeader]byte
+		if p.as.ReadMemory(m.Start, hdr[:]) != nil || !bytes.Equal(hdr[8:8+len(xolMagic)], xolMagic) {
+			continue
+		}
+		used := int(binary.LittleEndian.Uint32(hdr[xolUsedOff:]))
+		if used > xolSlots {
+			continue // not ours after all
+		}
+		slots := make([]byte, used*install.MaxSlotSize)
+		if p.as.ReadMemory(m.Start+xolHeader, slots) != nil {
+			continue
+		}
+		x.pages = append(x.pages, xolPage{addr: m.Start, used: used})
+		for i := range used {
+			x.old = append(x.old, xolSlot{addr: m.Start + xolHeader + uint64(i*install.MaxSlotSize), code: slots[i*install.MaxSlotSize : (i+1)*install.MaxSlotSize]})
+		}
+	}
 }
 
 func dist(a, b uint64) uint64 {
@@ -173,6 +249,7 @@ func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
 			}
 		}
 		hdr := append([]byte{0x0f, 0x05, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc, 0xcc}, xolMagic...)
+		hdr = append(hdr, make([]byte, xolUsedOff+4-len(hdr))...) // used = 0
 		if err := p.as.WriteMemory(hint, hdr); err != nil {
 			return 0, fmt.Errorf("write slot page header: %w", err)
 		}
