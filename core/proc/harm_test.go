@@ -299,7 +299,7 @@ func TestXolPageReused(t *testing.T) {
 	pages := 0
 	for _, m := range ms {
 		if m.Ino == 0 && m.Path == "" && m.Perms == "r-xp" {
-			pages++
+			pages += int(m.End-m.Start) / 4096 // adjacent pages merge into one mapping
 		}
 	}
 	if pages != 1 {

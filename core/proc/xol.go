@@ -177,34 +177,41 @@ func (w *World) adoptXolPages(p *process) {
 	if err != nil {
 		return
 	}
-	x := &p.xol
 	for _, m := range ms {
-		if m.Ino != 0 || m.Path != "" || m.Perms != "r-xp" || m.End-m.Start != xolPageSize {
+		// Adjacent pages of one protection merge into one mapping: look
+		// at every page of the anonymous executable ones.
+		if m.Ino != 0 || m.Path != "" || m.Perms != "r-xp" {
 			continue
 		}
-		known := false
-		for _, pg := range x.pages {
-			known = known || pg.addr == m.Start
+		for a := m.Start; a+xolPageSize <= m.End; a += xolPageSize {
+			w.adoptXolPage(p, a)
 		}
-		if known {
-			continue
+	}
+}
+
+// adoptXolPage records the page at a if it is a slot page of ours.
+func (w *World) adoptXolPage(p *process, a uint64) {
+	x := &p.xol
+	for _, pg := range x.pages {
+		if pg.addr == a {
+			return
 		}
-		var hdr [xolHeader]byte
-		if p.as.ReadMemory(m.Start, hdr[:]) != nil || !bytes.Equal(hdr[8:8+len(xolMagic)], xolMagic) {
-			continue
-		}
-		used := int(binary.LittleEndian.Uint32(hdr[xolUsedOff:]))
-		if used > xolSlots {
-			continue // not ours after all
-		}
-		slots := make([]byte, used*install.MaxSlotSize)
-		if p.as.ReadMemory(m.Start+xolHeader, slots) != nil {
-			continue
-		}
-		x.pages = append(x.pages, xolPage{addr: m.Start, used: used})
-		for i := range used {
-			x.old = append(x.old, xolSlot{addr: m.Start + xolHeader + uint64(i*install.MaxSlotSize), code: slots[i*install.MaxSlotSize : (i+1)*install.MaxSlotSize]})
-		}
+	}
+	var hdr [xolHeader]byte
+	if p.as.ReadMemory(a, hdr[:]) != nil || !bytes.Equal(hdr[8:8+len(xolMagic)], xolMagic) {
+		return
+	}
+	used := int(binary.LittleEndian.Uint32(hdr[xolUsedOff:]))
+	if used > xolSlots {
+		return // not ours after all
+	}
+	slots := make([]byte, used*install.MaxSlotSize)
+	if p.as.ReadMemory(a+xolHeader, slots) != nil {
+		return
+	}
+	x.pages = append(x.pages, xolPage{addr: a, used: used})
+	for i := range used {
+		x.old = append(x.old, xolSlot{addr: a + xolHeader + uint64(i*install.MaxSlotSize), code: slots[i*install.MaxSlotSize : (i+1)*install.MaxSlotSize]})
 	}
 }
 
