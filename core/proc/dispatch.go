@@ -142,8 +142,8 @@ func (w *World) resume(th *thread, sig int) {
 		th.sigs = nil
 	}
 	cont := ptraceCont
-	if th.sys != sysNone {
-		cont = ptraceSyscall // following an rt_sigaction (sigaction.go)
+	if th.follow != 0 {
+		cont = ptraceSyscall // following its system calls (syscalls.go)
 	}
 	if err := cont(th.tid, sig); err != nil {
 		if err != unix.ESRCH {
@@ -162,6 +162,9 @@ func (w *World) detachStop(th *thread, sig, ev int) {
 			if w.trapDetach(th) {
 				return
 			}
+		}
+		if sig == int(unix.SIGTRAP)|0x80 {
+			sig = 0 // a syscall stop (following its calls): no signal
 		}
 		w.detachNow(th, sig)
 	case unix.PTRACE_EVENT_CLONE, unix.PTRACE_EVENT_FORK, unix.PTRACE_EVENT_VFORK:

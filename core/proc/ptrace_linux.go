@@ -27,6 +27,19 @@ func ptrace(req int, tid int, addr, data uintptr) error {
 	return nil
 }
 
+// ptracePtr is ptrace for requests whose data is a pointer. The pointer
+// stays an unsafe.Pointer up to the system call: converted to a uintptr
+// any earlier (in a caller's argument list), it no longer follows its
+// object when the goroutine's stack moves, and the kernel writes into the
+// old stack (PTRACE_PEEKDATA read zeros so, and a poke wrote them back).
+func ptracePtr(req int, tid int, addr uintptr, data unsafe.Pointer) error {
+	_, _, e := unix.RawSyscall6(unix.SYS_PTRACE, uintptr(req), uintptr(tid), addr, uintptr(data), 0, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // ptraceSeize attaches to the thread tid without stopping it
 // (PTRACE_SEIZE), with seizeOptions.
 func ptraceSeize(tid int) error {
@@ -55,12 +68,12 @@ func ptraceDetach(tid, sig int) error { return ptrace(unix.PTRACE_DETACH, tid, 0
 
 // ptraceGetRegs reads the general-purpose registers (PTRACE_GETREGS).
 func ptraceGetRegs(tid int, r *install.Regs) error {
-	return ptrace(unix.PTRACE_GETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
+	return ptracePtr(unix.PTRACE_GETREGS, tid, 0, unsafe.Pointer(r))
 }
 
 // ptraceSetRegs writes the general-purpose registers (PTRACE_SETREGS).
 func ptraceSetRegs(tid int, r *install.Regs) error {
-	return ptrace(unix.PTRACE_SETREGS, tid, 0, uintptr(unsafe.Pointer(r)))
+	return ptracePtr(unix.PTRACE_SETREGS, tid, 0, unsafe.Pointer(r))
 }
 
 // offRip is the offset of rip in struct user_regs_struct, for
@@ -71,7 +84,7 @@ var offRip = uintptr(unsafe.Offsetof(install.Regs{}.Rip))
 func ptracePeekRip(tid int) (uint64, error) {
 	var v uint64
 	// PTRACE_PEEKUSER at the raw syscall level stores the word at data.
-	err := ptrace(unix.PTRACE_PEEKUSR, tid, offRip, uintptr(unsafe.Pointer(&v)))
+	err := ptracePtr(unix.PTRACE_PEEKUSR, tid, offRip, unsafe.Pointer(&v))
 	return v, err
 }
 
@@ -85,7 +98,7 @@ func ptracePokeRip(tid int, rip uint64) error {
 // for exec.
 func ptraceGetEventMsg(tid int) (uint64, error) {
 	var v uint64
-	err := ptrace(unix.PTRACE_GETEVENTMSG, tid, 0, uintptr(unsafe.Pointer(&v)))
+	err := ptracePtr(unix.PTRACE_GETEVENTMSG, tid, 0, unsafe.Pointer(&v))
 	return v, err
 }
 
@@ -104,7 +117,7 @@ func (s *siginfo) status() int32 { return int32(binary.LittleEndian.Uint32(s[24:
 // ptraceGetSiginfo reads the siginfo of the signal a thread is stopped for
 // (PTRACE_GETSIGINFO). It fails with EINVAL in a group-stop.
 func ptraceGetSiginfo(tid int, si *siginfo) error {
-	return ptrace(unix.PTRACE_GETSIGINFO, tid, 0, uintptr(unsafe.Pointer(si)))
+	return ptracePtr(unix.PTRACE_GETSIGINFO, tid, 0, unsafe.Pointer(si))
 }
 
 // ptracePokeData writes one word at addr of a stopped thread's address
@@ -117,7 +130,7 @@ func ptracePokeData(tid int, addr uintptr, word uint64) error {
 // ptracePeekData reads one word at addr (PTRACE_PEEKDATA).
 func ptracePeekData(tid int, addr uintptr) (uint64, error) {
 	var v uint64
-	err := ptrace(unix.PTRACE_PEEKDATA, tid, addr, uintptr(unsafe.Pointer(&v)))
+	err := ptracePtr(unix.PTRACE_PEEKDATA, tid, addr, unsafe.Pointer(&v))
 	return v, err
 }
 
@@ -167,10 +180,10 @@ func wait4(tid int, st *unix.WaitStatus, nohang bool) (int, error) {
 
 // ptraceGetSigmask reads th's blocked-signal mask (PTRACE_GETSIGMASK).
 func ptraceGetSigmask(tid int, mask *uint64) error {
-	return ptrace(unix.PTRACE_GETSIGMASK, tid, 8, uintptr(unsafe.Pointer(mask)))
+	return ptracePtr(unix.PTRACE_GETSIGMASK, tid, 8, unsafe.Pointer(mask))
 }
 
 // ptraceSetSigmask sets th's blocked-signal mask (PTRACE_SETSIGMASK).
 func ptraceSetSigmask(tid int, mask uint64) error {
-	return ptrace(unix.PTRACE_SETSIGMASK, tid, 8, uintptr(unsafe.Pointer(&mask)))
+	return ptracePtr(unix.PTRACE_SETSIGMASK, tid, 8, unsafe.Pointer(&mask))
 }
