@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -73,6 +74,14 @@ func (w *World) attach(pid int, cands []int) (*process, error) {
 	w.addThread(p, pid, pid)
 	w.seizeThreads(pid, func(tid int) { w.addThread(p, tid, pid) })
 	w.learnSigTrap(p, pid, false) // before the first breakpoint
+	// A vfork child (posix_spawn's), made by a thread now blocked until
+	// it execs, runs in this memory: the children of the seized threads
+	// are candidates too, found once no clone begun before the seizure
+	// (whose child is untraced) is under way.
+	w.settleClones(p, pid)
+	if cands != nil {
+		cands = append(cands[:len(cands):len(cands)], childrenOf(pid)...)
+	}
 	for _, m := range w.sharers(pid, cands) {
 		if err := ptraceSeize(m); err != nil {
 			w.errorf("pid %d shares the address space of pid %d but cannot be attached (%v): its breakpoints stay out", m, pid, err)
@@ -97,15 +106,80 @@ func (w *World) sharers(pid int, cands []int) []int {
 		cands, _ = procfs.ListPids()
 	}
 	var out []int
+	seen := make(map[int]bool, len(cands))
 	for _, c := range cands {
-		if c == pid || w.threads[c] != nil || w.checkAttachable(c) != nil {
+		if c == pid || seen[c] || w.threads[c] != nil || w.checkAttachable(c) != nil {
 			continue
 		}
+		seen[c] = true
 		if sameMM(pid, c) {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// settleCloneWait bounds settleClones' wait for the stops of threads that
+// may be inside a clone.
+const settleCloneWait = 50 * time.Millisecond
+
+// childrenOf returns the children of every thread of pid.
+func childrenOf(pid int) []int {
+	tids, _ := procfs.ListTasks(pid)
+	var out []int
+	for _, tid := range tids {
+		cs, _ := procfs.Children(pid, tid)
+		out = append(out, cs...)
+	}
+	return out
+}
+
+// settleClones waits, briefly, until no thread of p (whose process pid
+// was just seized) is inside a clone it began before its seizure: the
+// kernel decides at a clone's start whether the child is traced, so such
+// a child is not, and is not among its parent's children until the clone
+// is done. A thread that is running or blocked in a clone, fork or vfork
+// is interrupted and its stop awaited (it is deferred to the event loop);
+// a vfork parent does not stop before its child execs, but its child
+// exists by then. Threads in other system calls or in user space cannot be
+// inside a clone. Preconditions: on the tracer thread; p's threads of pid
+// seized and not stopped yet.
+func (w *World) settleClones(p *process, pid int) {
+	var wait []*thread
+	for _, th := range p.threads {
+		if th.tgid != pid || th.state != running {
+			continue
+		}
+		nr, run, err := procfs.TaskSyscall(pid, th.tid)
+		if err != nil || !run && nr != unix.SYS_CLONE && nr != unix.SYS_CLONE3 && nr != unix.SYS_FORK && nr != unix.SYS_VFORK {
+			continue
+		}
+		if ptraceInterrupt(th.tid) == nil {
+			wait = append(wait, th)
+		}
+	}
+	deadline := time.Now().Add(settleCloneWait)
+	for len(wait) > 0 && time.Now().Before(deadline) {
+		left := wait[:0]
+		for _, th := range wait {
+			var st unix.WaitStatus
+			r, err := wait4(th.tid, &st, true)
+			if err != nil || r != th.tid {
+				if err == nil {
+					left = append(left, th)
+				}
+				continue
+			}
+			w.deferEvent(th.tid, st)
+			if st.Stopped() {
+				th.state = stopped
+			}
+		}
+		wait = left
+		if len(wait) > 0 {
+			time.Sleep(50 * time.Microsecond)
+		}
+	}
 }
 
 // sameMM reports whether the processes a and b share one address space

@@ -235,7 +235,8 @@ func stressNewProcesses(t *testing.T, o Options) {
 	start := time.Now()
 	hl, err := f.readLine(120 * time.Second)
 	if err != nil {
-		t.Fatalf("churn: %v (blocked exec?)", err)
+		out, code := f.Wait(10 * time.Second)
+		t.Fatalf("churn: %v (blocked exec?): exit %d, output %q", err, code, out)
 	}
 	cl, err := f.readLine(10 * time.Second)
 	if err != nil {

@@ -3,8 +3,10 @@ package procfs
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -85,4 +87,47 @@ func TestQuery(t *testing.T) {
 		t.Fatalf("query 0: %v, want ENOENT", err)
 	}
 	t.Logf("%d queries agree with the maps text", n)
+}
+
+// TestTask: the test process's children and what its threads do.
+func TestTask(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	self := os.Getpid()
+	tids, err := ListTasks(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, tid := range tids {
+		cs, err := Children(self, tid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range cs {
+			found = found || c == cmd.Process.Pid
+		}
+	}
+	if !found {
+		t.Errorf("child %d not among the children of pid %d's threads", cmd.Process.Pid, self)
+	}
+	// The sleeping child is blocked in clock_nanosleep (or nanosleep),
+	// or still running towards it; never an error.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		nr, running, err := TaskSyscall(cmd.Process.Pid, cmd.Process.Pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !running && (nr == unix.SYS_CLOCK_NANOSLEEP || nr == unix.SYS_NANOSLEEP) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep: syscall %d running %v", nr, running)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
