@@ -1,6 +1,7 @@
 package fanotify
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"runtime/debug"
@@ -96,14 +97,17 @@ func (w *Watcher) event(m *unix.FanotifyEventMetadata) {
 		return
 	}
 	w.st.events.Add(1)
-	if int(m.Pid) == w.self || (!w.holdOwn && w.sharesOurMemory(int(m.Pid))) {
+	// FAN_REPORT_TID: the event names the opening thread.
+	tid := int(m.Pid)
+	pid := tgidOf(tid)
+	if pid == w.self || (!w.holdOwn && w.sharesOurMemory(pid)) {
 		w.st.self.Add(1) // counted before the process can go on
 		w.respond(fd)
 		return
 	}
 	// The fd is ours until answered; read its identity now, before a
 	// dead-man's switch could close it (and its number be reused).
-	ev := Event{Pid: int(m.Pid), Exec: m.Mask&unix.FAN_OPEN_EXEC_PERM != 0}
+	ev := Event{Pid: pid, Tid: tid, Exec: m.Mask&unix.FAN_OPEN_EXEC_PERM != 0}
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err == nil {
 		ev.Dev, ev.Ino = st.Dev, st.Ino
@@ -256,4 +260,32 @@ func (w *Watcher) sharesOurMemory(pid int) bool {
 	a, err1 := os.Stat("/proc/self/exe")
 	c, err2 := os.Stat("/proc/" + strconv.Itoa(pid) + "/exe")
 	return err1 == nil && err2 == nil && os.SameFile(a, c)
+}
+
+// tgidOf returns the thread-group id of the thread tid (tid itself when
+// /proc does not say: the thread is gone, or is a leader).
+func tgidOf(tid int) int {
+	if tid <= 0 {
+		return tid
+	}
+	var buf [512]byte
+	fd, err := unix.Open("/proc/"+strconv.Itoa(tid)+"/status", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return tid
+	}
+	n, _ := unix.Read(fd, buf[:])
+	unix.Close(fd)
+	b := buf[:max(n, 0)]
+	i := bytes.Index(b, []byte("\nTgid:"))
+	if i < 0 {
+		return tid
+	}
+	b = bytes.TrimLeft(b[i+len("\nTgid:"):], " \t")
+	if j := bytes.IndexByte(b, '\n'); j >= 0 {
+		b = b[:j]
+	}
+	if v, err := strconv.Atoi(string(b)); err == nil && v > 0 {
+		return v
+	}
+	return tid
 }

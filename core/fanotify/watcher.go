@@ -29,6 +29,7 @@ var (
 // Event is one permission event: a process is blocked opening a marked file.
 type Event struct {
 	Pid      int    // thread-group id of the opening process (0 if it is outside our pid namespace)
+	Tid      int    // the opening thread (FAN_REPORT_TID); Pid when that is not known
 	Dev, Ino uint64 // identity of the opened file (fstat of the event's fd; Dev is st_dev)
 	Exec     bool   // FAN_OPEN_EXEC_PERM (execve opens it as a program) rather than FAN_OPEN_PERM
 	Path     string // the file's path as the kernel sees it (readlink of the event fd); informative only
@@ -146,7 +147,7 @@ func New(h Handler, o Options) (*Watcher, error) {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	fd, err := unix.FanotifyInit(unix.FAN_CLASS_CONTENT|unix.FAN_CLOEXEC|unix.FAN_NONBLOCK|
-		unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS,
+		unix.FAN_UNLIMITED_QUEUE|unix.FAN_UNLIMITED_MARKS|unix.FAN_REPORT_TID,
 		unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, initError(err)

@@ -115,7 +115,7 @@ func goneIfFault(err error) error {
 // else, which must never be written (invariant 3). One PROCMAP_QUERY ioctl
 // (Linux >= 6.11), else a read of the maps.
 func (p *process) checkMapped(vaddr uint64, s bpSite) error {
-	m, err := p.maps.query(p.pid, vaddr)
+	m, err := p.maps.query(p.procPid(), vaddr)
 	if err != nil {
 		return fmt.Errorf("pid %d %#x: %v: %w", p.pid, vaddr, err, errMappingGone)
 	}

@@ -160,20 +160,25 @@ func (w *World) onFanotify(ev fanotify.Event) {
 		return
 	}
 	k := rmap.InodeKey{Dev: ev.Dev, Ino: ev.Ino}
-	w.t.do(func() { w.heldOpen(ev.Pid, k, ev.Exec) })
+	w.t.do(func() { w.heldOpen(ev.Pid, ev.Tid, k, ev.Exec) })
 }
 
-// heldOpen attaches pid, blocked in the exec (exec) or open of the watched
-// inode k, unless it is traced already. Preconditions: on the tracer thread.
-func (w *World) heldOpen(pid int, k rmap.InodeKey, exec bool) {
+// heldOpen attaches pid, whose thread tid is blocked in the exec (exec) or
+// open of the watched inode k, unless it is traced already; after an open
+// it follows tid's mmaps (syscalls.go). Preconditions: on the tracer thread.
+func (w *World) heldOpen(pid, tid int, k rmap.InodeKey, exec bool) {
 	if w.closed.Load() || w.watched[k] == nil {
 		return
 	}
 	if th := w.threads[pid]; th != nil {
 		// Traced: an exec is followed by its event; a library open by
-		// the loader's r_brk.
+		// the loader's r_brk, or by following the opening thread's
+		// mmaps (a plain mmap of the file).
 		if !exec && th.proc != nil && !th.proc.detaching {
 			w.expect(th.proc)
+			if t := w.threads[tid]; t != nil && t.proc == th.proc {
+				w.followMaps(t)
+			}
 		}
 		return
 	}
@@ -194,6 +199,9 @@ func (w *World) heldOpen(pid int, k rmap.InodeKey, exec bool) {
 		return
 	}
 	w.expect(p)
+	if t := w.threads[tid]; t != nil && t.proc == p {
+		w.followMaps(t)
+	}
 }
 
 // startRescan starts the fallback /proc rescan (once).

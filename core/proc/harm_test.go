@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"debug/elf"
 	"fmt"
 	"strings"
 	"sync"
@@ -304,5 +305,101 @@ func TestXolPageReused(t *testing.T) {
 	}
 	if pages != 1 {
 		t.Fatalf("%d anonymous executable pages after 50 attach cycles, want 1", pages)
+	}
+}
+
+// TestPlainMmap: a process maps a watched library with a plain
+// mmap(PROT_READ|PROT_EXEC), not through the loader (no r_brk), and calls
+// the probed function through that mapping at once. Every call counts
+// (the breakpoints went in only at the next /proc scan, after the calls,
+// when the world did not follow the mmap of the thread that opened the
+// file).
+func TestPlainMmap(t *testing.T) {
+	bin := harmBin(t)
+	lib, _ := libs(t)
+	arg := execSegment(t, lib, "lib_f")
+	const n = 1000
+	for _, traced := range []bool{false, true} {
+		t.Run(fmt.Sprint("traced=", traced), func(t *testing.T) {
+			e := newEnv(t, Options{})
+			p := e.register(lib, "lib_f")
+			if traced {
+				// harm itself watched: traced from its exec on, the
+				// open of lib is seen by a traced process.
+				e.register(bin, "h_func")
+			}
+			plainMmapRounds(t, bin, lib, arg, p, n)
+		})
+	}
+}
+
+func plainMmapRounds(t *testing.T, bin, lib, arg string, p *probe, n int) {
+	for round := range 3 {
+		want := checksum(t, bin, "mmap", fmt.Sprint(n), lib, arg)
+		before := p.c.Hits()
+		f := startFixture(t, bin, "mmap", fmt.Sprint(n), lib, arg)
+		f.Go()
+		out, code := f.Wait(60 * time.Second)
+		if code != 0 || out != want {
+			t.Fatalf("round %d: exit %d output %q, want 0 %q", round, code, out, want)
+		}
+		if got := p.c.Hits() - before; got != uint64(n) {
+			t.Errorf("round %d: %d hits, want %d", round, got, n)
+		}
+	}
+}
+
+// execSegment returns harm's mmap argument for lib's function fn:
+// "FNOFF:SEGOFF:SEGLEN" (hex), fn's file offset and lib's executable
+// segment's file range.
+func execSegment(t *testing.T, lib, fn string) string {
+	t.Helper()
+	ef, err := elf.Open(lib)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ef.Close()
+	fnoff, _ := resolvePlan(t, lib, fn)
+	for _, pr := range ef.Progs {
+		if pr.Type == elf.PT_LOAD && pr.Flags&elf.PF_X != 0 && fnoff >= pr.Off && fnoff < pr.Off+pr.Filesz {
+			if pr.Off%4096 != 0 {
+				t.Fatalf("%s: executable segment at 0x%x, not page aligned", lib, pr.Off)
+			}
+			return fmt.Sprintf("%x:%x:%x", fnoff, pr.Off, pr.Filesz)
+		}
+	}
+	t.Fatalf("%s: no executable segment holds %s", lib, fn)
+	return ""
+}
+
+// TestOrphanSharedMM: a clone(CLONE_VM) child outlives the process it
+// shares memory with, and a probe registered then needs a slot: the slot
+// page is made through /proc of the child (it was sought in the maps of
+// the dead parent, and the breakpoint given up after the first hit).
+func TestOrphanSharedMM(t *testing.T) {
+	bin := harmBin(t)
+	const n = 500
+	e := newEnv(t, Options{})
+	e.register(bin, "h_func") // harm traced from its start; never hit
+	f := startFixture(t, bin, "orphanvm", fmt.Sprint(n))
+	f.Go()
+	line, err := f.readLine(30 * time.Second)
+	var child int
+	if err != nil || func() bool { _, e := fmt.Sscanf(line, "orphan ready %d", &child); return e != nil }() {
+		t.Fatalf("orphanvm: %q %v", line, err)
+	}
+	t.Cleanup(func() { unix.Kill(child, unix.SIGKILL) })
+	p := e.register(bin, "h_two")
+	f.Go()
+	out, code := f.Wait(60 * time.Second)
+	want := fmt.Sprintf("orphan %d sum %d\n", n, 3*n*(n-1)/2)
+	if code != 0 || out != want {
+		t.Fatalf("orphanvm: exit %d output %q, want 0 %q", code, out, want)
+	}
+	if got := p.c.Hits(); got != n {
+		t.Errorf("%d hits, want %d", got, n)
+	}
+	if s := e.w.Stats(); s.Errors != 0 {
+		t.Errorf("%d errors", s.Errors)
 	}
 }

@@ -17,7 +17,7 @@ func (w *World) syscallInsn(p *process) (uint64, error) {
 	if len(p.xol.pages) > 0 {
 		return p.xol.pages[0].addr, nil
 	}
-	ms, err := procfs.ReadMaps(p.pid)
+	ms, err := procfs.ReadMaps(p.procPid())
 	if err != nil {
 		return 0, err
 	}

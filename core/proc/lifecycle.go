@@ -280,7 +280,7 @@ func (w *World) expect(p *process) {
 		w.after(expectWindow, func() { w.expectEnd(p) })
 	}
 	if p.rbrk == 0 {
-		if ms, err := procfs.ReadMaps(p.pid); err == nil {
+		if ms, err := procfs.ReadMaps(p.procPid()); err == nil {
 			w.setRbrk(p, ms)
 		}
 	}

@@ -10,7 +10,7 @@ import (
 // r_brk breakpoint (rdebug.go) if p has none and is to stay traced.
 // Preconditions: on the tracer thread.
 func (w *World) addMappings(p *process) error {
-	ms, err := procfs.ReadMaps(p.pid)
+	ms, err := procfs.ReadMaps(p.procPid())
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func (w *World) removeMappings(p *process, which func(*rmap.VMA) bool) {
 // get their sigaction hooks.
 // Preconditions: on the tracer thread.
 func (w *World) syncMappings(p *process) error {
-	ms, err := procfs.ReadMaps(p.pid)
+	ms, err := procfs.ReadMaps(p.procPid())
 	if err != nil {
 		return err
 	}

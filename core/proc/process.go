@@ -33,10 +33,14 @@ type thread struct {
 	pend *pendExec
 	// dead: it exited during a syscall injection (to be dropped).
 	dead bool
-	// sys is the state of syscall tracing (sigaction.go); newAct the
-	// struct sigaction of a watched rt_sigaction(SIGTRAP) call.
-	sys    int
-	newAct *[32]byte
+	// follow says what its system calls are followed for (syscalls.go),
+	// sigLeft and mapLeft for how many more; newAct is the struct
+	// sigaction of an rt_sigaction(SIGTRAP) call in progress, mapCall that
+	// the call in progress maps executable memory.
+	follow           int
+	sigLeft, mapLeft int
+	newAct           *[32]byte
+	mapCall          bool
 	// execed: its stop, reaped but deferred, is an exec's: its address
 	// space is no longer its process's (poke.go).
 	execed bool
@@ -210,4 +214,23 @@ func (p *process) everSite(va uint64) (bpSite, bool) {
 	defer p.everMu.Unlock()
 	s, ok := p.everBp[va]
 	return s, ok
+}
+
+// procPid returns a pid whose /proc files show p's address space: p.pid
+// while a thread of that process is traced, else the process of another
+// thread of p (a clone(CLONE_VM) or vfork child that outlived it).
+func (p *process) procPid() int {
+	other := 0
+	for _, th := range p.threads {
+		if th.tgid == p.pid {
+			return p.pid
+		}
+		if other == 0 {
+			other = th.tgid
+		}
+	}
+	if other == 0 {
+		return p.pid
+	}
+	return other
 }

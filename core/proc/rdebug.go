@@ -95,7 +95,7 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	if p.rbrk != 0 || p.detaching || p.gone {
 		return
 	}
-	base, _ := procfs.Auxv(p.pid, procfs.AtBase)
+	base, _ := procfs.Auxv(p.procPid(), procfs.AtBase)
 	if base == 0 {
 		return
 	}
@@ -118,7 +118,7 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	}
 	l, ok := w.ldsos[k]
 	if !ok {
-		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.pid, lm.Start, lm.End)
+		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), lm.Start, lm.End)
 		var err error
 		if l, err = loadLdso(path); err != nil {
 			w.log("pid %d: loader %s: no r_brk: %v", p.pid, lm.Path, err)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"syscall"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
@@ -15,7 +13,7 @@ import (
 )
 
 // Following the program's changes of SIGTRAP's disposition (sigtrap.go
-// keeps it; this file learns it).
+// keeps it; this file and syscalls.go learn it).
 //
 // A program sets a handler with sigaction or signal (glibc: every such call
 // goes through __libc_sigaction; Go: runtime.rt_sigaction), usually after
@@ -64,7 +62,7 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		}
 		f, ok := w.sigFiles[k]
 		if !ok {
-			f = loadSigHookFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", p.pid, m.Start, m.End))
+			f = loadSigHookFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), m.Start, m.End))
 			w.sigFiles[k] = f
 		}
 		if f == nil || f.off < m.Off || f.off >= m.Off+(m.End-m.Start) {
@@ -130,55 +128,16 @@ func (p *process) forgetSigHooks(start, end uint64) {
 	}
 }
 
-// sigHookHit handles th's trap on a sigaction hook: step over, and trace
-// the thread's next system call. Preconditions: on the tracer thread; th is
-// stopped at the trap.
+// sigHookHit handles th's trap on a sigaction hook: step over, and follow
+// the thread's next system calls (syscalls.go) to learn what it sets.
+// Preconditions: on the tracer thread; th is stopped at the trap.
 func (w *World) sigHookHit(th *thread, addr uint64, h *sigHook) {
 	u := &probes.Uprobe{Insn: h.plan.Insn, Arch: h.plan}
 	if !w.stepOver(th, u, addr) {
 		return
 	}
-	th.sys = sysWatchEntry
-	w.resume(th, 0)
-}
-
-// Syscall-tracing states of a thread (thread.sys).
-const (
-	sysNone       = iota
-	sysWatchEntry // resumed with PTRACE_SYSCALL: its next stop is a syscall entry
-	sysWatchExit  // at the rt_sigaction entry: the next stop is its exit
-)
-
-// syscallStop handles a syscall stop (SIGTRAP|0x80) of th, which traces its
-// system calls only to follow an rt_sigaction(SIGTRAP, ...).
-// Preconditions: on the tracer thread; th is stopped.
-func (w *World) syscallStop(th *thread) {
-	var regs install.Regs
-	if th.proc == nil || ptraceGetRegs(th.tid, &regs) != nil {
-		th.sys = sysNone
-		w.resume(th, 0)
-		return
-	}
-	switch th.sys {
-	case sysWatchEntry:
-		th.sys = sysNone
-		th.newAct = nil
-		if regs.OrigRax == unix.SYS_RT_SIGACTION && regs.Rdi == uint64(unix.SIGTRAP) {
-			if regs.Rsi != 0 {
-				var act [32]byte
-				if th.proc.as.ReadMemory(regs.Rsi, act[:]) == nil {
-					th.newAct = &act
-				}
-			}
-			th.sys = sysWatchExit
-		}
-	case sysWatchExit:
-		th.sys = sysNone
-		if act := th.newAct; act != nil && int64(regs.Rax) == 0 {
-			th.proc.setTrapDisp(th.tgid, act)
-		}
-		th.newAct = nil
-	}
+	th.follow |= followSigaction
+	th.sigLeft = 4
 	w.resume(th, 0)
 }
 

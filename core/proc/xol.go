@@ -173,7 +173,7 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 // rewritten, and a new page is mapped only when they are full or out of
 // reach. Preconditions: on the tracer thread.
 func (w *World) adoptXolPages(p *process) {
-	ms, err := procfs.ReadMaps(p.pid)
+	ms, err := procfs.ReadMaps(p.procPid())
 	if err != nil {
 		return
 	}
@@ -229,7 +229,7 @@ func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ms, err := procfs.ReadMaps(p.pid)
+	ms, err := procfs.ReadMaps(p.procPid())
 	if err != nil {
 		return 0, err
 	}

@@ -35,6 +35,11 @@
 //                segment and calls its lib_f through the mapping N times:
 //                "mmap N sum S". FILE's lib_f is found with ARG offsets
 //                given by the test: ARG is "FILEOFF:SEGOFF:SEGLEN".
+//   orphanvm N   a clone(CLONE_VM|SIGCHLD) child outlives main, which
+//                exits at once; once reparented, the child prints "orphan
+//                ready PID", waits for a second line on stdin, calls h_two
+//                (imul first: it runs in a slot) N times and prints
+//                "orphan N sum S".
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
@@ -64,6 +69,39 @@ __asm__(
 
 uint64_t h_func(uint64_t);
 
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".globl h_two\n.type h_two,@function\n"
+    "h_two:\n"
+    "  imul $3, %rdi, %rax\n"
+    "  ret\n"
+    ".size h_two, .-h_two\n");
+
+uint64_t h_two(uint64_t);
+
+static long n;
+static pid_t orphan_parent;
+
+// orphan_child runs mode orphanvm's child: in its parent's memory, alone
+// once the parent has exited.
+static int orphan_child(void *arg) {
+	(void)arg;
+	while (getppid() == orphan_parent)
+		usleep(1000);
+	printf("orphan ready %d\n", (int)getpid());
+	fflush(stdout);
+	char buf[64];
+	if (!fgets(buf, sizeof buf, stdin))
+		return 3;
+	uint64_t s = 0;
+	for (long i = 0; i < n; i++)
+		s += h_two(i);
+	printf("orphan %ld sum %llu\n", n, (unsigned long long)s);
+	fflush(stdout);
+	return 0;
+}
+
 static volatile sig_atomic_t traps;
 
 // h_trap is the SIGTRAP handler of mode ontrap (a probe goes on it).
@@ -77,7 +115,6 @@ static void on_trap(int s) {
 	traps++;
 }
 
-static long n;
 
 static struct timespec spin_end;
 static int spinning;
@@ -176,6 +213,15 @@ int main(int argc, char **argv) {
 			printf("clonevm %ld\n", mine == 0 ? 4 * n : -1);
 		printf("children %d %d %d\n", st[0], st[1], st[2]);
 		return 0;
+	}
+	if (!strcmp(mode, "orphanvm")) {
+		orphan_parent = getpid();
+		char *stack = malloc(1 << 20);
+		if (clone(orphan_child, stack + (1 << 20), CLONE_VM | SIGCHLD, NULL) < 0) {
+			perror("clone");
+			return 4;
+		}
+		_exit(0);
 	}
 	if (!strcmp(mode, "vfork")) {
 		int bad = 0;
