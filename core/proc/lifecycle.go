@@ -194,7 +194,7 @@ func (w *World) execed(th *thread) {
 				w.dropThreadQuiet(o, true)
 			}
 		}
-		delete(old.threads, th.tid)
+		old.delThread(th.tid)
 		if len(old.threads) == 0 {
 			w.dropProcess(old)
 		}
@@ -214,7 +214,7 @@ func (w *World) execed(th *thread) {
 		w.dropProcess(q)
 	}
 	w.addProcess(p)
-	p.threads[th.tid] = th
+	p.putThread(th)
 	th.proc = p
 	w.learnSigTrap(p, p.pid, true) // exec reset every handler
 	if err := w.addMappings(p); err != nil {

@@ -3,6 +3,7 @@ package proc
 import (
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/install"
@@ -75,8 +76,10 @@ type process struct {
 	failMu sync.Mutex
 	failed map[uint64]string
 
-	// Tracer-owned.
+	// Tracer-owned; changed only through putThread and delThread.
 	threads map[int]*thread
+	// viewPid is procPid's answer, kept by the tracer, read anywhere.
+	viewPid atomic.Int64
 	// sigHooks are the internal breakpoints on sigaction functions, by
 	// vaddr (sigaction.go). Tracer-owned.
 	sigHooks map[uint64]*sigHook
@@ -133,7 +136,7 @@ func (w *World) addThread(p *process, tid, tgid int) *thread {
 	th := &thread{tid: tid, tgid: tgid, proc: p}
 	w.threads[tid] = th
 	if p != nil {
-		p.threads[tid] = th
+		p.putThread(th)
 	}
 	w.nThreads.Add(1)
 	return th
@@ -151,7 +154,7 @@ func (w *World) dropThread(th *thread) {
 		th.statFile.Close()
 	}
 	if p := th.proc; p != nil {
-		delete(p.threads, th.tid)
+		p.delThread(th.tid)
 		if len(p.threads) == 0 {
 			w.dropProcess(p)
 		}
@@ -197,7 +200,7 @@ func (w *World) dropThreadQuiet(th *thread, reap bool) {
 		}
 	}
 	if th.proc != nil {
-		delete(th.proc.threads, th.tid)
+		th.proc.delThread(th.tid)
 	}
 }
 
@@ -218,19 +221,42 @@ func (p *process) everSite(va uint64) (bpSite, bool) {
 
 // procPid returns a pid whose /proc files show p's address space: p.pid
 // while a thread of that process is traced, else the process of another
-// thread of p (a clone(CLONE_VM) or vfork child that outlived it).
+// thread of p (a clone(CLONE_VM) or vfork child that outlived it). Any
+// goroutine: the tracer keeps the answer in viewPid as threads come and go.
 func (p *process) procPid() int {
+	if v := int(p.viewPid.Load()); v != 0 {
+		return v
+	}
+	return p.pid
+}
+
+// putThread and delThread change p.threads (tracer only) and keep
+// viewPid, the answer of procPid, up to date.
+func (p *process) putThread(th *thread) {
+	p.threads[th.tid] = th
+	p.updateView()
+}
+
+func (p *process) delThread(tid int) {
+	delete(p.threads, tid)
+	p.updateView()
+}
+
+// updateView recomputes viewPid from p.threads; the tracer calls it again
+// when a thread's tgid changes (an exec from a thread).
+func (p *process) updateView() {
 	other := 0
 	for _, th := range p.threads {
 		if th.tgid == p.pid {
-			return p.pid
+			p.viewPid.Store(int64(p.pid))
+			return
 		}
 		if other == 0 {
 			other = th.tgid
 		}
 	}
 	if other == 0 {
-		return p.pid
+		other = p.pid
 	}
-	return other
+	p.viewPid.Store(int64(other))
 }
