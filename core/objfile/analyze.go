@@ -7,12 +7,13 @@ import (
 )
 
 // Analyze reads the instruction at file offset off from the file, checks that
-// it can be probed and returns its step-over plan. When off lies inside a
-// function symbol of known size, the function is decoded from its start and
-// an offset inside an instruction is refused. Errors wrap ErrNotExecutable
-// (off outside the executable segments or past the end of the file),
-// ErrNotBoundary, or ErrRefused, each with the reason and the location as
-// Symbolize names it.
+// it can be probed and returns its step-over plan. The code is decoded from
+// the closest known instruction start at or before off (a function symbol,
+// a PLT entry, an .eh_frame unwind entry: starts.go), and an offset inside
+// an instruction, or where no known start covers it, is refused. Errors
+// wrap ErrNotExecutable (off outside the executable segments or past the
+// end of the file), ErrNotBoundary, or ErrRefused, each with the reason
+// and the location as Symbolize names it.
 func (f *File) Analyze(off uint64) (*install.Plan, error) {
 	if err := f.checkExec(off); err != nil {
 		return nil, err
@@ -23,8 +24,13 @@ func (f *File) Analyze(off uint64) (*install.Plan, error) {
 		end = f.size
 	}
 	where := f.Symbolize(off)
-	if s := f.containing(off, false); s != nil && s.size > 0 && s.off < off {
-		if err := f.checkBoundary(s, off, end); err != nil {
+	st, known := f.startBefore(off)
+	if !known {
+		return nil, fmt.Errorf("%s (offset %#x): no function symbol, PLT entry or unwind entry (.eh_frame) covers it, "+
+			"so where its instructions start is unknown; probe a function or an offset inside one: %w", where, off, ErrNotBoundary)
+	}
+	if st.off < off {
+		if err := f.checkBoundary(st, off, end); err != nil {
 			return nil, fmt.Errorf("%s (offset %#x): %w", where, off, err)
 		}
 	}
@@ -49,33 +55,33 @@ func (f *File) Analyze(off uint64) (*install.Plan, error) {
 // instruction boundary.
 const maxBoundaryScan = 16 << 20
 
-// checkBoundary decodes the function s from its start up to off and returns
-// an error wrapping ErrNotBoundary if off is inside an instruction, or
-// ErrRefused if the function cannot be decoded up to off.
-func (f *File) checkBoundary(s *symbol, off, end uint64) error {
-	if off-s.off > maxBoundaryScan {
-		return fmt.Errorf("function %s is too large to check the instruction boundary: %w", s.name, install.ErrRefused)
+// checkBoundary decodes from the known start st up to off and returns an
+// error wrapping ErrNotBoundary if off is inside an instruction, or
+// ErrRefused if the code cannot be decoded up to off.
+func (f *File) checkBoundary(st start, off, end uint64) error {
+	if off-st.off > maxBoundaryScan {
+		return fmt.Errorf("%s is too far from a known instruction start to check the instruction boundary: %w", st.at(off), install.ErrRefused)
 	}
 	stop := off + install.MaxInsnLen
 	if stop > end {
 		stop = end
 	}
-	code := make([]byte, stop-s.off)
-	n, err := f.readAt(code, s.off)
+	code := make([]byte, stop-st.off)
+	n, err := f.readAt(code, st.off)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", s.name, err)
+		return fmt.Errorf("read from %s: %w", st.at(st.off), err)
 	}
 	code = code[:n]
 	pos := uint64(0)
-	want := off - s.off
+	want := off - st.off
 	for pos < want {
 		l, err := install.InsnLen(code[pos:])
 		if err != nil {
-			return fmt.Errorf("cannot decode %s+%#x while checking the instruction boundary (%v): %w",
-				s.name, pos, err, install.ErrRefused)
+			return fmt.Errorf("cannot decode %s while checking the instruction boundary (%v): %w",
+				st.at(st.off+pos), err, install.ErrRefused)
 		}
 		if pos+uint64(l) > want {
-			return fmt.Errorf("inside the %d-byte instruction at %s+%#x: %w", l, s.name, pos, ErrNotBoundary)
+			return fmt.Errorf("inside the %d-byte instruction at %s: %w", l, st.at(st.off+pos), ErrNotBoundary)
 		}
 		pos += uint64(l)
 	}

@@ -27,6 +27,10 @@ type File struct {
 	syms []symbol
 	// byName maps a name to the indices in syms of its definitions.
 	byName map[string][]int
+	// regions is the PLT and unwind regions (starts.go), sorted by start;
+	// regionEnd[i] is the largest end among regions[:i+1].
+	regions   []region
+	regionEnd []uint64
 }
 
 type segment struct {
@@ -152,6 +156,7 @@ func newFile(path string, r *os.File) (*File, error) {
 	for i, s := range f.syms {
 		f.byName[s.name] = append(f.byName[s.name], i)
 	}
+	f.setRegions(readRegions(f, ef))
 	return f, nil
 }
 

@@ -1,6 +1,7 @@
 package objfile
 
 import (
+	"debug/elf"
 	"errors"
 	"os"
 	"path/filepath"
@@ -81,6 +82,28 @@ func FuzzOpen(f *testing.F) {
 			}
 			if _, err := file.Analyze(s.off); err != nil && !isSentinel(err) {
 				t.Fatalf("Analyze(%#x): %v", s.off, err)
+			}
+		}
+	})
+}
+
+// FuzzEhFrame fuzzes the .eh_frame reader with the section of a real build
+// as seed: no panic, and every entry it returns lies inside the section's
+// address range arithmetic without overflow (a start and a length).
+func FuzzEhFrame(f *testing.F) {
+	ef, err := elf.Open(testfix.CC(f, "testdata/prog.c", "-O2"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	data, addr := ehFrame(ef)
+	ef.Close()
+	f.Add(data, addr)
+	f.Add(data[:len(data)/2], addr)
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0}, uint64(0))
+	f.Fuzz(func(t *testing.T, b []byte, addr uint64) {
+		for _, fde := range parseEhFrame(b, addr) {
+			if fde[0]+fde[1] < fde[0] {
+				t.Fatalf("entry %#x+%#x wraps", fde[0], fde[1])
 			}
 		}
 	})

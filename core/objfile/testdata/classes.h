@@ -1,8 +1,9 @@
 /* Global asm functions, one per step-over class and refusal: the first
  * instruction of each is the one the tests analyse. They are never called.
- * FN(name) opens a function symbol with a size (END). */
-#define FN(n) ".globl " #n "\n.type " #n ",@function\n" #n ":\n"
-#define END(n) "\n.size " #n ", .-" #n "\n"
+ * FN(name) opens a function symbol with a size and an unwind entry (END),
+ * as a compiler's function has. */
+#define FN(n) ".globl " #n "\n.type " #n ",@function\n" #n ":\n.cfi_startproc\n"
+#define END(n) "\n.cfi_endproc\n.size " #n ", .-" #n "\n"
 
 __asm__(
 	".data\n"
@@ -72,6 +73,7 @@ __asm__(
 	FN(ref_into) ".byte 0xce\nret" END(ref_into)
 	/* instruction boundaries: movabs is 10 bytes */
 	FN(bnd_movabs) "movabs $0x1122334455667788,%rax\nnop\nret" END(bnd_movabs)
-	/* a label without .size */
+	/* a label without .size (nor unwind entry: stripped, no instruction
+	 * start is known there) */
 	".globl nosize\n.type nosize,@function\nnosize: nop\nret\n"
 );
