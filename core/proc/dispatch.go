@@ -71,8 +71,14 @@ func (w *World) event(tid int, st unix.WaitStatus) {
 		w.detachStop(th, sig, ev)
 		return
 	}
+	if ev != 0 || sig != int(unix.SIGTRAP) {
+		th.popfAt = 0 // (its early trap would be the next stop)
+	}
 	switch ev {
 	case 0:
+		if (th.step != nil || (sig != int(unix.SIGTRAP) && sig != int(unix.SIGTRAP)|0x80)) && w.slotSignal(th, sig) {
+			return // a signal while in a slot (slotsig.go)
+		}
 		if sig == int(unix.SIGTRAP) {
 			w.trap(th)
 			return
@@ -156,6 +162,9 @@ func (w *World) resume(th *thread, sig int) {
 
 // detachStop handles a stop of a thread that is being detached.
 func (w *World) detachStop(th *thread, sig, ev int) {
+	if th.step != nil {
+		w.abandonStep(th)
+	}
 	switch ev {
 	case 0:
 		if sig == int(unix.SIGTRAP) {

@@ -49,11 +49,23 @@ func (w *World) trap(th *thread) {
 	if plan == nil || plan.Len <= 1 {
 		var si siginfo
 		if err := ptraceGetSiginfo(th.tid, &si); err != nil || si.code() != siKernel {
-			// Not an int3 (kill -TRAP, a hardware breakpoint...).
-			w.resume(th, int(unix.SIGTRAP))
+			// Not an int3 (kill -TRAP, a hardware breakpoint, a
+			// single step...).
+			if si.code() == trapTrace && rip == th.popfAt && rip != 0 {
+				// The early trap of a popf run in a slot: the
+				// thread traps again after the next instruction,
+				// as natively (slotsig.go).
+				th.popfAt = 0
+				w.resume(th, 0)
+				return
+			}
+			if !w.slotSignal(th, int(unix.SIGTRAP)) {
+				w.resume(th, int(unix.SIGTRAP))
+			}
 			return
 		}
 	}
+	th.popfAt = 0
 	if u == nil {
 		if p.internalBp(addr) || ever {
 			// One of our int3 all the same: undo its forced SIGTRAP.
@@ -146,6 +158,9 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 			if err := ptracePokeRip(th.tid, slot); err != nil {
 				w.errorf("tid %d: poke rip: %v", th.tid, err)
 			}
+			if plan.PopsFlags() {
+				th.popfAt = addr + uint64(plan.Len)
+			}
 			return true
 		}
 		if plan.Kind == install.Slot {
@@ -163,9 +178,19 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		return true
 	}
 	regs.Rip = addr
-	if err := plan.Emulate(&regs, th.proc.as); err != nil {
-		// The instruction itself would have faulted (e.g. push onto an
-		// unmapped stack): let it fault for real.
+	at := regs
+	if err := plan.Emulate(&regs, userMem{th.tgid}); err != nil {
+		// An access of the instruction failed: make it for real, in
+		// the process (slotsig.go), so that it faults exactly as
+		// natively, or succeeds now (the kernel grows a stack on a
+		// write below it, which ours through /proc cannot).
+		if w.faultStep(th, addr, plan, &at) {
+			return true
+		}
+		if th.dead {
+			w.dropThread(th)
+			return false
+		}
 		ptracePokeRip(th.tid, addr)
 		th.sigs = append(th.sigs, int(unix.SIGSEGV))
 		w.errorf("tid %d: emulate %s at %#x: %v", th.tid, plan.Asm, addr, err)

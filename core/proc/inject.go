@@ -41,9 +41,12 @@ func (w *World) syscallInsn(p *process) (uint64, error) {
 // The thread runs to the system call with PTRACE_SYSCALL and is held at its
 // entry and exit stops: no trap, so no forced SIGTRAP (a single-step's
 // would reset a SIGTRAP handler or SIG_IGN while SIGTRAP is blocked or
-// ignored, as a hit's does; see sigtrap.go). Signals that arrive meanwhile
-// are kept in th.sigs for its next resume. If th dies, th.dead is set and
-// ESRCH returned.
+// ignored, as a hit's does; see sigtrap.go). Every signal is blocked
+// meanwhile (PTRACE_SETSIGMASK), and the thread's own mask put back after:
+// signals that arrive stay pending and reach the program as they would have
+// (a stream of them, a timer's, no longer keeps the thread from ever
+// reaching the system call). Any that still stops it is kept in th.sigs
+// for its next resume. If th dies, th.dead is set and ESRCH returned.
 // Preconditions: on the tracer thread; th is stopped, not in a system call.
 func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64) (uint64, error) {
 	var saved, regs install.Regs
@@ -56,6 +59,14 @@ func (w *World) injectSyscall(th *thread, sys uint64, nr uint64, args ...uint64)
 	regs.OrigRax = ^uint64(0) // not in a system call: no restart of one
 	a := append(args, 0, 0, 0, 0, 0, 0)
 	regs.Rdi, regs.Rsi, regs.Rdx, regs.R10, regs.R8, regs.R9 = a[0], a[1], a[2], a[3], a[4], a[5]
+	var mask uint64
+	if err := ptraceGetSigmask(th.tid, &mask); err != nil {
+		return 0, fmt.Errorf("inject: get signal mask: %w", err)
+	}
+	if err := ptraceSetSigmask(th.tid, ^uint64(0)); err != nil {
+		return 0, fmt.Errorf("inject: block signals: %w", err)
+	}
+	defer ptraceSetSigmask(th.tid, mask)
 	if err := ptraceSetRegs(th.tid, &regs); err != nil {
 		return 0, fmt.Errorf("inject: setregs: %w", err)
 	}

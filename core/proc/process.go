@@ -48,6 +48,10 @@ type thread struct {
 	// sigs are signals that arrived during a syscall injection, to be
 	// delivered at the next resume.
 	sigs []int
+	// step is a step-over under way whose end the tracer must see
+	// (slotsig.go), popfAt where a popf run in a slot may trap early.
+	step   *stepping
+	popfAt uint64
 	// statFile is /proc/TGID/task/TID/stat for placement (lazily opened).
 	statFile *os.File
 }

@@ -120,6 +120,18 @@ func ptraceGetSiginfo(tid int, si *siginfo) error {
 	return ptracePtr(unix.PTRACE_GETSIGINFO, tid, 0, unsafe.Pointer(si))
 }
 
+// ptraceSetSiginfo replaces the siginfo of the signal a thread is stopped
+// for (PTRACE_SETSIGINFO): resumed with the same signal number, the thread
+// gets this siginfo.
+func ptraceSetSiginfo(tid int, si *siginfo) error {
+	return ptracePtr(unix.PTRACE_SETSIGINFO, tid, 0, unsafe.Pointer(si))
+}
+
+// ptraceSingleStep resumes a thread for one instruction, with signal sig.
+func ptraceSingleStep(tid, sig int) error {
+	return ptrace(unix.PTRACE_SINGLESTEP, tid, 0, uintptr(sig))
+}
+
 // ptracePokeData writes one word at addr of a stopped thread's address
 // space (PTRACE_POKEDATA). It is the fallback when /proc/PID/mem refuses
 // writes to text.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strconv"
@@ -71,6 +72,11 @@ type xolSlot struct {
 type xolState struct {
 	pages []xolPage
 	slots map[uint64]xolSlot // by breakpoint vaddr
+	// faults are the fault-code slots (slotsig.go), by breakpoint vaddr.
+	faults map[uint64]xolSlot
+	// origin tells, for every slot written or reused in this attachment,
+	// which instruction it runs (slotsig.go): by slot address.
+	origin map[uint64]slotOrigin
 	// adopted: the pages left by an earlier attachment were looked for;
 	// old are the slots found in them (code only), for reuse.
 	adopted bool
@@ -80,12 +86,9 @@ type xolState struct {
 // clone copies x for a fork child (same addresses, same contents).
 func (x xolState) clone() xolState {
 	c := xolState{pages: append([]xolPage(nil), x.pages...), adopted: x.adopted, old: append([]xolSlot(nil), x.old...)}
-	if x.slots != nil {
-		c.slots = make(map[uint64]xolSlot, len(x.slots))
-		for k, v := range x.slots {
-			c.slots[k] = v
-		}
-	}
+	c.slots = maps.Clone(x.slots)
+	c.faults = maps.Clone(x.faults)
+	c.origin = maps.Clone(x.origin)
 	return c
 }
 
@@ -105,20 +108,37 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 		if code, err := plan.SlotCode(addr, s.addr); err == nil && bytes.Equal(code, s.code) {
 			s.plan = plan
 			x.slots[addr] = s
+			x.noteSlot(s.addr, addr, plan, false)
 			return s.addr, nil
 		}
 	}
+	slot, code, err := w.allocSlot(th, addr, func(a uint64) ([]byte, error) { return plan.SlotCode(addr, a) })
+	if err != nil {
+		return 0, err
+	}
+	if x.slots == nil {
+		x.slots = map[uint64]xolSlot{}
+	}
+	x.slots[addr] = xolSlot{addr: slot, plan: plan, code: code}
+	x.noteSlot(slot, addr, plan, false)
+	return slot, nil
+}
+
+// allocSlot returns a slot holding the code gen makes for its address: one
+// an earlier attachment left with that code, or a new one in a page within
+// reach of addr (mapping a page through th when all are full).
+// Preconditions: on the tracer thread; th is stopped.
+func (w *World) allocSlot(th *thread, addr uint64, gen func(slot uint64) ([]byte, error)) (uint64, []byte, error) {
+	p := th.proc
+	x := &p.xol
 	if !x.adopted {
 		x.adopted = true
 		w.adoptXolPages(p)
 	}
-	for _, o := range x.old {
-		if code, err := plan.SlotCode(addr, o.addr); err == nil && bytes.HasPrefix(o.code, code) {
-			if x.slots == nil {
-				x.slots = map[uint64]xolSlot{}
-			}
-			x.slots[addr] = xolSlot{addr: o.addr, plan: plan, code: code}
-			return o.addr, nil
+	for i, o := range x.old {
+		if code, err := gen(o.addr); err == nil && bytes.HasPrefix(o.code, code) {
+			x.old = append(x.old[:i:i], x.old[i+1:]...)
+			return o.addr, code, nil
 		}
 	}
 	var lastErr error
@@ -132,39 +152,35 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 		} else {
 			a, err := w.mapXolPage(th, addr)
 			if err != nil {
-				return 0, err
+				return 0, nil, err
 			}
 			x.pages = append(x.pages, xolPage{addr: a})
 			pg = &x.pages[len(x.pages)-1]
 		}
 		slot := pg.addr + xolHeader + uint64(pg.used*install.MaxSlotSize)
-		code, err := plan.SlotCode(addr, slot)
+		code, err := gen(slot)
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, install.ErrSlotRange) {
 				continue
 			}
-			return 0, err
+			return 0, nil, err
 		}
 		if err := p.as.WriteMemory(slot, code); err != nil {
-			return 0, fmt.Errorf("write slot: %w", err)
+			return 0, nil, fmt.Errorf("write slot: %w", err)
 		}
 		pg.used++
 		var used [4]byte
 		binary.LittleEndian.PutUint32(used[:], uint32(pg.used))
 		if err := p.as.WriteMemory(pg.addr+xolUsedOff, used[:]); err != nil {
-			return 0, fmt.Errorf("write slot page header: %w", err)
+			return 0, nil, fmt.Errorf("write slot page header: %w", err)
 		}
-		if x.slots == nil {
-			x.slots = map[uint64]xolSlot{}
-		}
-		x.slots[addr] = xolSlot{addr: slot, plan: plan, code: code}
-		return slot, nil
+		return slot, code, nil
 	}
 	if lastErr == nil {
 		lastErr = fmt.Errorf("no slot page within reach of %#x", addr)
 	}
-	return 0, lastErr
+	return 0, nil, lastErr
 }
 
 // adoptXolPages finds the slot pages an earlier attachment left in p (by
