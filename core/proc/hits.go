@@ -138,6 +138,20 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		w.giveUp(th, u, addr, errors.New("no step-over plan"))
 		return true
 	}
+	if plan.IsCallOrRet() && w.shadowStack(th) {
+		// Emulation would leave the shadow stack behind (shstk.go).
+		slot, err := w.branchSlotFor(th, addr, plan)
+		if th.dead {
+			w.dropThread(th)
+			return false
+		}
+		if err != nil {
+			w.giveUp(th, u, addr, err)
+		} else if err := ptracePokeRip(th.tid, slot); err != nil {
+			w.errorf("tid %d: poke rip: %v", th.tid, err)
+		}
+		return true
+	}
 	switch {
 	case plan.Class == "nop" || plan.Class == "endbr64":
 		// rip alone: PTRACE_POKEUSER is cheaper than SETREGS.

@@ -184,6 +184,7 @@ func (w *World) execed(th *thread) {
 		}
 	}
 	th.tgid = th.tid
+	th.shstk = shstkUnknown // a new image enables its own
 	if th.pend != nil {
 		w.endPending(th)
 	}

@@ -52,6 +52,8 @@ type thread struct {
 	// (slotsig.go), popfAt where a popf run in a slot may trap early.
 	step   *stepping
 	popfAt uint64
+	// shstk caches whether it runs with a shadow stack (shstk.go).
+	shstk int
 	// statFile is /proc/TGID/task/TID/stat for placement (lazily opened).
 	statFile *os.File
 }

@@ -62,6 +62,10 @@ type Options struct {
 	// ForcePokeData makes every memory write use PTRACE_POKEDATA, as when
 	// the kernel refuses /proc/PID/mem writes (for tests).
 	ForcePokeData bool
+	// ForceShadowStack treats every thread as running with a CET shadow
+	// stack: call and ret run in branch slots, never emulated (for
+	// tests on CPUs without shadow stacks).
+	ForceShadowStack bool
 	// Profile, if not nil, records where the hit path spends its time.
 	Profile *HitProfile
 	// Log receives diagnostics (default: none).

@@ -72,8 +72,9 @@ type xolSlot struct {
 type xolState struct {
 	pages []xolPage
 	slots map[uint64]xolSlot // by breakpoint vaddr
-	// faults are the fault-code slots (slotsig.go), by breakpoint vaddr.
-	faults map[uint64]xolSlot
+	// faults are the fault-code slots (slotsig.go), branches the
+	// branch slots (shstk.go), by breakpoint vaddr.
+	faults, branches map[uint64]xolSlot
 	// origin tells, for every slot written or reused in this attachment,
 	// which instruction it runs (slotsig.go): by slot address.
 	origin map[uint64]slotOrigin
@@ -88,6 +89,7 @@ func (x xolState) clone() xolState {
 	c := xolState{pages: append([]xolPage(nil), x.pages...), adopted: x.adopted, old: append([]xolSlot(nil), x.old...)}
 	c.slots = maps.Clone(x.slots)
 	c.faults = maps.Clone(x.faults)
+	c.branches = maps.Clone(x.branches)
 	c.origin = maps.Clone(x.origin)
 	return c
 }

@@ -22,6 +22,10 @@
 //   popf N       a counting SIGTRAP handler; N times f_popf, which sets TF
 //                with a popf (probe it) and clears it six instructions
 //                later: six traps per call natively; prints the count.
+//   calls N      N times f_calls: a direct call, an indirect call through
+//                a register, one through memory (RIP-relative), then ret
+//                (probe each: under a shadow stack they run for real in
+//                branch slots); prints "calls N sum S".
 //   async N      SIGALRM every 50 us (setitimer) while f_slot (imul, a
 //                slot) is called N times; the handler checks that the
 //                interrupted rip is in the text of a loaded object (the
@@ -83,6 +87,22 @@ __asm__(
     "	popfq\n"
     "	ret\n"
     ".size f_popf, .-f_popf\n"
+    ".globl f_calls\n.type f_calls,@function\nf_calls:\n"
+    "	push %rbx\n"
+    "	call f_leaf\n"
+    "	mov %eax,%ebx\n"
+    "	lea f_leaf(%rip),%rcx\n"
+    "	call *%rcx\n"
+    "	add %eax,%ebx\n"
+    "	call *f_leafp(%rip)\n"
+    "	add %ebx,%eax\n"
+    "	pop %rbx\n"
+    "	ret\n"
+    ".size f_calls, .-f_calls\n"
+    ".section .data.rel.ro,\"aw\"\n"
+    ".p2align 3\n"
+    "f_leafp: .quad f_leaf\n"
+    ".text\n"
     ".globl f_slot\n.type f_slot,@function\nf_slot:\n"
     "	imul $3,%rdi,%rax\n"
     "	ret\n"
@@ -94,6 +114,7 @@ void f_retbad(void *sp);
 long f_stackcall(void *sp);
 void f_popf(void);
 long f_slot(long x);
+long f_calls(void);
 extern char f_retbad_ret[];
 
 static sigjmp_buf env;
@@ -218,6 +239,13 @@ int main(int argc, char **argv) {
 		for (long i = 0; i < n; i++)
 			f_popf();
 		printf("popf %ld traps %ld\n", n, traps);
+		return 0;
+	}
+	if (!strcmp(mode, "calls")) {
+		long sum = 0;
+		for (long i = 0; i < n; i++)
+			sum += f_calls();
+		printf("calls %ld sum %ld\n", n, sum);
 		return 0;
 	}
 	if (!strcmp(mode, "async")) {
