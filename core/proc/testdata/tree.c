@@ -1,7 +1,9 @@
 // tree: the probed program of the new-process tests (issue 5). probed() is
 // the probed function; each mode calls it a known number of times.
 //
-//   tree leaf N              call probed() N times at the start of main, exit 0
+//   tree leaf N              call probed() N times at the start of main, then
+//                            mixed() N times (exit 1 if one computes wrong),
+//                            exit 0
 //   tree tree N K OTHER      call probed() N times, then make K children, the
 //                            i-th by kind i%5, and wait for them all:
 //                              0 fork; the child calls probed() N times
@@ -42,6 +44,34 @@ __attribute__((noinline)) long probed(long x) {
 	sink += x;
 	return sink;
 }
+
+// mixed: a function of many step-over classes (push, mov, imul, lea, test,
+// jcc, add, rip-relative loads and stores, call, pop, ret), for the batch
+// of probes in one function (issue 11 item 14): mixed(x) = 8x + 17, +3
+// for odd x.
+__asm__(".text\n"
+	".globl mixed\n.type mixed,@function\nmixed:\n.cfi_startproc\n"
+	"	push %rbx\n"
+	"	mov %rdi,%rbx\n"
+	"	imul $7,%rbx,%rax\n"
+	"	lea 0x10(%rax),%rax\n"
+	"	test $1,%dil\n"
+	"	jz 1f\n"
+	"	add $3,%rax\n"
+	"1:	mov sinkm(%rip),%rcx\n"
+	"	add %rax,%rcx\n"
+	"	mov %rcx,sinkm(%rip)\n"
+	"	call mixed_leaf\n"
+	"	add %rbx,%rax\n"
+	"	pop %rbx\n"
+	"	ret\n"
+	".cfi_endproc\n.size mixed, .-mixed\n"
+	".type mixed_leaf,@function\nmixed_leaf:\n.cfi_startproc\n"
+	"	lea 1(%rax),%rax\n"
+	"	ret\n"
+	".cfi_endproc\n.size mixed_leaf, .-mixed_leaf\n"
+	".data\n.p2align 3\nsinkm: .quad 0\n.text\n");
+long mixed(long x);
 
 static char self[4096];
 
@@ -319,7 +349,11 @@ int main(int argc, char **argv) {
 		return 2;
 	self[l] = 0;
 	if (argc >= 3 && !strcmp(argv[1], "leaf")) {
-		calls(atol(argv[2]));
+		long n = atol(argv[2]);
+		calls(n);
+		for (long i = 0; i < n; i++)
+			if (mixed(i) != 8 * i + 17 + (i & 1 ? 3 : 0))
+				return 1;
 		return 0;
 	}
 	if (argc >= 5 && !strcmp(argv[1], "tree")) {
