@@ -66,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdMount(rest, stdout, stderr)
 	case "umount", "unmount":
 		return cmdUmount(rest, stdout, stderr)
+	case "guardian": // hidden: started by mount (guardian.go)
+		return cmdGuardian(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		if len(rest) > 0 && rest[0] != "help" {
 			return run([]string{rest[0], "--help"}, stdout, stderr)
@@ -150,10 +152,22 @@ func cmdMount(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	g, err := startGuardian(mnt, stderr)
+	if err != nil {
+		log.Error("cannot start the guardian", "err", err)
+		return 1
+	}
+	mounted := false
+	defer func() {
+		if !mounted {
+			g.clean() // nothing of ours at mnt: the guardian must not unmount it
+		}
+	}()
 	eng := probes.NewEngine(proc.EngineOptions())
 	inodes := &rmap.Inodes{}
 	world, err := proc.NewWorld(eng, inodes, proc.Options{
-		Log: func(format string, args ...any) { log.Debug("tracer: " + fmt.Sprintf(format, args...)) },
+		Log:    func(format string, args ...any) { log.Debug("tracer: " + fmt.Sprintf(format, args...)) },
+		Ledger: g.led,
 	})
 	if err != nil {
 		log.Error("cannot start the tracer", "err", err)
@@ -170,8 +184,13 @@ func cmdMount(args []string, stdout, stderr io.Writer) int {
 		m.Close()
 		return 1
 	}
-	log.Info("mounted", "mountpoint", mnt, "allow_other", *allowOther, "pid", os.Getpid())
-	return serve(srv, m, mnt, log)
+	mounted = true
+	log.Info("mounted", "mountpoint", mnt, "allow_other", *allowOther, "pid", os.Getpid(), "guardian", g.cmd.Process.Pid)
+	status := serve(srv, m, mnt, log)
+	if status == 0 && g.led.Len() == 0 {
+		g.clean()
+	}
+	return status
 }
 
 // checkMount reports what would make mounting at mnt fail, with a hint.

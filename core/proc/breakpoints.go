@@ -8,6 +8,7 @@ import (
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/ledger"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -77,13 +78,27 @@ func (p *process) writeBreakpointLocked(vaddr uint64, s bpSite, insert bool) err
 	if err := p.checkMapped(vaddr, s); err != nil {
 		return err
 	}
+	led := p.as.w.opts.Ledger
 	if insert {
 		p.everMu.Lock()
 		p.everBp[vaddr] = s
 		p.everMu.Unlock()
+		if led != nil {
+			// Recorded before it is written: a daemon killed in
+			// between leaves the guardian an entry whose byte is
+			// not an int3 (skipped), never an int3 without entry.
+			e := ledger.Entry{Owner: p.pid, Pid: p.procPid(), Vaddr: vaddr, Dev: s.key.Dev, Ino: s.key.Ino, Off: s.off, Orig: s.insn[0]}
+			if err := led.Add(e); err != nil {
+				return err
+			}
+		}
 		return goneIfFault(install.InsertBreakpoint(p.as, vaddr, s.insn))
 	}
-	return goneIfFault(install.RemoveBreakpoint(p.as, vaddr, s.insn))
+	err := install.RemoveBreakpoint(p.as, vaddr, s.insn)
+	if led != nil && err == nil {
+		led.Remove(p.pid, vaddr)
+	}
+	return goneIfFault(err)
 }
 
 // writeBreakpoint is writeBreakpointLocked taking p's mmap_sem for

@@ -188,6 +188,9 @@ func (w *World) dropProcess(p *process) {
 	mm.MmapSem.Unlock()
 	p.as.close()
 	p.maps.close()
+	if led := w.opts.Ledger; led != nil {
+		led.DropOwner(p.pid) // its address space is gone or restored
+	}
 	if w.procs[p.pid] == p {
 		delete(w.procs, p.pid)
 		w.nProcs.Add(-1)

@@ -13,6 +13,7 @@ import (
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/ledger"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -62,6 +63,10 @@ type Options struct {
 	// ForcePokeData makes every memory write use PTRACE_POKEDATA, as when
 	// the kernel refuses /proc/PID/mem writes (for tests).
 	ForcePokeData bool
+	// Ledger, if not nil, records every breakpoint written (before it is
+	// written) until its byte is restored, for the guardian that restores
+	// them if the daemon dies (internal/ledger).
+	Ledger *ledger.Ledger
 	// ForceShadowStack treats every thread as running with a CET shadow
 	// stack: call and ret run in branch slots, never emulated (for
 	// tests on CPUs without shadow stacks).

@@ -1,0 +1,134 @@
+package ledger
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+
+	"github.com/uprobefs/uprobefs/internal/procfs"
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// TestTable: entries added are live in a second mapping of the memfd (the
+// guardian's), removed ones are not, a full table refuses, slots are reused.
+func TestTable(t *testing.T) {
+	l, err := Create(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	g, err := Open(dupFile(t, l.File()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	for i := range 4 {
+		if err := l.Add(Entry{Owner: 10 + i%2, Pid: 10 + i%2, Vaddr: uint64(0x1000 + i), Orig: byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Add(Entry{Owner: 99, Vaddr: 1}); !errors.Is(err, ErrFull) {
+		t.Errorf("fifth entry: %v, want ErrFull", err)
+	}
+	if err := l.Add(Entry{Owner: 10, Pid: 10, Vaddr: 0x1000, Orig: 0x55}); err != nil {
+		t.Errorf("update of a live entry: %v", err)
+	}
+	l.Remove(11, 0x1001)
+	if got := len(g.Live()); got != 3 {
+		t.Errorf("%d live entries after a remove, want 3: %v", got, g.Live())
+	}
+	l.DropOwner(10)
+	live := g.Live()
+	if len(live) != 1 || live[0] != (Entry{Owner: 11, Pid: 11, Vaddr: 0x1003, Orig: 3}) {
+		t.Errorf("after dropping owner 10: %+v", live)
+	}
+	if err := l.Add(Entry{Owner: 12, Vaddr: 7}); err != nil || l.Len() != 2 {
+		t.Errorf("reuse of a freed slot: %v, %d live", err, l.Len())
+	}
+	if g.Clean() {
+		t.Error("clean before SetClean")
+	}
+	l.SetClean()
+	if !g.Clean() {
+		t.Error("not clean after SetClean")
+	}
+}
+
+func dupFile(t *testing.T, f *os.File) *os.File {
+	fd, err := syscall.Dup(int(f.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return os.NewFile(uintptr(fd), "dup")
+}
+
+// TestRestore writes int3s into the text of a running private copy of
+// sleep, records them, and restores them: the text equals the file again;
+// an entry whose byte is not an int3 any more, or whose address maps
+// another file, is skipped and left as it is.
+func TestRestore(t *testing.T) {
+	bin := testfix.Copy(t, "/bin/sleep")
+	cmd := exec.Command(bin, "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	pid := cmd.Process.Pid
+	var text procfs.Mapping
+	for range 1000 { // until the exec is done and the text mapped
+		ms, _ := procfs.ReadMaps(pid)
+		for _, m := range ms {
+			if m.Exec() && m.Path == bin {
+				text = m
+			}
+		}
+		if text.Start != 0 {
+			break
+		}
+	}
+	if text.Start == 0 {
+		t.Fatal("no text mapping of the copy")
+	}
+	file, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem, err := os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mem.Close()
+	l, err := Create(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := uint64(0); i < 5; i++ {
+		va := text.Start + 0x40 + i*7
+		off := text.Off + (va - text.Start)
+		l.Add(Entry{Owner: pid, Pid: pid, Vaddr: va, Dev: text.Dev, Ino: text.Ino, Off: off, Orig: file[off]})
+		if i < 4 {
+			mem.WriteAt([]byte{0xcc}, int64(va))
+		}
+	}
+	// One entry that claims another inode: never written.
+	va := text.Start + 0x100
+	mem.WriteAt([]byte{0xcc}, int64(va))
+	l.Add(Entry{Owner: pid, Pid: pid, Vaddr: va, Dev: text.Dev, Ino: text.Ino + 1, Off: text.Off + 0x100, Orig: 0x90})
+	r := Restore(l.Live())
+	if r.Restored != 4 || r.Skipped != 2 || r.Processes != 1 || len(r.Errors) != 0 {
+		t.Errorf("Restore: %+v, want 4 restored, 2 skipped, 1 process", r)
+	}
+	mem.WriteAt(file[text.Off+0x100:text.Off+0x101], int64(va)) // undo the foreign one
+	got := make([]byte, text.End-text.Start)
+	if _, err := mem.ReadAt(got, int64(text.Start)); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, file[text.Off:text.Off+uint64(len(got))]) {
+		t.Error("text differs from the file after Restore")
+	}
+}

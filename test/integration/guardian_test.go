@@ -1,0 +1,171 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// guardProc is a running guard fixture (testdata/guard.c).
+type guardProc struct {
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	out   *bufio.Reader
+}
+
+func startGuard(t *testing.T, bin, mode string) *guardProc {
+	t.Helper()
+	g := &guardProc{cmd: exec.Command(bin, mode)}
+	var err error
+	if g.stdin, err = g.cmd.StdinPipe(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := g.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.cmd.Process.Kill(); g.cmd.Wait() })
+	g.out = bufio.NewReader(r)
+	if b, err := g.out.ReadByte(); err != nil || b != '.' {
+		t.Fatalf("guard %s: no first heartbeat: %v", mode, err)
+	}
+	return g
+}
+
+// alive reports whether the process still runs (not a zombie).
+func (g *guardProc) alive() bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] != 'Z'
+}
+
+// TestDaemonKilled (issue 14 item 7): SIGKILL of the daemon while
+// processes hit a probe at full speed and others hold it idle. The
+// guardian restores every byte and unmounts the dead mount: every idle
+// process later runs the probed function and exits 0 with its output; the
+// busy processes still alive keep running on restored text. The figures
+// (busy survivors, time from the kill to the unmount) go to the log.
+func TestDaemonKilled(t *testing.T) {
+	d := startDaemon(t)
+	bin := testfix.Copy(t, testfix.CC(t, "testdata/guard.c", "-O2"))
+	const nBusy, nIdle = 3, 3
+	var busy, idle []*guardProc
+	for range nBusy {
+		busy = append(busy, startGuard(t, bin, "busy"))
+	}
+	for range nIdle {
+		idle = append(idle, startGuard(t, bin, "idle"))
+	}
+	d.must("echo hot > " + d.in(bin) + "/probes")
+	d.waitHitsAbove(d.in(bin)+"/hot", 2000)
+	var off uint64
+	for _, f := range strings.Fields(d.must("cat " + d.in(bin) + "/probes")) {
+		if strings.HasPrefix(f, "0x") {
+			off, _ = strconv.ParseUint(f[2:], 16, 64)
+		}
+	}
+	if off == 0 {
+		t.Fatal("no offset in the probes listing")
+	}
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	for isMounted(d.mnt) {
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unmounted := time.Since(t0)
+	select {
+	case <-d.done: // the daemon, and the guardian that shares its stderr
+	case <-time.After(10 * time.Second):
+		t.Fatalf("guardian did not exit\n%s", d.log.String())
+	}
+	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
+		t.Errorf("no guardian report in the log:\n%s", d.log.String())
+	}
+	want := fileBytes(t, bin, off, 1)
+	for i, g := range idle {
+		if got := procByte(t, g.cmd.Process.Pid, bin, off); !bytes.Equal(got, want) {
+			t.Errorf("idle %d: text at %#x is % x, file % x", i, off, got, want)
+		}
+		io.WriteString(g.stdin, "go\n")
+		line, _ := g.out.ReadString('\n')
+		if err := g.cmd.Wait(); err != nil || !strings.HasPrefix(line, "idle 1000 sum ") {
+			t.Errorf("idle %d after the daemon's death: %q, %v", i, line, err)
+		}
+	}
+	survivors := 0
+	for i, g := range busy {
+		// A few more heartbeats: hot() runs 256 times per beat.
+		for range 4 {
+			g.out.ReadByte()
+		}
+		if !g.alive() {
+			t.Logf("busy %d died (stopped in a hit when the tracer died: the kernel released it with SIGTRAP pending)", i)
+			continue
+		}
+		survivors++
+		if got := procByte(t, g.cmd.Process.Pid, bin, off); !bytes.Equal(got, want) {
+			t.Errorf("busy %d: text at %#x is % x, file % x", i, off, got, want)
+		}
+	}
+	t.Logf("daemon SIGKILL: %d of %d idle and %d of %d busy processes alive; dead mount unmounted %v after the kill",
+		nIdle, nIdle, survivors, nBusy, unmounted.Round(time.Microsecond))
+	for _, l := range strings.Split(d.log.String(), "\n") {
+		if strings.Contains(l, "uprobefs guardian:") {
+			t.Log(l)
+		}
+	}
+}
+
+// procByte reads the byte at file offset off of bin's executable mapping
+// in pid.
+func procByte(t *testing.T, pid int, bin string, off uint64) []byte {
+	t.Helper()
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(maps)) {
+		fl := strings.Fields(line)
+		if len(fl) < 6 || fl[5] != bin || !strings.Contains(fl[1], "x") {
+			continue
+		}
+		var start, end, pgoff uint64
+		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
+		fmt.Sscanf(fl[2], "%x", &pgoff)
+		if off < pgoff || off-pgoff >= end-start {
+			continue
+		}
+		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer mem.Close()
+		b := make([]byte, 1)
+		if _, err := mem.ReadAt(b, int64(start+off-pgoff)); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	t.Fatalf("pid %d does not map %s at %#x", pid, bin, off)
+	return nil
+}
