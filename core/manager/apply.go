@@ -113,6 +113,9 @@ func (b *batch) stageRemove(op Op) error {
 
 func (b *batch) stageAdd(op Op) error {
 	if b.elf == nil {
+		if err := checkNotSelf(b.path, b.key); err != nil {
+			return err
+		}
 		elf, err := objfile.OpenFile(b.path, b.file) // owns b.file from now on
 		if err != nil {
 			b.file = nil // closed by OpenFile
@@ -145,10 +148,11 @@ func (b *batch) stageAdd(op Op) error {
 	return nil
 }
 
-// checkLimits refuses a batch that would exceed MaxProbes.
+// checkLimits refuses a batch that would exceed the probe limit
+// (m.maxProbes, MaxProbes) with ENOSPC.
 func (m *Manager) checkLimits(b *batch) error {
-	if b.total-len(b.removes)+len(b.adds) > MaxProbes {
-		return errorf(syscall.ENOSPC, "too many probes (at most %d)", MaxProbes)
+	if n := b.total - len(b.removes) + len(b.adds); n > m.maxProbes {
+		return errorf(syscall.ENOSPC, "too many probes: this write would make %d, at most %d are allowed (remove some first)", n, m.maxProbes)
 	}
 	return nil
 }

@@ -82,6 +82,9 @@ type Manager struct {
 	inodes *rmap.Inodes   // immutable
 	world  World          // immutable
 	log    *slog.Logger   // immutable
+	// maxProbes is the probe limit (MaxProbes; tests lower it). maxProbes
+	// is immutable after NewManager.
+	maxProbes int
 
 	// applyMu serialises ApplyAs, Remove and Close.
 	applyMu sync.Mutex
@@ -103,7 +106,7 @@ func NewManager(eng *probes.Engine, inodes *rmap.Inodes, w World, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{eng: eng, inodes: inodes, world: w, log: log, files: map[rmap.InodeKey]*file{}}
+	return &Manager{eng: eng, inodes: inodes, world: w, log: log, maxProbes: MaxProbes, files: map[rmap.InodeKey]*file{}}
 }
 
 // KeyOf returns the identity of the file at path (following symlinks).
@@ -189,7 +192,7 @@ func (m *Manager) Apply(path string, ops []Op) error { return m.ApplyAs(Root, pa
 // file), EISDIR, ENOEXEC (not an x86-64 ELF file), EPERM (c may not trace a
 // process that maps the file, or may not remove another user's probe, or the
 // file is set-uid/set-gid), EDEADLK (the caller's own process maps the
-// file), ENOSPC (MaxProbes), ESHUTDOWN (closed), or what the world or engine
+// file, or the daemon maps it itself), ENOSPC (MaxProbes), ESHUTDOWN (closed), or what the world or engine
 // returned.
 func (m *Manager) ApplyAs(c Caller, path string, ops []Op) error {
 	m.applyMu.Lock()

@@ -36,15 +36,19 @@ type Op struct {
 // line, in one of these forms (blank lines and lines starting with '#' are
 // ignored; spaces and tabs around a line and a trailing "\r" are ignored):
 //
-//	OFFSET              file offset, hex (0x4a0) or decimal (1184)
+//	OFFSET              file offset, hex (0x4a0), octal (02240) or decimal (1184)
 //	SYMBOL              a function symbol of .symtab or .dynsym
-//	SYMBOL+OFF          OFF bytes into it (hex or decimal)
+//	SYMBOL+OFF          OFF bytes into it (hex, octal or decimal)
 //	NAME=LOCATION       LOCATION (one of the above) under the name NAME
 //	p:NAME LOCATION     the same, tracefs style; "p LOCATION" has no name
 //	-NAME, -:NAME       unregister the probe NAME
 //
 // A name is 1 to 255 bytes without '/', '=', white space or control
-// characters, does not start with '-', and is not ".", ".." or "probes".
+// characters, does not start with '-', is not all digits, and is not ".",
+// ".." or "probes".
+// A number has a base as in uprobe_events (kstrtoul base 0): "0x" hex, a
+// leading 0 octal, else decimal. A name is not all digits, so "-1" is a
+// negative offset (EINVAL), never a removal.
 // Errors are *Error with EINVAL naming the line: NUL bytes, lines longer than
 // MaxLine, unknown forms (r: return probes, fetch arguments, PATH:OFFSET),
 // bad names, and input without any line (empty write).
@@ -83,6 +87,9 @@ func parseLine(line string) (Op, error) {
 	}
 	switch {
 	case strings.HasPrefix(line, "-"):
+		if err := checkRemoveLine(line); err != nil {
+			return Op{}, fmt.Errorf("%q: %v", line, err)
+		}
 		name := strings.TrimPrefix(strings.TrimPrefix(line, "-"), ":")
 		if err := checkName(name); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
@@ -152,6 +159,8 @@ func checkName(name string) error {
 		return fmt.Errorf("%q is reserved and cannot be a probe name", name)
 	case name[0] == '-':
 		return errors.New("a probe name cannot start with '-'")
+	case allDigits(name):
+		return errors.New("a probe name cannot be all digits (-NAME would read as a negative offset)")
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c <= ' ' || c == 0x7f || c == '/' || c == '=' {
