@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -79,7 +78,9 @@ type ErrorEntry struct {
 	Reason string
 }
 
-// Line formats the entry as one line of the control directory's errors file:
+// Line formats the entry as one line of the control directory's errors file
+// (the path escaped by EscapeField, the input Go-quoted, the reason escaped
+// by EscapeText: one entry is one line, whatever the path or input holds):
 //
 //	2025-12-01T22:53:00.123Z uid=0 pid=42 EINVAL path=/tmp/x/demo input="bogus!" reason: line 1: ...
 func (e ErrorEntry) Line() string {
@@ -89,7 +90,7 @@ func (e ErrorEntry) Line() string {
 	}
 	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q reason: %s\n",
 		e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Caller.Uid, e.Caller.Pid,
-		errnoName(e.Errno), escapePath(e.Path), in, e.Reason)
+		errnoName(e.Errno), EscapeField(e.Path), in, EscapeText(e.Reason))
 }
 
 func errnoName(e syscall.Errno) string {
@@ -97,23 +98,6 @@ func errnoName(e syscall.Errno) string {
 		return n
 	}
 	return "errno" + strconv.Itoa(int(e))
-}
-
-// escapePath escapes white space and backslashes like /proc/mounts (\040).
-func escapePath(p string) string {
-	if !strings.ContainsAny(p, " \t\n\\") {
-		return p
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case ' ', '\t', '\n', '\\':
-			fmt.Fprintf(&b, "\\%03o", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
 }
 
 // Refuse records a refused request (path, input, reason) in the error log and

@@ -50,19 +50,20 @@ func (p *Probe) Subscribe(c Caller) *Subscription {
 	return p.events.Subscribe(filter)
 }
 
-// ListingLine is a probe's line in a binary's probes file:
+// ListingLine is a probe's line in a binary's probes file (name and location
+// escaped by EscapeField):
 //
 //	NAME LOCATION 0xOFFSET HITS
 func (p *Probe) ListingLine() string {
-	return fmt.Sprintf("%s %s %#x %d\n", p.Name, p.Location, p.Offset, p.Hits())
+	return fmt.Sprintf("%s %s %#x %d\n", EscapeField(p.Name), EscapeField(p.Location), p.Offset, p.Hits())
 }
 
 // ControlLine is a probe's line in the control directory's probes file (the
-// path escaped like /proc/mounts):
+// path escaped by EscapeField, like /proc/mounts):
 //
 //	PATH NAME LOCATION 0xOFFSET HITS
 func (p *Probe) ControlLine() string {
-	return escapePath(p.Path) + " " + p.ListingLine()
+	return EscapeField(p.Path) + " " + p.ListingLine()
 }
 
 // file is the probes of one inode.
