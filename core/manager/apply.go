@@ -134,7 +134,7 @@ func (b *batch) stageAdd(op Op) error {
 	loc := canonicalLocation(op.Location)
 	name := op.Name
 	if name == "" {
-		name = loc
+		name = defaultName(loc)
 		if err := checkName(name); err != nil {
 			return errorf(syscall.EINVAL, "%q cannot be a probe name (%v): give one with NAME=%s", name, err, op.Location)
 		}

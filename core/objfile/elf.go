@@ -252,8 +252,10 @@ func validSymbolName(s string) bool {
 }
 
 // Resolve parses the location loc and returns the file offset it names:
-// "0x4a0" (hex) and "1184" (decimal) are file offsets; "sym", "sym+0x10" and
-// "sym+16" are offsets into the STT_FUNC symbol sym of .symtab or .dynsym.
+// "0x4a0" (hex), "02240" (octal) and "1184" (decimal) are file offsets;
+// "sym", "sym+0x10" and "sym+16" are offsets into the STT_FUNC symbol sym of
+// .symtab or .dynsym, and so are the quoted forms "\"sym\"" and
+// "\"sym\"+0x10" (SplitQuoted), which name any symbol.
 // Errors wrap ErrSyntax (unparsable), ErrNoSymbol (no such function, or
 // several different functions of that name, none global), ErrPastSymbol (OFF
 // at or past the symbol's size, or OFF > 0 into a symbol of unknown size) or
@@ -274,15 +276,22 @@ func (f *File) Resolve(loc string) (uint64, error) {
 		return off, nil
 	}
 	name, rel := loc, uint64(0)
-	if i := strings.LastIndexByte(loc, '+'); i >= 0 {
-		n, ok := ParseNumber(loc[i+1:])
-		if !ok {
-			return 0, fmt.Errorf("%q: want SYMBOL+OFF with OFF hex (0x10), octal (020) or decimal (16): %w", loc, ErrSyntax)
+	if loc[0] == '"' {
+		var err error
+		if name, rel, err = SplitQuoted(loc); err != nil {
+			return 0, fmt.Errorf("%q: %v: %w", loc, err, ErrSyntax)
 		}
-		name, rel = loc[:i], n
-	}
-	if !validSymbolName(name) {
-		return 0, fmt.Errorf("%q: bad symbol name %q: %w", loc, name, ErrSyntax)
+	} else {
+		if i := strings.LastIndexByte(loc, '+'); i >= 0 {
+			n, ok := ParseNumber(loc[i+1:])
+			if !ok {
+				return 0, fmt.Errorf("%q: want SYMBOL+OFF with OFF hex (0x10), octal (020) or decimal (16): %w", loc, ErrSyntax)
+			}
+			name, rel = loc[:i], n
+		}
+		if !validSymbolName(name) {
+			return 0, fmt.Errorf("%q: bad symbol name %q (quote a symbol with '+', white space or a leading digit: \"SYMBOL\"): %w", loc, name, ErrSyntax)
+		}
 	}
 	s, err := f.lookup(name)
 	if err != nil {
