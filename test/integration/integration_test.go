@@ -330,6 +330,17 @@ func TestShutdownUmount(t *testing.T) {
 	})
 }
 
+// TestShutdownLazyUmount: umount -l while a reader is blocked in events
+// (so the kernel keeps the detached mount's connection open) shuts down as
+// SIGTERM does: probes unregistered, processes restored, the reader at end
+// of file, exit status 0.
+func TestShutdownLazyUmount(t *testing.T) {
+	testShutdown(t, true, func(d *daemon) int {
+		d.must("umount -l " + d.mnt)
+		return d.wait()
+	})
+}
+
 func testShutdown(t *testing.T, withReader bool, stop func(*daemon) int) {
 	d := startDaemon(t)
 	bin1, bin2 := buildFixture(t), buildFixture(t)
