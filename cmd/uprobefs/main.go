@@ -255,7 +255,7 @@ func serve(srv *fuse.Server, m *manager.Manager, mnt string, detached <-chan str
 		case <-time.After(5 * time.Second):
 			log.Warn("files of the detached mount are still open; exiting ends the connection (their next access fails with ENOTCONN)")
 		}
-		case <-served:
+	case <-served:
 		log.Info("unmounted; shutting down", "mountpoint", mnt)
 		if err := m.Close(); err != nil {
 			log.Error("shutdown: restoring processes", "err", err)
