@@ -72,10 +72,13 @@ func objfileError(err error) *Error {
 type ErrorEntry struct {
 	Time   time.Time
 	Caller Caller
-	Path   string
-	Input  string
-	Errno  syscall.Errno
-	Reason string
+	Path   string // at most errPathMax bytes (then cut, marked "...")
+	// Input is an excerpt of the refused input: its first errInputExcerpt
+	// bytes; InputLen is the input's full length.
+	Input    string
+	InputLen int
+	Errno    syscall.Errno
+	Reason   string // at most errReasonMax bytes (then cut, marked "...")
 }
 
 // Line formats the entry as one line of the control directory's errors file
@@ -85,12 +88,16 @@ type ErrorEntry struct {
 //	2025-12-01T22:53:00.123Z uid=0 pid=42 EINVAL path=/tmp/x/demo input="bogus!" reason: line 1: ...
 func (e ErrorEntry) Line() string {
 	in := e.Input
-	if len(in) > 160 {
-		in = in[:160] + fmt.Sprintf("...(%d bytes)", len(e.Input))
+	if len(in) > errInputExcerpt {
+		in = in[:errInputExcerpt]
 	}
-	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q reason: %s\n",
+	more := ""
+	if n := max(e.InputLen, len(e.Input)); n > len(in) {
+		more = fmt.Sprintf("...(%d bytes)", n)
+	}
+	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q%s reason: %s\n",
 		e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Caller.Uid, e.Caller.Pid,
-		errnoName(e.Errno), EscapeField(e.Path), in, EscapeText(e.Reason))
+		errnoName(e.Errno), EscapeField(e.Path), in, more, EscapeText(e.Reason))
 }
 
 func errnoName(e syscall.Errno) string {
@@ -106,14 +113,11 @@ func errnoName(e syscall.Errno) string {
 func (m *Manager) Refuse(c Caller, path, input string, err error) {
 	e := AsError(err)
 	m.errors.Add(1)
-	ent := ErrorEntry{Time: time.Now(), Caller: c, Path: path, Input: input, Errno: e.Errno, Reason: e.Reason}
+	ent := boundEntry(ErrorEntry{Time: time.Now(), Caller: c, Path: path, Input: input, Errno: e.Errno, Reason: e.Reason})
 	m.mu.Lock()
-	if len(m.errlog) >= errorLogSize {
-		m.errlog = slices.Delete(m.errlog, 0, len(m.errlog)-errorLogSize+1)
-	}
-	m.errlog = append(m.errlog, ent)
+	m.appendErrorLocked(ent)
 	m.mu.Unlock()
-	m.log.Info("refused", "uid", c.Uid, "pid", c.Pid, "path", path, "input", truncate(input, 160), "errno", errnoName(e.Errno), "reason", e.Reason)
+	m.log.Info("refused", "uid", c.Uid, "pid", c.Pid, "path", ent.Path, "input", truncate(ent.Input, errInputExcerpt), "input_bytes", ent.InputLen, "errno", errnoName(e.Errno), "reason", ent.Reason)
 }
 
 func truncate(s string, n int) string {
@@ -123,7 +127,8 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// Errors returns the error log, oldest first (the last 1000 refusals).
+// Errors returns the error log, oldest first: the last 1000 refusals, fewer
+// if their excerpts exceed errorLogBytes in all (errlog.go).
 func (m *Manager) Errors() []ErrorEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()

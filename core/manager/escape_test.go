@@ -1,6 +1,8 @@
 package manager
 
 import (
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,5 +60,37 @@ func TestErrorLineOneLine(t *testing.T) {
 	}
 	if !strings.HasSuffix(l, `on /tmp/a b\012c`+"\n") {
 		t.Fatalf("reason not escaped: %q", l)
+	}
+}
+
+// TestErrorLogBounded: huge inputs, reasons and paths are kept as bounded
+// excerpts, and the log as a bounded number of entries and bytes, the
+// newest kept.
+func TestErrorLogBounded(t *testing.T) {
+	m, _, _, _ := newMgr(t)
+	big := strings.Repeat("x", 64<<10)
+	for i := range 2000 {
+		m.Refuse(Root, "/p/"+big, big+strconv.Itoa(i), errorf(2, "reason %d %s", i, big))
+	}
+	es := m.Errors()
+	if len(es) == 0 || len(es) > errorLogSize {
+		t.Fatalf("%d entries", len(es))
+	}
+	total := 0
+	for i := range es {
+		e := &es[i]
+		total += e.size()
+		if len(e.Input) > errInputExcerpt || e.InputLen != 64<<10+len(strconv.Itoa(1999-len(es)+1+i)) {
+			t.Fatalf("entry %d: input %d bytes of %d", i, len(e.Input), e.InputLen)
+		}
+		if len(e.Reason) > errReasonMax+32 || len(e.Path) > errPathMax+32 {
+			t.Fatalf("entry %d: reason %d bytes, path %d bytes", i, len(e.Reason), len(e.Path))
+		}
+	}
+	if total > errorLogBytes {
+		t.Fatalf("log holds %d bytes, bound %d", total, errorLogBytes)
+	}
+	if l := es[len(es)-1].Line(); !strings.Contains(l, "reason 1999 ") || !strings.Contains(l, fmt.Sprintf("...(%d bytes)", 64<<10+4)) {
+		t.Fatalf("newest entry: %.200q", l)
 	}
 }

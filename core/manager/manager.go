@@ -90,11 +90,13 @@ type Manager struct {
 	// applyMu serialises ApplyAs, Remove and Close.
 	applyMu sync.Mutex
 
-	// mu protects files, errlog, closed.
+	// mu protects files, errlog, errlogBytes, closed.
 	mu     sync.Mutex
 	files  map[rmap.InodeKey]*file
-	errlog []ErrorEntry // ring of the last errorLogSize refusals, oldest first
-	closed bool
+	errlog []ErrorEntry // the last errorLogSize refusals, oldest first (errlog.go)
+	// errlogBytes is the size of errlog's entries (ErrorEntry.size).
+	errlogBytes int
+	closed      bool
 
 	nextID atomic.Uint64
 	errors atomic.Uint64 // refused requests. errors is accessed atomically.
