@@ -178,7 +178,7 @@ func (m *Manager) register(b *batch) error {
 	for i, p := range b.adds {
 		p.ID = m.nextID.Add(1)
 		p.Created = now
-		p.events = newEventRing()
+		p.events = m.newEventRing()
 		ring := p.events
 		p.consumer = &probes.Consumer{Name: p.Name, Handler: func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) }}
 		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)

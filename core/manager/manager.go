@@ -86,6 +86,9 @@ type Manager struct {
 	// maxProbes is the probe limit (MaxProbes; tests lower it). maxProbes
 	// is immutable after NewManager.
 	maxProbes int
+	// rings is the budget of the probes' event rings. rings is immutable
+	// (a *ringBudget is safe for concurrent use).
+	rings *ringBudget
 
 	// applyMu serialises ApplyAs, Remove and Close.
 	applyMu sync.Mutex
@@ -109,7 +112,7 @@ func NewManager(eng *probes.Engine, inodes *rmap.Inodes, w World, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{eng: eng, inodes: inodes, world: w, log: log, maxProbes: MaxProbes, files: map[rmap.InodeKey]*file{}}
+	return &Manager{eng: eng, inodes: inodes, world: w, log: log, maxProbes: MaxProbes, rings: newRingBudget(ringBudgetEvents), files: map[rmap.InodeKey]*file{}}
 }
 
 // KeyOf returns the identity of the file at path (following symlinks).
