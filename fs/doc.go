@@ -57,17 +57,20 @@
 //
 //	EINVAL   unparsable line, offset outside executable code or past EOF,
 //	         not on an instruction boundary, instruction refused, bad name,
-//	         empty write, write larger than 64 KiB, line longer than 4096,
-//	         NUL byte, overflow, negative offset
+//	         a write without a probe line (a 0-byte write never arrives),
+//	         write larger than 64 KiB, line longer than 4096, NUL byte,
+//	         overflow, negative offset ("-1"), "08" (not octal)
 //	ENOENT   unknown symbol, unknown probe name (-NAME), no such file
 //	EEXIST   a probe of that name exists on the file
 //	ENOEXEC  not an x86-64 ELF file (or not a regular file)
-//	EISDIR   writing probes of a directory
+//	EISDIR   DIR/probes of a directory: any lookup (open, create, stat)
+//	ENOSPC   the probe limit (manager.MaxProbes)
 //	EACCES   opening a read-only file (hits, events, status, control files) for writing
 //	EPERM    mkdir, create, mknod, symlink, link, rename, setattr, unlink
 //	         anywhere but a probe's own files; caller may not trace a process
 //	         that maps the file, or remove another user's probe
-//	EDEADLK  the writing process maps the file it probes
+//	EDEADLK  the writing process maps the file it probes, or the daemon does
+//	         (its own executable, <mount>/proc/self/exe)
 //	EAGAIN   events opened O_NONBLOCK with nothing to read
 //	EINTR    a blocked events read was interrupted
 //

@@ -44,6 +44,12 @@ func (d *mirrorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(real, &st); err != nil {
+		if name == "probes" && err == syscall.ENOENT {
+			// DIR/probes of a directory: EISDIR for every access (open
+			// with or without O_CREAT, stat), as documented.
+			return nil, d.refuse(ctx, mpath, "lookup", syscall.EISDIR,
+				"%s is a directory: only regular files (ELF executables and libraries) have probes", d.fsys.real(d.mpath))
+		}
 		return nil, err.(syscall.Errno)
 	}
 	if self := d.fsys.selfDev.Load(); self != 0 && st.Dev == self {

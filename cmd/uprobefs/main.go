@@ -6,7 +6,7 @@
 //	uprobefs help [COMMAND]
 //
 // mount runs in the foreground until SIGINT, SIGTERM or an unmount of
-// MOUNTPOINT; then it unregisters every probe, restores and detaches every
+// MOUNTPOINT (also a lazy one, umount -l, while files are open); then it unregisters every probe, restores and detaches every
 // traced process, unmounts, and exits 0. See README.md for the filesystem.
 package main
 
@@ -124,7 +124,7 @@ and whose NAME/hits, NAME/events and NAME/status show them. The control
 directory MOUNTPOINT/.uprobefs lists every probe, statistics and refused
 requests.
 
-SIGINT, SIGTERM or "umount MOUNTPOINT" end it cleanly: every probe is
+SIGINT, SIGTERM or "umount MOUNTPOINT" (also "umount -l") end it cleanly: every probe is
 unregistered, every traced process restored and detached (left running),
 the filesystem unmounted; then the exit status is 0.
 
@@ -186,7 +186,20 @@ func cmdMount(args []string, stdout, stderr io.Writer) int {
 	}
 	mounted = true
 	log.Info("mounted", "mountpoint", mnt, "allow_other", *allowOther, "pid", os.Getpid(), "guardian", g.cmd.Process.Pid)
-	status := serve(srv, m, mnt, log)
+	var detached <-chan struct{}
+	var st syscall.Stat_t
+	err = syscall.Stat(mnt, &st)
+	if err == nil {
+		var w *detachWatch
+		if w, err = watchDetach(st.Dev); err == nil {
+			defer w.Stop()
+			detached = w.Detached
+		}
+	}
+	if err != nil {
+		log.Warn("cannot watch the mount table: a lazy unmount (umount -l) with open files will not end uprobefs", "err", err)
+	}
+	status := serve(srv, m, mnt, detached, log)
 	if status == 0 && g.led.Len() == 0 {
 		g.clean()
 	}
@@ -215,9 +228,11 @@ func checkMount(mnt string) error {
 	return nil
 }
 
-// serve waits for a signal or an unmount, then shuts down: unregister every
-// probe and restore every process first (the important part), then unmount.
-func serve(srv *fuse.Server, m *manager.Manager, mnt string, log *slog.Logger) int {
+// serve waits for a signal, an unmount or the detach of the mount (closed
+// detached: "umount -l" while files of the mount are open), then shuts down:
+// unregister every probe and restore every process first (the important
+// part), then unmount.
+func serve(srv *fuse.Server, m *manager.Manager, mnt string, detached <-chan struct{}, log *slog.Logger) int {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
@@ -243,6 +258,21 @@ func serve(srv *fuse.Server, m *manager.Manager, mnt string, log *slog.Logger) i
 		if err := unmount(srv, mnt, served, log); err != nil {
 			log.Error("shutdown: unmount", "err", err)
 			status = 1
+		}
+	case <-detached:
+		// As on SIGTERM, but the mount point is no longer ours: never
+		// unmount it (another filesystem may be mounted there now). The
+		// readers get end of file; when the last file of the detached
+		// mount closes, the kernel ends the connection.
+		log.Info("mount detached (umount -l); shutting down", "mountpoint", mnt)
+		if err := m.Close(); err != nil {
+			log.Error("shutdown: restoring processes", "err", err)
+			status = 1
+		}
+		select {
+		case <-served:
+		case <-time.After(5 * time.Second):
+			log.Warn("files of the detached mount are still open; exiting ends the connection (their next access fails with ENOTCONN)")
 		}
 	case <-served:
 		log.Info("unmounted; shutting down", "mountpoint", mnt)

@@ -113,6 +113,9 @@ func (b *batch) stageRemove(op Op) error {
 
 func (b *batch) stageAdd(op Op) error {
 	if b.elf == nil {
+		if err := checkNotSelf(b.path, b.key); err != nil {
+			return err
+		}
 		elf, err := objfile.OpenFile(b.path, b.file) // owns b.file from now on
 		if err != nil {
 			b.file = nil // closed by OpenFile
@@ -131,7 +134,7 @@ func (b *batch) stageAdd(op Op) error {
 	loc := canonicalLocation(op.Location)
 	name := op.Name
 	if name == "" {
-		name = loc
+		name = defaultName(loc)
 		if err := checkName(name); err != nil {
 			return errorf(syscall.EINVAL, "%q cannot be a probe name (%v): give one with NAME=%s", name, err, op.Location)
 		}
@@ -145,10 +148,11 @@ func (b *batch) stageAdd(op Op) error {
 	return nil
 }
 
-// checkLimits refuses a batch that would exceed MaxProbes.
+// checkLimits refuses a batch that would exceed the probe limit
+// (m.maxProbes, MaxProbes) with ENOSPC.
 func (m *Manager) checkLimits(b *batch) error {
-	if b.total-len(b.removes)+len(b.adds) > MaxProbes {
-		return errorf(syscall.ENOSPC, "too many probes (at most %d)", MaxProbes)
+	if n := b.total - len(b.removes) + len(b.adds); n > m.maxProbes {
+		return errorf(syscall.ENOSPC, "too many probes: this write would make %d, at most %d are allowed (remove some first)", n, m.maxProbes)
 	}
 	return nil
 }
@@ -174,7 +178,7 @@ func (m *Manager) register(b *batch) error {
 	for i, p := range b.adds {
 		p.ID = m.nextID.Add(1)
 		p.Created = now
-		p.events = newEventRing()
+		p.events = m.newEventRing()
 		ring := p.events
 		p.consumer = &probes.Consumer{Name: p.Name, Handler: func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) }}
 		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)

@@ -7,13 +7,19 @@
 // It owns, one concern a file:
 //
 //   - parse.go: the probes-file line grammar (ParseProbeLines, Op), names
-//     and canonical locations.
+//     and canonical locations; quoted.go: quoted symbols ("github.com/x/y.F")
+//     and their default names; contract.go: checks of the documented
+//     contract ("-1" is a negative offset, no probe on the daemon's own
+//     files).
 //   - errors.go: Error (an errno and a reason a person can read), the
-//     conversion of core errors, the error log (Refuse, Errors).
+//     conversion of core errors, the error log (Refuse, Errors); errlog.go:
+//     its bounds (an excerpt per entry, a bounded total).
+//   - escape.go: the escaping of outside fields, so one entry is one line.
 //   - perm.go: who may do what (Caller; the --allow-other rules: ptrace-like
 //     uid checks, EDEADLK for a writer that maps the file) and which
 //     processes a caller sees.
-//   - ring.go: the event ring of a probe and its per-reader subscriptions.
+//   - ring.go: the event ring of a probe and its per-reader subscriptions,
+//     and the budget all rings of a Manager share.
 //   - status.go, stats.go: the status lines of a probe and the counters.
 //   - manager.go: the Manager, its probes, and ApplyAs (stage, check,
 //     watch, register, commit) with its rollback; Close.

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -73,23 +72,32 @@ func objfileError(err error) *Error {
 type ErrorEntry struct {
 	Time   time.Time
 	Caller Caller
-	Path   string
-	Input  string
-	Errno  syscall.Errno
-	Reason string
+	Path   string // at most errPathMax bytes (then cut, marked "...")
+	// Input is an excerpt of the refused input: its first errInputExcerpt
+	// bytes; InputLen is the input's full length.
+	Input    string
+	InputLen int
+	Errno    syscall.Errno
+	Reason   string // at most errReasonMax bytes (then cut, marked "...")
 }
 
-// Line formats the entry as one line of the control directory's errors file:
+// Line formats the entry as one line of the control directory's errors file
+// (the path escaped by EscapeField, the input Go-quoted, the reason escaped
+// by EscapeText: one entry is one line, whatever the path or input holds):
 //
 //	2025-12-01T22:53:00.123Z uid=0 pid=42 EINVAL path=/tmp/x/demo input="bogus!" reason: line 1: ...
 func (e ErrorEntry) Line() string {
 	in := e.Input
-	if len(in) > 160 {
-		in = in[:160] + fmt.Sprintf("...(%d bytes)", len(e.Input))
+	if len(in) > errInputExcerpt {
+		in = in[:errInputExcerpt]
 	}
-	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q reason: %s\n",
+	more := ""
+	if n := max(e.InputLen, len(e.Input)); n > len(in) {
+		more = fmt.Sprintf("...(%d bytes)", n)
+	}
+	return fmt.Sprintf("%s uid=%d pid=%d %s path=%s input=%q%s reason: %s\n",
 		e.Time.UTC().Format("2006-01-02T15:04:05.000Z"), e.Caller.Uid, e.Caller.Pid,
-		errnoName(e.Errno), escapePath(e.Path), in, e.Reason)
+		errnoName(e.Errno), EscapeField(e.Path), in, more, EscapeText(e.Reason))
 }
 
 func errnoName(e syscall.Errno) string {
@@ -99,37 +107,17 @@ func errnoName(e syscall.Errno) string {
 	return "errno" + strconv.Itoa(int(e))
 }
 
-// escapePath escapes white space and backslashes like /proc/mounts (\040).
-func escapePath(p string) string {
-	if !strings.ContainsAny(p, " \t\n\\") {
-		return p
-	}
-	var b strings.Builder
-	for i := 0; i < len(p); i++ {
-		switch c := p[i]; c {
-		case ' ', '\t', '\n', '\\':
-			fmt.Fprintf(&b, "\\%03o", c)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	return b.String()
-}
-
 // Refuse records a refused request (path, input, reason) in the error log and
 // the daemon's log. The filesystem calls it for the refusals it decides
 // itself (read-only files, mkdir, rename...).
 func (m *Manager) Refuse(c Caller, path, input string, err error) {
 	e := AsError(err)
 	m.errors.Add(1)
-	ent := ErrorEntry{Time: time.Now(), Caller: c, Path: path, Input: input, Errno: e.Errno, Reason: e.Reason}
+	ent := boundEntry(ErrorEntry{Time: time.Now(), Caller: c, Path: path, Input: input, Errno: e.Errno, Reason: e.Reason})
 	m.mu.Lock()
-	if len(m.errlog) >= errorLogSize {
-		m.errlog = slices.Delete(m.errlog, 0, len(m.errlog)-errorLogSize+1)
-	}
-	m.errlog = append(m.errlog, ent)
+	m.appendErrorLocked(ent)
 	m.mu.Unlock()
-	m.log.Info("refused", "uid", c.Uid, "pid", c.Pid, "path", path, "input", truncate(input, 160), "errno", errnoName(e.Errno), "reason", e.Reason)
+	m.log.Info("refused", "uid", c.Uid, "pid", c.Pid, "path", ent.Path, "input", truncate(ent.Input, errInputExcerpt), "input_bytes", ent.InputLen, "errno", errnoName(e.Errno), "reason", ent.Reason)
 }
 
 func truncate(s string, n int) string {
@@ -139,7 +127,8 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// Errors returns the error log, oldest first (the last 1000 refusals).
+// Errors returns the error log, oldest first: the last 1000 refusals, fewer
+// if their excerpts exceed errorLogBytes in all (errlog.go).
 func (m *Manager) Errors() []ErrorEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()

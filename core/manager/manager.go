@@ -50,19 +50,20 @@ func (p *Probe) Subscribe(c Caller) *Subscription {
 	return p.events.Subscribe(filter)
 }
 
-// ListingLine is a probe's line in a binary's probes file:
+// ListingLine is a probe's line in a binary's probes file (name and location
+// escaped by EscapeField):
 //
 //	NAME LOCATION 0xOFFSET HITS
 func (p *Probe) ListingLine() string {
-	return fmt.Sprintf("%s %s %#x %d\n", p.Name, p.Location, p.Offset, p.Hits())
+	return fmt.Sprintf("%s %s %#x %d\n", EscapeField(p.Name), EscapeField(p.Location), p.Offset, p.Hits())
 }
 
 // ControlLine is a probe's line in the control directory's probes file (the
-// path escaped like /proc/mounts):
+// path escaped by EscapeField, like /proc/mounts):
 //
 //	PATH NAME LOCATION 0xOFFSET HITS
 func (p *Probe) ControlLine() string {
-	return escapePath(p.Path) + " " + p.ListingLine()
+	return EscapeField(p.Path) + " " + p.ListingLine()
 }
 
 // file is the probes of one inode.
@@ -82,15 +83,23 @@ type Manager struct {
 	inodes *rmap.Inodes   // immutable
 	world  World          // immutable
 	log    *slog.Logger   // immutable
+	// maxProbes is the probe limit (MaxProbes; tests lower it). maxProbes
+	// is immutable after NewManager.
+	maxProbes int
+	// rings is the budget of the probes' event rings. rings is immutable
+	// (a *ringBudget is safe for concurrent use).
+	rings *ringBudget
 
 	// applyMu serialises ApplyAs, Remove and Close.
 	applyMu sync.Mutex
 
-	// mu protects files, errlog, closed.
+	// mu protects files, errlog, errlogBytes, closed.
 	mu     sync.Mutex
 	files  map[rmap.InodeKey]*file
-	errlog []ErrorEntry // ring of the last errorLogSize refusals, oldest first
-	closed bool
+	errlog []ErrorEntry // the last errorLogSize refusals, oldest first (errlog.go)
+	// errlogBytes is the size of errlog's entries (ErrorEntry.size).
+	errlogBytes int
+	closed      bool
 
 	nextID atomic.Uint64
 	errors atomic.Uint64 // refused requests. errors is accessed atomically.
@@ -103,7 +112,7 @@ func NewManager(eng *probes.Engine, inodes *rmap.Inodes, w World, log *slog.Logg
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{eng: eng, inodes: inodes, world: w, log: log, files: map[rmap.InodeKey]*file{}}
+	return &Manager{eng: eng, inodes: inodes, world: w, log: log, maxProbes: MaxProbes, rings: newRingBudget(ringBudgetEvents), files: map[rmap.InodeKey]*file{}}
 }
 
 // KeyOf returns the identity of the file at path (following symlinks).
@@ -189,7 +198,7 @@ func (m *Manager) Apply(path string, ops []Op) error { return m.ApplyAs(Root, pa
 // file), EISDIR, ENOEXEC (not an x86-64 ELF file), EPERM (c may not trace a
 // process that maps the file, or may not remove another user's probe, or the
 // file is set-uid/set-gid), EDEADLK (the caller's own process maps the
-// file), ENOSPC (MaxProbes), ESHUTDOWN (closed), or what the world or engine
+// file, or the daemon maps it itself), ENOSPC (MaxProbes), ESHUTDOWN (closed), or what the world or engine
 // returned.
 func (m *Manager) ApplyAs(c Caller, path string, ops []Op) error {
 	m.applyMu.Lock()

@@ -36,15 +36,21 @@ type Op struct {
 // line, in one of these forms (blank lines and lines starting with '#' are
 // ignored; spaces and tabs around a line and a trailing "\r" are ignored):
 //
-//	OFFSET              file offset, hex (0x4a0) or decimal (1184)
+//	OFFSET              file offset, hex (0x4a0), octal (02240) or decimal (1184)
 //	SYMBOL              a function symbol of .symtab or .dynsym
-//	SYMBOL+OFF          OFF bytes into it (hex or decimal)
+//	SYMBOL+OFF          OFF bytes into it (hex, octal or decimal)
+//	"SYMBOL"[+OFF]      a quoted symbol (a Go string literal): any symbol,
+//	                    such as "github.com/x/y.F" (quoted.go)
 //	NAME=LOCATION       LOCATION (one of the above) under the name NAME
 //	p:NAME LOCATION     the same, tracefs style; "p LOCATION" has no name
 //	-NAME, -:NAME       unregister the probe NAME
 //
 // A name is 1 to 255 bytes without '/', '=', white space or control
-// characters, does not start with '-', and is not ".", ".." or "probes".
+// characters, does not start with '-', is not all digits, and is not ".",
+// ".." or "probes".
+// A number has a base as in uprobe_events (kstrtoul base 0): "0x" hex, a
+// leading 0 octal, else decimal. A name is not all digits, so "-1" is a
+// negative offset (EINVAL), never a removal.
 // Errors are *Error with EINVAL naming the line: NUL bytes, lines longer than
 // MaxLine, unknown forms (r: return probes, fetch arguments, PATH:OFFSET),
 // bad names, and input without any line (empty write).
@@ -83,6 +89,9 @@ func parseLine(line string) (Op, error) {
 	}
 	switch {
 	case strings.HasPrefix(line, "-"):
+		if err := checkRemoveLine(line); err != nil {
+			return Op{}, fmt.Errorf("%q: %v", line, err)
+		}
 		name := strings.TrimPrefix(strings.TrimPrefix(line, "-"), ":")
 		if err := checkName(name); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
@@ -109,7 +118,7 @@ func parseLine(line string) (Op, error) {
 		}
 		return Op{Name: name, Location: f[1]}, nil
 	}
-	if name, loc, ok := strings.Cut(line, "="); ok {
+	if name, loc, ok := strings.Cut(line, "="); ok && line[0] != '"' {
 		name, loc = strings.Trim(name, " \t"), strings.Trim(loc, " \t")
 		if err := checkName(name); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
@@ -126,6 +135,9 @@ func parseLine(line string) (Op, error) {
 }
 
 func checkLocation(loc string) error {
+	if strings.HasPrefix(loc, `"`) {
+		return checkQuotedLocation(loc)
+	}
 	switch {
 	case loc == "":
 		return errors.New("missing location")
@@ -134,7 +146,7 @@ func checkLocation(loc string) error {
 	case strings.Contains(loc, "="):
 		return errors.New("more than one '='")
 	case strings.Contains(loc, ":") || strings.Contains(loc, "/"):
-		return errors.New("a location is an offset or a symbol of this file (no PATH: part, the path is the file you write to)")
+		return errors.New("a location is an offset or a symbol of this file (no PATH: part, the path is the file you write to); quote a symbol with '/' or ':' as a Go string: \"github.com/x/y.F\"")
 	case strings.HasPrefix(loc, "-"):
 		return errors.New("negative offset")
 	}
@@ -152,6 +164,8 @@ func checkName(name string) error {
 		return fmt.Errorf("%q is reserved and cannot be a probe name", name)
 	case name[0] == '-':
 		return errors.New("a probe name cannot start with '-'")
+	case allDigits(name):
+		return errors.New("a probe name cannot be all digits (-NAME would read as a negative offset)")
 	}
 	for i := 0; i < len(name); i++ {
 		if c := name[i]; c <= ' ' || c == 0x7f || c == '/' || c == '=' {
@@ -163,8 +177,12 @@ func checkName(name string) error {
 
 // canonicalLocation is the default name of a probe at loc (as written, which
 // install.Resolve accepted): offsets become lowercase hex ("1184" ->
-// "0x4a0"), "sym+0" becomes "sym", "sym+16" becomes "sym+0x10".
+// "0x4a0"), "sym+0" becomes "sym", "sym+16" becomes "sym+0x10"; a quoted
+// symbol as canonicalQuoted says.
 func canonicalLocation(loc string) string {
+	if strings.HasPrefix(loc, `"`) {
+		return canonicalQuoted(loc)
+	}
 	if loc != "" && loc[0] >= '0' && loc[0] <= '9' {
 		if n, ok := objfile.ParseNumber(loc); ok {
 			return "0x" + strconv.FormatUint(n, 16)

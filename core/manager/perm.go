@@ -22,7 +22,8 @@ var Root = Caller{}
 // not a set-uid or set-gid file, and every process that maps the file now
 // must have c's uid as all its uids (as ptrace requires). Any caller is
 // refused with EDEADLK when its own process maps the file: it could not be
-// attached while it waits for its own write.
+// attached while it waits for its own write. (A file the daemon maps
+// itself is refused earlier, by stageAdd: checkNotSelf.)
 func (m *Manager) checkTrace(c Caller, path string, key rmap.InodeKey, st *unix.Stat_t) error {
 	id := procfs.FileID(key)
 	if c.Pid > 0 && procfs.PidMaps(c.Pid, id) {

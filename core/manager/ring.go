@@ -15,6 +15,45 @@ import (
 // falls further behind than this loses the oldest events (and is told so).
 const EventRingSize = 4096
 
+// Bounds of the event rings of one Manager together: a ring holds a buffer
+// only while it has a subscriber, and the buffers share ringBudgetEvents
+// events; a ring gets EventRingSize events while the budget lasts, and at
+// least ringMinEvents. So the rings of MaxProbes streamed probes hold at
+// most (ringBudgetEvents + MaxProbes*ringMinEvents) events.
+const (
+	ringBudgetEvents = 1 << 18 // 10 MiB of Events
+	ringMinEvents    = 64
+)
+
+// ringBudget is the events the buffers of a Manager's rings may still take.
+// The zero value is not ready; newRingBudget.
+type ringBudget struct {
+	// free is accessed atomically; it goes below 0 by at most ringMinEvents
+	// per ring.
+	free atomic.Int64
+}
+
+func newRingBudget(n int64) *ringBudget {
+	b := &ringBudget{}
+	b.free.Store(n)
+	return b
+}
+
+// take reserves the size of a new ring buffer: EventRingSize, or what is
+// left of the budget, but at least ringMinEvents.
+func (b *ringBudget) take() int {
+	for {
+		f := b.free.Load()
+		n := int64(EventRingSize)
+		n = max(min(n, f), ringMinEvents)
+		if b.free.CompareAndSwap(f, f-n) {
+			return int(n)
+		}
+	}
+}
+
+func (b *ringBudget) give(n int) { b.free.Add(int64(n)) }
+
 // Event is one hit of a probe as the events file shows it.
 type Event struct {
 	Seq   uint64 // 1 for the first event the ring ever stored
@@ -50,13 +89,15 @@ var ErrWouldBlock = errors.New("no event pending")
 // EventRing is the bounded stream of one probe's hit events, written on the
 // hit path by the consumer's Handler and read by any number of subscribers.
 //
-// It is one ring of the last EventRingSize events, numbered by a sequence
+// It is one ring of the last EventRingSize events (fewer when the Manager's
+// ringBudget runs short, at least ringMinEvents), numbered by a sequence
 // number, and every Subscription has its own cursor into it: each subscriber
 // gets every event pushed after it subscribed, in order, unless it falls more
-// than EventRingSize events behind; then the oldest events it has not read
+// than the ring's size behind; then the oldest events it has not read
 // are overwritten (drop-oldest), counted in its Lost counter and reported in
-// the stream as one "# lost N events" line. Nothing is stored while there is
-// no subscriber, so a probe nobody streams costs one atomic load per hit.
+// the stream as one "# lost N events" line. Nothing is stored, and no buffer
+// held, while there is no subscriber, so a probe nobody streams costs one
+// atomic load per hit and no memory.
 //
 // Push never blocks on a reader: it takes mu (held only to copy one event and
 // close a wake channel) and returns.
@@ -70,8 +111,15 @@ type EventRing struct {
 	// acquired while it is held.
 	mu sync.Mutex
 	// buf holds the events with sequence numbers (next-len(buf), next],
-	// event seq s at buf[(s-1)%EventRingSize]; it grows up to EventRingSize.
-	buf []Event
+	// event seq s at buf[(s-base)%size]; it grows up to size. buf is nil
+	// (and size 0) while there is no subscriber: Push allocates it, the
+	// last Subscription.Close frees it.
+	buf  []Event
+	size int
+	base uint64 // seq of buf[0] when buf was allocated
+	// budget is where size comes from and goes back to (nil: no bound but
+	// EventRingSize).
+	budget *ringBudget
 	// next is the sequence number of the last event pushed (0: none).
 	next uint64
 	// wake, if not nil, is closed (and reset to nil) by the next Push or by
@@ -85,9 +133,38 @@ type EventRing struct {
 
 func newEventRing() *EventRing { return &EventRing{} }
 
+// newEventRing returns a ring whose buffer is taken from the Manager's
+// budget.
+func (m *Manager) newEventRing() *EventRing { return &EventRing{budget: m.rings} }
+
+// allocLocked gives r a buffer for the events from next+1 on.
+//
+// Preconditions: r.mu held; r.buf == nil.
+func (r *EventRing) allocLocked() {
+	r.size = EventRingSize
+	if r.budget != nil {
+		r.size = r.budget.take()
+	}
+	r.buf = make([]Event, 0, r.size)
+	r.base = r.next + 1
+}
+
+// freeLocked frees r's buffer (no subscriber is left to read it).
+//
+// Preconditions: r.mu held.
+func (r *EventRing) freeLocked() {
+	if r.buf == nil {
+		return
+	}
+	if r.budget != nil {
+		r.budget.give(r.size)
+	}
+	r.buf, r.size = nil, 0
+}
+
 // Push records one hit for the current subscribers. It is called on the hit
-// path: it never blocks beyond a short critical section and never allocates
-// once the ring has grown.
+// path: it never blocks beyond a short critical section and allocates only
+// the first time after a ring had no subscriber.
 func (r *EventRing) Push(h probes.Hit) {
 	if r.subs.Load() == 0 {
 		return
@@ -97,12 +174,19 @@ func (r *EventRing) Push(h probes.Hit) {
 		r.mu.Unlock()
 		return
 	}
+	if r.buf == nil {
+		if r.subs.Load() == 0 {
+			r.mu.Unlock()
+			return
+		}
+		r.allocLocked()
+	}
 	r.next++
 	e := Event{Seq: r.next, Time: h.Time, Pid: h.Pid, Tid: h.Tid, Vaddr: h.Vaddr}
-	if len(r.buf) < EventRingSize {
+	if len(r.buf) < r.size {
 		r.buf = append(r.buf, e)
 	} else {
-		r.buf[(e.Seq-1)%EventRingSize] = e
+		r.buf[(e.Seq-r.base)%uint64(r.size)] = e
 	}
 	if r.wake != nil {
 		close(r.wake)
@@ -123,7 +207,7 @@ func (r *EventRing) Close() {
 }
 
 // Lost returns how many events subscribers of r have lost in total because
-// they fell more than EventRingSize events behind.
+// they fell more than the ring's size behind.
 func (r *EventRing) Lost() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -154,11 +238,12 @@ type Subscription struct {
 	closed bool
 }
 
-// collect moves the events available to s into s.pending, and reports
-// whether the ring is closed and whether it has to wait.
+// collectLocked moves the events available to s into s.pending, up to
+// about limit bytes (at least one line), so that what a reader leaves
+// pending stays bounded by its read size.
 //
 // Preconditions: s.r.mu held.
-func (s *Subscription) collectLocked() {
+func (s *Subscription) collectLocked(limit int) {
 	r := s.r
 	oldest := r.next - uint64(len(r.buf)) + 1
 	if s.cursor < oldest {
@@ -171,12 +256,12 @@ func (s *Subscription) collectLocked() {
 		s.cursor = oldest
 	}
 	for ; s.cursor <= r.next; s.cursor++ {
-		e := r.buf[(s.cursor-1)%EventRingSize]
+		e := r.buf[(s.cursor-r.base)%uint64(r.size)]
 		if s.filter != nil && !s.filter(e) {
 			continue
 		}
 		s.pending = e.appendLine(s.pending)
-		if len(s.pending) >= 64<<10 {
+		if len(s.pending) >= limit {
 			s.cursor++
 			break
 		}
@@ -194,7 +279,7 @@ func (s *Subscription) Read(ctx context.Context, dest []byte, nonblock bool) (in
 	for len(s.pending) == 0 {
 		r := s.r
 		r.mu.Lock()
-		s.collectLocked()
+		s.collectLocked(min(max(len(dest), 1), 64<<10))
 		if len(s.pending) > 0 {
 			r.mu.Unlock()
 			break
@@ -226,11 +311,17 @@ func (s *Subscription) Read(ctx context.Context, dest []byte, nonblock bool) (in
 	return n, nil
 }
 
-// Close ends the subscription.
+// Close ends the subscription; the last one frees the ring's buffer.
 func (s *Subscription) Close() {
 	if s.closed {
 		return
 	}
 	s.closed = true
-	s.r.subs.Add(-1)
+	s.pending = nil
+	r := s.r
+	r.mu.Lock()
+	if r.subs.Add(-1) == 0 {
+		r.freeLocked()
+	}
+	r.mu.Unlock()
 }

@@ -13,8 +13,8 @@ import (
 // line per process that maps the file, "pid=P vaddr=0xV installed" where the
 // engine has the breakpoint, "pid=P vaddr=0xV pending" where it maps the
 // offset but the breakpoint is not (yet) in, and "pid=P skipped: REASON" for a
-// process the world could not trace. A caller other than root sees only its
-// own processes.
+// process the world could not trace (REASON escaped by EscapeText). A caller
+// other than root sees only its own processes.
 func (m *Manager) Status(p *Probe, c Caller) string {
 	var b strings.Builder
 	in := m.inodes.Get(p.Key)
@@ -42,7 +42,7 @@ func (m *Manager) Status(p *Probe, c Caller) string {
 	if sk, ok := m.world.(WorldSkipper); ok {
 		for _, s := range sk.Skipped(in) {
 			if visibleTo(c, s.Pid) {
-				fmt.Fprintf(&b, "pid=%d skipped: %s\n", s.Pid, s.Reason)
+				fmt.Fprintf(&b, "pid=%d skipped: %s\n", s.Pid, EscapeText(s.Reason))
 			}
 		}
 	}

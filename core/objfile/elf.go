@@ -206,19 +206,34 @@ func (f *File) checkExec(off uint64) error {
 	return nil
 }
 
-// ParseNumber parses a hex ("0x4a0", "0X4A0") or decimal ("1184") unsigned
-// number as locations write offsets, and reports whether s is one. Octal,
-// binary, signs and underscores are not accepted.
+// ParseNumber parses an unsigned number as locations write offsets, with
+// the base rules of the kernel's kstrtoul(s, 0), which uprobe_events uses:
+// "0x4a0" or "0X4A0" is hex, a leading 0 means octal ("02240" is 0x4a0, "0"
+// is zero), anything else is decimal ("1184"). It reports whether s is one
+// such number: "08" (not octal), signs, underscores and overflow are not.
 func ParseNumber(s string) (uint64, bool) {
-	if len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X') {
-		n, err := strconv.ParseUint(s[2:], 16, 64)
-		return n, err == nil
+	base := 10
+	switch {
+	case len(s) > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'):
+		s, base = s[2:], 16
+	case len(s) > 1 && s[0] == '0':
+		s, base = s[1:], 8
 	}
-	if s == "" || s[0] < '0' || s[0] > '9' {
+	if s == "" || !isDigit(s[0], base) {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(s, 10, 64)
+	n, err := strconv.ParseUint(s, base, 64)
 	return n, err == nil
+}
+
+func isDigit(c byte, base int) bool {
+	switch base {
+	case 8:
+		return c >= '0' && c <= '7'
+	case 16:
+		return (c >= '0' && c <= '9') || (c|0x20 >= 'a' && c|0x20 <= 'f')
+	}
+	return c >= '0' && c <= '9'
 }
 
 // validSymbolName reports whether s can be a symbol name in a location: not
@@ -237,8 +252,10 @@ func validSymbolName(s string) bool {
 }
 
 // Resolve parses the location loc and returns the file offset it names:
-// "0x4a0" (hex) and "1184" (decimal) are file offsets; "sym", "sym+0x10" and
-// "sym+16" are offsets into the STT_FUNC symbol sym of .symtab or .dynsym.
+// "0x4a0" (hex), "02240" (octal) and "1184" (decimal) are file offsets;
+// "sym", "sym+0x10" and "sym+16" are offsets into the STT_FUNC symbol sym of
+// .symtab or .dynsym, and so are the quoted forms "\"sym\"" and
+// "\"sym\"+0x10" (SplitQuoted), which name any symbol.
 // Errors wrap ErrSyntax (unparsable), ErrNoSymbol (no such function, or
 // several different functions of that name, none global), ErrPastSymbol (OFF
 // at or past the symbol's size, or OFF > 0 into a symbol of unknown size) or
@@ -251,7 +268,7 @@ func (f *File) Resolve(loc string) (uint64, error) {
 	if loc[0] >= '0' && loc[0] <= '9' {
 		off, ok := ParseNumber(loc)
 		if !ok {
-			return 0, fmt.Errorf("%q: want a hex (0x4a0) or decimal (1184) file offset: %w", loc, ErrSyntax)
+			return 0, fmt.Errorf("%q: want a hex (0x4a0), octal (02240: a leading 0, as in uprobe_events) or decimal (1184) file offset: %w", loc, ErrSyntax)
 		}
 		if err := f.checkExec(off); err != nil {
 			return 0, fmt.Errorf("%q: %w", loc, err)
@@ -259,15 +276,22 @@ func (f *File) Resolve(loc string) (uint64, error) {
 		return off, nil
 	}
 	name, rel := loc, uint64(0)
-	if i := strings.LastIndexByte(loc, '+'); i >= 0 {
-		n, ok := ParseNumber(loc[i+1:])
-		if !ok {
-			return 0, fmt.Errorf("%q: want SYMBOL+OFF with OFF hex (0x10) or decimal (16): %w", loc, ErrSyntax)
+	if loc[0] == '"' {
+		var err error
+		if name, rel, err = SplitQuoted(loc); err != nil {
+			return 0, fmt.Errorf("%q: %v: %w", loc, err, ErrSyntax)
 		}
-		name, rel = loc[:i], n
-	}
-	if !validSymbolName(name) {
-		return 0, fmt.Errorf("%q: bad symbol name %q: %w", loc, name, ErrSyntax)
+	} else {
+		if i := strings.LastIndexByte(loc, '+'); i >= 0 {
+			n, ok := ParseNumber(loc[i+1:])
+			if !ok {
+				return 0, fmt.Errorf("%q: want SYMBOL+OFF with OFF hex (0x10), octal (020) or decimal (16): %w", loc, ErrSyntax)
+			}
+			name, rel = loc[:i], n
+		}
+		if !validSymbolName(name) {
+			return 0, fmt.Errorf("%q: bad symbol name %q (quote a symbol with '+', white space or a leading digit: \"SYMBOL\"): %w", loc, name, ErrSyntax)
+		}
 	}
 	s, err := f.lookup(name)
 	if err != nil {

@@ -281,7 +281,12 @@ func testResolveErrors(t *testing.T, fx *fixture) {
 		{"cls_nop+1", nop + 1, nil},
 		{"cls_nop+0x1", nop + 1, nil},
 		{"cls_nop+0X1", nop + 1, nil},
-		{"cls_nop+01", nop + 1, nil}, // decimal, not octal
+		{"cls_nop+01", nop + 1, nil},                 // octal 1
+		{"0" + strconv.FormatUint(nop, 8), nop, nil}, // a leading 0 is octal, as in uprobe_events
+		{"00" + strconv.FormatUint(nop, 8), nop, nil},
+		{"08", 0, ErrSyntax}, // not octal, and never silently decimal
+		{"0" + strconv.FormatUint(nop, 10) + "9", 0, ErrSyntax},
+		{"cls_nop+09", 0, ErrSyntax},
 		{"0x" + strconv.FormatUint(nop, 16), nop, nil},
 		{"0X" + strings.ToUpper(strconv.FormatUint(nop, 16)), nop, nil},
 		{strconv.FormatUint(nop, 10), nop, nil},

@@ -180,6 +180,10 @@ func TestBadInputs(t *testing.T) {
 		{"1 MiB line", "head -c 1048576 /dev/zero | env tr '\\0' a > $P/probes", syscall.EINVAL},
 		{"NUL byte", "env printf 'tock\\000\\n' > $P/probes", syscall.EINVAL},
 		{"unknown -NAME", "env echo -no_such_probe > $P/probes", syscall.ENOENT},
+		{"-1 is negative", "env echo -1 > $P/probes", syscall.EINVAL},
+		{"not octal", "env echo 08 > $P/probes", syscall.EINVAL},
+		{"daemon's own binary", "env echo main.main > $M/proc/self/exe/probes", syscall.EDEADLK},
+		{"DIR/probes read", "cat $D/sub/probes", syscall.EISDIR},
 		{"unknown -:NAME", "env echo -:no_such_probe > $P/probes", syscall.ENOENT},
 		{"return probe", "env echo 'r:ret tick' > $P/probes", syscall.EINVAL},
 		{"fetch args", "env echo 'p:x tock %ax' > $P/probes", syscall.EINVAL},
@@ -322,6 +326,17 @@ func TestShutdownUmount(t *testing.T) {
 	// No open file in the mount: umount would fail with EBUSY.
 	testShutdown(t, false, func(d *daemon) int {
 		d.must("umount " + d.mnt)
+		return d.wait()
+	})
+}
+
+// TestShutdownLazyUmount: umount -l while a reader is blocked in events
+// (so the kernel keeps the detached mount's connection open) shuts down as
+// SIGTERM does: probes unregistered, processes restored, the reader at end
+// of file, exit status 0.
+func TestShutdownLazyUmount(t *testing.T) {
+	testShutdown(t, true, func(d *daemon) int {
+		d.must("umount -l " + d.mnt)
 		return d.wait()
 	})
 }
