@@ -8,6 +8,9 @@ import (
 	"os/exec"
 	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -78,17 +81,20 @@ func TestRestore(t *testing.T) {
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	pid := cmd.Process.Pid
+	// Until it sleeps in clock_nanosleep: its text mapped, and none of
+	// it running (an int3 written below must not be executed).
 	var text procfs.Mapping
-	for range 1000 { // until the exec is done and the text mapped
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+		if nr, _, err := procfs.TaskSyscall(pid, pid); err != nil || (nr != unix.SYS_CLOCK_NANOSLEEP && nr != unix.SYS_NANOSLEEP) {
+			continue
+		}
 		ms, _ := procfs.ReadMaps(pid)
 		for _, m := range ms {
 			if m.Exec() && m.Path == bin {
 				text = m
 			}
 		}
-		if text.Start != 0 {
-			break
-		}
+		break
 	}
 	if text.Start == 0 {
 		t.Fatal("no text mapping of the copy")
