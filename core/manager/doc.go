@@ -8,6 +8,8 @@
 //
 //   - parse.go: the probes-file line grammar (ParseProbeLines, Op), names
 //     and canonical locations.
+//   - glob.go: wildcards: PATTERN lines (one probe per matching function
+//     symbol) and -PATTERN removals, their limit and refusals.
 //   - errors.go: Error (an errno and a reason a person can read), the
 //     conversion of core errors, the error log (Refuse, Errors).
 //   - perm.go: who may do what (Caller; the --allow-other rules: ptrace-like

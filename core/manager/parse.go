@@ -63,7 +63,7 @@ func ParseProbeLines(text string) ([]Op, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		op, err := parseLine(line)
+		op, err := parseLineGlob(line)
 		if err != nil {
 			return nil, errorf(syscall.EINVAL, "line %d: %s", n, err)
 		}
