@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -248,4 +249,30 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestBatchOneWatch: a write of 1,000 lines has the world find and attach
+// the file's processes once (one Watch), and one pattern write removing
+// them all unwatches once.
+func TestBatchOneWatch(t *testing.T) {
+	m, w, path, key := newGlobMgr(t)
+	var lines strings.Builder
+	for i := range 1000 {
+		lines.WriteString("many_" + strconv.Itoa(i) + "\n")
+	}
+	if err := m.Write(Root, path, []byte(lines.String())); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(m.Probes(key)); got != 1000 {
+		t.Fatalf("%d probes, want 1000", got)
+	}
+	if got := w.Calls(); len(got) != 1 || !strings.HasPrefix(got[0], "watch ") {
+		t.Fatalf("world calls after one write of 1000 lines = %v, want one watch", got)
+	}
+	if err := m.Write(Root, path, []byte("-many_*\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.Calls(); len(got) != 2 || !strings.HasPrefix(got[1], "unwatch ") {
+		t.Fatalf("world calls = %v, want watch, unwatch", got)
+	}
 }
