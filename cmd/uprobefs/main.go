@@ -198,6 +198,9 @@ func checkMount(mnt string) error {
 
 // serve waits for a signal or an unmount, then shuts down: unregister every
 // probe and restore every process first (the important part), then unmount.
+// The real world limits probes to processes (pid=, comm=).
+var _ manager.WorldFilterer = (*proc.World)(nil)
+
 func serve(srv *fuse.Server, m *manager.Manager, mnt string, log *slog.Logger) int {
 	sigc := make(chan os.Signal, 2)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)

@@ -44,6 +44,10 @@ type batch struct {
 	// left is the functions that patterns matched but left out, with the
 	// reason (glob.go).
 	left []string
+	// filter is the process filter of the file's probes after the batch;
+	// filterFixed: it is the published probes' one (filter.go).
+	filter                 *Filter
+	filterSet, filterFixed bool
 }
 
 func (b *batch) close() {
@@ -163,6 +167,9 @@ func (m *Manager) checkLimits(b *batch) error {
 func (m *Manager) watch(b *batch) error {
 	if len(b.adds) == 0 || b.f.watched {
 		return nil
+	}
+	if err := m.setWorldFilter(b); err != nil {
+		return err
 	}
 	if err := m.world.Watch(b.f.in, b.watchPath()); err != nil {
 		e := AsError(err)

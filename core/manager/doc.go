@@ -10,6 +10,8 @@
 //     and canonical locations.
 //   - glob.go: wildcards: PATTERN lines (one probe per matching function
 //     symbol) and -PATTERN removals, their limit and refusals.
+//   - filter.go: process filters (pid=, comm= after a location), one per
+//     file, handed to a WorldFilterer before the file's Watch.
 //   - errors.go: Error (an errno and a reason a person can read), the
 //     conversion of core errors, the error log (Refuse, Errors).
 //   - perm.go: who may do what (Caller; the --allow-other rules: ptrace-like

@@ -73,13 +73,19 @@ func checkPatternOp(op Op) error {
 	return nil
 }
 
-// stageOp stages one op: a pattern (see above) or a single probe.
+// stageOp stages one op: a pattern (see above) or a single probe, with
+// its process filter (filter.go).
 func (b *batch) stageOp(op Op) error {
 	switch {
 	case op.Remove && objfile.IsPattern(op.Name):
 		return b.stageRemovePattern(op.Name)
 	case op.Remove:
 		return b.stageRemove(op)
+	}
+	if err := b.stageFilter(op.Filter); err != nil {
+		return err
+	}
+	switch {
 	case objfile.IsPattern(op.Location):
 		return b.stageAddPattern(op.Location)
 	}

@@ -53,9 +53,13 @@ func startGlob(t *testing.T, path string) *globProc {
 }
 
 // round has the fixture make one round of calls and waits for its "ok".
-func (g *globProc) round() {
+func (g *globProc) round() { g.t.Helper(); g.roundLine("go") }
+
+// roundLine sends line ("fork": a child makes the calls too) and waits for
+// the "ok".
+func (g *globProc) roundLine(line string) {
 	g.t.Helper()
-	if _, err := io.WriteString(g.in, "go\n"); err != nil {
+	if _, err := io.WriteString(g.in, line+"\n"); err != nil {
 		g.t.Fatal(err)
 	}
 	select {

@@ -3,10 +3,12 @@
  *
  *   glob          for each line read on stdin: call alpha_one() once,
  *                 alpha_two() twice, alpha_three() 3 times, beta_one() 4
- *                 times, many_7() 5 times, then write "ok\n"; exit at EOF
+ *                 times, many_7() 5 times (do_calls()), then write "ok\n";
+ *                 exit at EOF. A line "fork" first forks a child that
+ *                 makes the same calls and exits, and waits for it.
  *   glob wait     write "ready\n", then pause() (batch benchmarks)
  *
- * Function symbols (STT_FUNC): main, alpha_one, alpha_two, alpha_three,
+ * Function symbols (STT_FUNC): main, do_calls, alpha_one, alpha_two, alpha_three,
  * beta_one, beta_two (never called), odd_ok ("push %rbp; pop %rbp; ret")
  * and odd_trap (starts with int3, which cannot be probed; both never
  * called) and many_0 .. many_999 (1,000 probe sites: "push %rbp; pop
@@ -14,6 +16,7 @@
  * function: no pattern may register it. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 volatile unsigned long counter;
@@ -60,6 +63,19 @@ __asm__(
 
 void many_7(void);
 
+__attribute__((noinline)) void do_calls(void)
+{
+	alpha_one();
+	for (int i = 0; i < 2; i++)
+		alpha_two();
+	for (int i = 0; i < 3; i++)
+		alpha_three();
+	for (int i = 0; i < 4; i++)
+		beta_one();
+	for (int i = 0; i < 5; i++)
+		many_7();
+}
+
 int main(int argc, char **argv)
 {
 	char line[256];
@@ -70,15 +86,18 @@ int main(int argc, char **argv)
 			pause();
 	}
 	while (fgets(line, sizeof line, stdin)) {
-		alpha_one();
-		for (int i = 0; i < 2; i++)
-			alpha_two();
-		for (int i = 0; i < 3; i++)
-			alpha_three();
-		for (int i = 0; i < 4; i++)
-			beta_one();
-		for (int i = 0; i < 5; i++)
-			many_7();
+		if (strcmp(line, "fork\n") == 0) {
+			pid_t c = fork();
+			if (c < 0)
+				return 1;
+			if (c == 0) {
+				do_calls();
+				_exit(0);
+			}
+			if (waitpid(c, NULL, 0) != c)
+				return 1;
+		}
+		do_calls();
 		if (write(1, "ok\n", 3) != 3)
 			return 1;
 	}
