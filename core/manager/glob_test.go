@@ -3,6 +3,8 @@ package manager
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,5 +276,38 @@ func TestBatchOneWatch(t *testing.T) {
 	}
 	if got := w.Calls(); len(got) != 2 || !strings.HasPrefix(got[1], "unwatch ") {
 		t.Fatalf("world calls = %v, want watch, unwatch", got)
+	}
+}
+
+// TestPatternAmbiguous: a name with two local definitions (two files of
+// one program) is left out of a pattern, with the reason.
+func TestPatternAmbiguous(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.c"), filepath.Join(dir, "b.c")
+	for path, src := range map[string]string{
+		a: "static void __attribute__((noinline)) dup_fn(void) { __asm__ volatile(\"\"); }\nvoid dup_call_a(void) { dup_fn(); }\nint main(void) { return 0; }\n",
+		b: "static void __attribute__((noinline)) dup_fn(void) { __asm__ volatile(\"nop\"); }\nvoid dup_call_b(void) { dup_fn(); }\n",
+	} {
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bin := testfix.CC(t, a, "-O0", "-fcf-protection=none", b) // gcc ... b.c a.c
+	eng := probes.NewEngine(probes.EngineOptions{})
+	inodes := &rmap.Inodes{}
+	m := NewManager(eng, inodes, sim.NewWatcher(eng, inodes), nil)
+	t.Cleanup(func() { m.Close() })
+	key, err := KeyOf(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Write(Root, bin, []byte("dup_f*\n")); !errnoIs(err, syscall.ENOENT) || !strings.Contains(err.Error(), "dup_fn is ambiguous") {
+		t.Fatalf("dup_f*: %v, want ENOENT naming the ambiguous dup_fn", err)
+	}
+	if err := m.Write(Root, bin, []byte("dup_*\n")); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := probeNames(m.Probes(key)), []string{"dup_call_a", "dup_call_b"}; !slices.Equal(got, want) {
+		t.Fatalf("dup_* registered %v, want %v (dup_fn left out)", got, want)
 	}
 }
