@@ -228,6 +228,9 @@ func checkMount(mnt string) error {
 	return nil
 }
 
+// The real world limits probes to processes (pid=, comm=).
+var _ manager.WorldFilterer = (*proc.World)(nil)
+
 // serve waits for a signal, an unmount or the detach of the mount (closed
 // detached: "umount -l" while files of the mount are open), then shuts down:
 // unregister every probe and restore every process first (the important

@@ -41,6 +41,13 @@ type batch struct {
 	elf  *objfile.File
 	// watchedNow: watch started watching the file (rollback unwatches).
 	watchedNow bool
+	// left is the functions that patterns matched but left out, with the
+	// reason (glob.go).
+	left []string
+	// filter is the process filter of the file's probes after the batch;
+	// filterFixed: it is the published probes' one (filter.go).
+	filter                 *Filter
+	filterSet, filterFixed bool
 }
 
 func (b *batch) close() {
@@ -81,12 +88,7 @@ func (m *Manager) stage(c Caller, path string, ops []Op) (*batch, error) {
 		b.f = &file{key: key, in: m.inodes.Get(key), probes: map[string]*Probe{}}
 	}
 	for _, op := range ops {
-		if op.Remove {
-			err = b.stageRemove(op)
-		} else {
-			err = b.stageAdd(op)
-		}
-		if err != nil {
+		if err = b.stageOp(op); err != nil {
 			b.close()
 			return nil, err
 		}
@@ -111,7 +113,8 @@ func (b *batch) stageRemove(op Op) error {
 	return nil
 }
 
-func (b *batch) stageAdd(op Op) error {
+// openELF opens the probed file as ELF, once.
+func (b *batch) openELF() error {
 	if b.elf == nil {
 		if err := checkNotSelf(b.path, b.key); err != nil {
 			return err
@@ -122,6 +125,13 @@ func (b *batch) stageAdd(op Op) error {
 			return objfileError(err)
 		}
 		b.elf = elf
+	}
+	return nil
+}
+
+func (b *batch) stageAdd(op Op) error {
+	if err := b.openELF(); err != nil {
+		return err
 	}
 	off, err := b.elf.Resolve(op.Location)
 	if err != nil {
@@ -161,6 +171,9 @@ func (m *Manager) checkLimits(b *batch) error {
 func (m *Manager) watch(b *batch) error {
 	if len(b.adds) == 0 || b.f.watched {
 		return nil
+	}
+	if err := m.setWorldFilter(b); err != nil {
+		return err
 	}
 	if err := m.world.Watch(b.f.in, b.watchPath()); err != nil {
 		e := AsError(err)
@@ -243,5 +256,8 @@ func (m *Manager) logApplied(b *batch) {
 	}
 	for _, p := range b.removes {
 		m.log.Info("unregistered", "path", b.path, "name", p.Name, "hits", p.Hits(), "uid", b.caller.Uid)
+	}
+	for _, why := range b.left {
+		m.log.Info("pattern: function left out", "path", b.path, "reason", why, "uid", b.caller.Uid)
 	}
 }

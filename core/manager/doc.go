@@ -11,6 +11,10 @@
 //     and their default names; contract.go: checks of the documented
 //     contract ("-1" is a negative offset, no probe on the daemon's own
 //     files).
+//   - glob.go: wildcards: PATTERN lines (one probe per matching function
+//     symbol) and -PATTERN removals, their limit and refusals.
+//   - filter.go: process filters (pid=, comm= after a location), one per
+//     file, handed to a WorldFilterer before the file's Watch.
 //   - errors.go: Error (an errno and a reason a person can read), the
 //     conversion of core errors, the error log (Refuse, Errors); errlog.go:
 //     its bounds (an excerpt per entry, a bounded total).

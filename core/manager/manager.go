@@ -73,7 +73,8 @@ type file struct {
 	// probes by name. probes is protected by Manager.mu for reading and
 	// writing, and changed only with Manager.applyMu held as well.
 	probes  map[string]*Probe
-	watched bool // protected by applyMu
+	watched bool    // protected by applyMu
+	filter  *Filter // the probes' process filter (filter.go); protected by applyMu
 }
 
 // Manager holds the named probes of every file and drives the Engine and the

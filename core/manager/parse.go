@@ -30,6 +30,7 @@ type Op struct {
 	Remove   bool
 	Name     string
 	Location string
+	Filter   *Filter // the processes it is limited to (filter.go); nil: all
 }
 
 // ParseProbeLines parses what was written into a probes file. One probe a
@@ -69,7 +70,7 @@ func ParseProbeLines(text string) ([]Op, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		op, err := parseLine(line)
+		op, err := parseLineFilter(line)
 		if err != nil {
 			return nil, errorf(syscall.EINVAL, "line %d: %s", n, err)
 		}

@@ -43,6 +43,14 @@ func TestQuotedGoSymbols(t *testing.T) {
 	if p := m.Probe(key, "tk"); p == nil || p.Offset != tock {
 		t.Fatalf("tk at %v, want %#x", p, tock)
 	}
+	// A default name with a '*' (a Go method) is removed by its name: as
+	// a pattern, it matches itself, and here nothing else.
+	if err := m.Write(Root, path, []byte("-pkg.(*T).Tock\n")); err != nil {
+		t.Fatalf("-pkg.(*T).Tock: %v", err)
+	}
+	if m.Probe(key, "pkg.(*T).Tock") != nil || m.Probe(key, "tk") == nil {
+		t.Fatalf("after -pkg.(*T).Tock: %s", names(m.Probes(key)))
+	}
 	// (core/sim maps a file at Base+offset, as a PIE: it cannot run this
 	// non-PIE Go binary's hits; test/integration does, on a real process.)
 	for _, p := range m.Probes(key) {

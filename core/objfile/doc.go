@@ -8,6 +8,8 @@
 //     .symtab and .dynsym; Resolve "0x4a0", "1184", "sym", "sym+0x10" to a
 //     file offset (st_value - PT_LOAD.Vaddr + PT_LOAD.Off of the segment
 //     holding the symbol), Symbolize an offset back.
+//   - glob.go: wildcard patterns ('*', '?') and Functions, the function
+//     symbols a pattern matches.
 //   - analyze.go: Analyze, the instruction at a file offset read from the
 //     FILE (never from a process): outside executable code or inside an
 //     instruction of the function that contains it is refused, the rest is

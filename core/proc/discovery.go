@@ -191,6 +191,9 @@ func (w *World) heldOpen(pid, tid int, k rmap.InodeKey, exec bool) {
 		}
 		return
 	}
+	if !w.selects(k, pid) {
+		return // not selected by the inode's filter (filter.go)
+	}
 	p, err := w.attach(pid, nil)
 	if err != nil {
 		if !errors.Is(err, syscall.ESRCH) {
@@ -258,6 +261,9 @@ func (w *World) rescan(ctx context.Context) {
 				}
 				if _, ok := w.orphans[pid]; ok {
 					continue
+				}
+				if !w.selectsMapped(pid) {
+					continue // no filter of what it maps selects it (filter.go)
 				}
 				if _, err := w.attach(pid, pids); err == nil {
 					w.log("rescan: pid %d attached", pid)

@@ -30,6 +30,7 @@
 //	inject.go       system calls injected into a stopped thread (mmap of a slot page)
 //	detach.go       restoring and detaching a process
 //	discovery.go    new processes: fanotify holds, the /proc rescan fallback
+//	filter.go       process filters: which processes a watched inode's breakpoints go into
 //	mem.go, poke.go /proc/PID/mem, and the PTRACE_POKEDATA fallback
 //	tracer.go, doorbell.go, ptrace_linux.go   the tracer thread and its requests
 //	placement.go, profile.go                  where the tracer runs; hit timing

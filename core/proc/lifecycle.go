@@ -127,6 +127,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	if err != nil {
 		w.errorf("fork child %d of %d: %v", tgid, pp.pid, err)
 	}
+	ms = w.selectMappings(c, ms)
 	// As Linux's dup_mmap: the parent's mmap_sem (write) is held until
 	// the child's MmapHooks are done, so no register/unregister walk of
 	// the parent runs in between.

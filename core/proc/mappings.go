@@ -14,7 +14,7 @@ func (w *World) addMappings(p *process) error {
 	if err != nil {
 		return err
 	}
-	err = w.insertMappings(p, ms)
+	err = w.insertMappings(p, w.selectMappings(p, ms))
 	if w.hasWatched(p) || w.expecting(p) {
 		w.setRbrk(p, ms)
 		w.placeSigHooks(p, ms)
@@ -103,7 +103,7 @@ func (w *World) syncMappings(p *process) error {
 	if err != nil {
 		return err
 	}
-	err = w.syncMappingsTo(p, ms)
+	err = w.syncMappingsTo(p, w.selectMappings(p, ms))
 	w.placeSigHooks(p, ms)
 	return err
 }

@@ -84,6 +84,9 @@ type process struct {
 
 	// Tracer-owned; changed only through putThread and delThread.
 	threads map[int]*thread
+	// selected is the verdict of each filtered inode's filter on this
+	// process, asked once (filter.go). Tracer-owned.
+	selected map[rmap.InodeKey]bool
 	// viewPid is procPid's answer, kept by the tracer, read anywhere.
 	viewPid atomic.Int64
 	// sigHooks are the internal breakpoints on sigaction functions, by

@@ -123,6 +123,8 @@ type World struct {
 	// sigFiles caches the sigaction function of mapped files (nil:
 	// none), by inode (sigaction.go).
 	sigFiles map[rmap.InodeKey]*sigHookFile
+	// filters are the process filters of watched inodes (filter.go).
+	filters map[rmap.InodeKey]func(pid int) bool
 
 	// test holds the planted bugs of the tests (empty without the
 	// "planted" build tag).
@@ -248,7 +250,7 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 		if pass > 0 && len(fresh) == 0 {
 			break
 		}
-		err = w.t.do(func() { skips = append(skips, w.watchAttach(path, fresh, pids)...) })
+		err = w.t.do(func() { skips = append(skips, w.watchAttach(path, w.selectedPids(in.Key, fresh), pids)...) })
 		if err != nil {
 			return err
 		}
@@ -303,6 +305,7 @@ func (w *World) Unwatch(in *rmap.Inode) {
 	var wt *detachWaiter
 	err := w.t.do(func() {
 		delete(w.watched, in.Key)
+		w.forgetFilter(in.Key)
 		var ps []*process
 		for _, p := range w.sortedProcs() {
 			w.removeMappings(p, func(v *rmap.VMA) bool { return v.Inode == in })

@@ -126,6 +126,14 @@ func Target(tb testing.TB) string {
 	return Copy(tb, Build(tb, Source("target.c"), "-O0", "-fcf-protection=none"))
 }
 
+// Glob returns a private copy (in tb's temp dir) of the wildcard and batch
+// fixture (testdata/glob.c, built -O0 -fcf-protection=none): see its
+// comment for its function symbols and what each mode calls.
+func Glob(tb testing.TB) string {
+	tb.Helper()
+	return Copy(tb, Build(tb, Source("glob.c"), "-O0", "-fcf-protection=none"))
+}
+
 // Copy copies the file src to a new file in a private temporary directory of
 // tb (a new inode) and returns its path; the mode is kept.
 func Copy(tb testing.TB, src string) string {

@@ -85,7 +85,7 @@ func (s *syncBuffer) String() string {
 
 // daemon is a running "uprobefs mount".
 type daemon struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	mnt  string
 	log  *syncBuffer
@@ -96,7 +96,7 @@ type daemon struct {
 // startDaemon runs "uprobefs mount [flags] MNT" on a new mount point and
 // waits until it is mounted. Cleanup stops it (SIGTERM, then SIGKILL) and
 // makes sure nothing stays mounted.
-func startDaemon(t *testing.T, flags ...string) *daemon {
+func startDaemon(t testing.TB, flags ...string) *daemon {
 	t.Helper()
 	base := t.TempDir()
 	os.Chmod(base, 0o755)
