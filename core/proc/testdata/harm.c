@@ -27,9 +27,10 @@
 //                prints "exechello 100 calls".
 //   execloop K PROG  runs "PROG exechello 0" K times, one after another
 //                (fork + exec, waits); prints "execloop K bad B".
-//   exechello    (run by execthread, execloop) 100 calls, then prints
+//   exechello [T0] (run by execthread, execloop) 100 calls, then prints
 //                "exechello 100 calls pid P start NS end NS" (CLOCK_MONOTONIC
-//                at main and after the calls, ns).
+//                at T0 if given (execloop: just before its execve), else
+//                at main; and after the calls, ns).
 //   mmap N FILE  maps FILE (a shared library copy: lib.c) with a plain
 //                mmap(PROT_READ|PROT_EXEC) at the offset of its executable
 //                segment and calls its lib_f through the mapping N times:
@@ -168,6 +169,11 @@ int main(int argc, char **argv) {
 	if (!strcmp(mode, "exechello")) {
 		struct timespec t0;
 		clock_gettime(CLOCK_MONOTONIC, &t0);
+		if (argc > 3) { // the execve's start, from execloop
+			long long ns = atoll(argv[3]);
+			t0.tv_sec = ns / 1000000000LL;
+			t0.tv_nsec = ns % 1000000000LL;
+		}
 		uint64_t s = 0;
 		for (int i = 0; i < 100; i++)
 			s += h_func(i);
@@ -290,7 +296,11 @@ int main(int argc, char **argv) {
 		for (long i = 0; i < n; i++) {
 			pid_t p = fork();
 			if (p == 0) {
-				execl(argv[3], argv[3], "exechello", "0", (char *)0);
+				struct timespec t;
+				char ns[32];
+				clock_gettime(CLOCK_MONOTONIC, &t);
+				snprintf(ns, sizeof ns, "%lld", (long long)t.tv_sec * 1000000000LL + t.tv_nsec);
+				execl(argv[3], argv[3], "exechello", "0", ns, (char *)0);
 				_exit(127);
 			}
 			int w;
