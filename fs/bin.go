@@ -128,6 +128,10 @@ func (f *probesFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse
 func (f *probesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	h := &snapshot{}
 	if flags&syscall.O_ACCMODE != syscall.O_WRONLY {
+		// The listing shows symbol offsets: only to who may read the file.
+		if errno := f.bin.checkAccess(ctx, 4); errno != 0 {
+			return nil, 0, errno
+		}
 		var b strings.Builder
 		for _, p := range f.fsys.m.Probes(f.bin.key) {
 			b.WriteString(p.ListingLine())

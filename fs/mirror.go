@@ -10,6 +10,9 @@ import (
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/manager"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
@@ -41,6 +44,9 @@ func (d *mirrorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	real := d.fsys.real(mpath)
 	if d.hidden(real) {
 		return nil, syscall.ENOENT
+	}
+	if errno := d.checkAccess(ctx, 1); errno != 0 {
+		return nil, errno // no search permission on the real directory
 	}
 	var st syscall.Stat_t
 	if err := syscall.Lstat(real, &st); err != nil {
@@ -94,6 +100,9 @@ func binAttr(a *fuse.Attr) {
 }
 
 func (d *mirrorDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+	if errno := d.checkAccess(ctx, 4); errno != 0 {
+		return nil, errno // no read permission on the real directory
+	}
 	real := d.fsys.real(d.mpath)
 	ents, err := os.ReadDir(real)
 	if err != nil {
@@ -217,5 +226,24 @@ func (l *mirrorLink) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse
 		out.Attr.Size = uint64(len(t))
 	}
 	out.SetTimeout(mirrorTimeout)
+	return 0
+}
+
+// checkAccess refuses (EACCES) a caller other than root without the access
+// want (manager.MayAccess) to the real file of n: the mirror shows nobody
+// more than the caller could see without it, though the daemon runs as
+// root.
+func (n *node) checkAccess(ctx context.Context, want uint32) syscall.Errno {
+	c := callerOf(ctx)
+	if c.Uid == 0 {
+		return 0
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(n.fsys.real(n.mpath), &st); err != nil {
+		return errnoOf(err)
+	}
+	if !manager.MayAccess(c, &st, want) {
+		return syscall.EACCES
+	}
 	return 0
 }

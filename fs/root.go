@@ -234,7 +234,7 @@ func u64(v uint64) string { return strconv.FormatUint(v, 16) }
 // callerOf returns who makes the FUSE request of ctx; without one, nobody.
 func callerOf(ctx context.Context) manager.Caller {
 	if c, ok := fuse.FromContext(ctx); ok {
-		return manager.Caller{Uid: c.Uid, Pid: int(c.Pid)}
+		return manager.Caller{Uid: c.Uid, Gid: c.Gid, Pid: int(c.Pid)}
 	}
 	return manager.Caller{Uid: 65534}
 }

@@ -167,11 +167,17 @@ func (m *Manager) checkLimits(b *batch) error {
 	return nil
 }
 
-// watch has the world watch the file before its first registration.
+// watch has the world watch the file before its first registration, and
+// look again for the processes of a caller whose probes reach more than
+// the file's did (reach.go).
 func (m *Manager) watch(b *batch) error {
-	if len(b.adds) == 0 || b.f.watched {
+	if len(b.adds) == 0 {
 		return nil
 	}
+	if b.f.watched {
+		return m.widen(b)
+	}
+	b.f.owners.p.Store(b.f.owners.p.Load().with(b.caller.Uid))
 	if err := m.setWorldFilter(b); err != nil {
 		return err
 	}
@@ -193,7 +199,7 @@ func (m *Manager) register(b *batch) error {
 		p.Created = now
 		p.events = m.newEventRing()
 		ring := p.events
-		p.consumer = &probes.Consumer{Name: p.Name, Handler: func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) }}
+		p.consumer = consumerFor(p, func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) })
 		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)
 		if err == nil {
 			continue
@@ -243,6 +249,11 @@ func (m *Manager) commit(b *batch) {
 		m.files[b.key] = f
 	}
 	empty := len(f.probes) == 0
+	var o *owners
+	for _, p := range f.probes {
+		o = o.with(p.Owner)
+	}
+	f.owners.p.Store(o) // narrower after removals: decided at the next attach
 	m.mu.Unlock()
 	if empty && f.watched {
 		m.world.Unwatch(f.in)

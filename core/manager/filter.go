@@ -218,18 +218,44 @@ func (b *batch) stageFilter(f *Filter) error {
 // setWorldFilter gives the world the file's filter before its Watch.
 func (m *Manager) setWorldFilter(b *batch) error {
 	wf, ok := m.world.(WorldFilterer)
-	if b.filter == nil {
-		if ok {
-			return wf.SetFilter(b.f.in, nil)
-		}
-		return nil
-	}
 	if !ok {
-		return errorf(syscall.EOPNOTSUPP, "%s: this world cannot limit probes to processes (pid=, comm=)", b.path)
-	}
-	if err := wf.SetFilter(b.f.in, b.filter.selects); err != nil {
-		return err
+		if b.filter != nil {
+			return errorf(syscall.EOPNOTSUPP, "%s: this world cannot limit probes to processes (pid=, comm=)", b.path)
+		}
+		return nil // (a world without filters: core/sim)
 	}
 	b.f.filter = b.filter
+	if err := wf.SetFilter(b.f.in, b.f.predicate()); err != nil {
+		b.f.filter = nil
+		return err
+	}
 	return nil
+}
+
+// widen, for a batch adding probes to a watched file, makes the world
+// reach the processes of a caller whose probes reach more than the file's
+// did: the predicate again (its verdicts reset) and a new scan.
+func (m *Manager) widen(b *batch) error {
+	o := b.f.owners.p.Load()
+	if o.has(b.caller.Uid) {
+		return nil
+	}
+	b.f.owners.p.Store(o.with(b.caller.Uid))
+	wf, ok := m.world.(WorldFilterer)
+	if !ok {
+		return nil
+	}
+	if err := wf.SetFilter(b.f.in, b.f.predicate()); err != nil {
+		return err
+	}
+	if r, ok := m.world.(WorldRescanner); ok {
+		return r.Rescan(b.f.in, b.watchPath())
+	}
+	return nil
+}
+
+// WorldRescanner is implemented by worlds that can look again for the
+// processes of a watched inode (after a filter that selects more).
+type WorldRescanner interface {
+	Rescan(in *rmap.Inode, path string) error
 }

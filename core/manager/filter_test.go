@@ -183,8 +183,14 @@ func TestFilterStaging(t *testing.T) {
 	if err := m.Write(Root, path, []byte("tick\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := w.filterCalls(); got != "filter true,filter false" {
+	if got := w.filterCalls(); got != "filter true,filter true" {
 		t.Fatalf("SetFilter calls %q", got)
+	}
+	w.mu.Lock()
+	sel = w.last
+	w.mu.Unlock()
+	if !sel(self) || !sel(1) {
+		t.Fatalf("the world's predicate of an unfiltered root probe: self %v, init %v; want every process", sel(self), sel(1))
 	}
 
 	// A world that cannot filter refuses filtered probes only.

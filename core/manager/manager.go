@@ -73,8 +73,9 @@ type file struct {
 	// probes by name. probes is protected by Manager.mu for reading and
 	// writing, and changed only with Manager.applyMu held as well.
 	probes  map[string]*Probe
-	watched bool    // protected by applyMu
-	filter  *Filter // the probes' process filter (filter.go); protected by applyMu
+	watched bool     // protected by applyMu
+	filter  *Filter  // the probes' process filter (filter.go); protected by applyMu
+	owners  ownerSet // who owns its probes (reach.go)
 }
 
 // Manager holds the named probes of every file and drives the Engine and the

@@ -12,6 +12,7 @@ import (
 // Caller is who asks: the uid and pid of the process behind a FUSE request.
 type Caller struct {
 	Uid uint32
+	Gid uint32
 	Pid int // 0: unknown (not checked)
 }
 
@@ -19,11 +20,14 @@ type Caller struct {
 var Root = Caller{}
 
 // checkTrace refuses what caller c may not trace: as root anything; else
-// not a set-uid or set-gid file, and every process that maps the file now
-// must have c's uid as all its uids (as ptrace requires). Any caller is
-// refused with EDEADLK when its own process maps the file: it could not be
-// attached while it waits for its own write. (A file the daemon maps
-// itself is refused earlier, by stageAdd: checkNotSelf.)
+// a file c may not read (as default_permissions would: its uid, gid and
+// groups), a set-uid or set-gid file, or any file where Yama's
+// ptrace_scope forbids c to ptrace (reach.go). Processes of other users
+// that map the file are not refused: c's probe never reaches them
+// (reach.go). Any caller is refused with EDEADLK when its own process maps
+// the file: it could not be attached while it waits for its own write. (A
+// file the daemon maps itself is refused earlier, by stageAdd:
+// checkNotSelf.)
 func (m *Manager) checkTrace(c Caller, path string, key rmap.InodeKey, st *unix.Stat_t) error {
 	id := procfs.FileID(key)
 	if c.Pid > 0 && procfs.PidMaps(c.Pid, id) {
@@ -32,23 +36,13 @@ func (m *Manager) checkTrace(c Caller, path string, key rmap.InodeKey, st *unix.
 	if c.Uid == 0 {
 		return nil
 	}
+	if !mayRead(c, st) {
+		return errorf(syscall.EACCES, "uid %d may not read %s (mode %#o, owner %d:%d): only a file it can read may be probed", c.Uid, path, st.Mode&0o7777, st.Uid, st.Gid)
+	}
 	if st.Mode&(unix.S_ISUID|unix.S_ISGID) != 0 {
 		return errorf(syscall.EPERM, "%s is set-uid or set-gid: only root may probe it", path)
 	}
-	pids, err := procfs.PidsMapping([]procfs.FileID{id}, nil)
-	if err != nil {
-		return AsError(err)
-	}
-	for _, pid := range pids {
-		st, err := procfs.PidStatus(pid)
-		if err != nil {
-			continue // gone
-		}
-		if !st.AllUids(c.Uid) {
-			return errorf(syscall.EPERM, "process %d (uids %v) maps %s: uid %d may not trace it", pid, st.Uids, path, c.Uid)
-		}
-	}
-	return nil
+	return checkScope(c)
 }
 
 // visibleTo reports whether caller c may see process pid in status, events

@@ -120,8 +120,17 @@ func TestRegisterUnregisterBasic(t *testing.T) {
 	if c1.Hits() != 1 || c2.Hits() != 1 || c3.Hits() != 1 || handled != 1 {
 		t.Fatalf("hits %d %d %d handled %d", c1.Hits(), c2.Hits(), c3.Hits(), handled)
 	}
+	// A consumer's filter: hits of processes it rejects are not its own.
+	c4 := &probes.Consumer{Name: "only pid 2", Filter: func(pid int) bool { return pid == 2 },
+		Handler: func(u *probes.Uprobe, h probes.Hit) { handled++ }}
+	f.register(t, a, off, c4)
+	f.eng.Dispatch(u, probes.Hit{Pid: 1, Tid: 1, Vaddr: 0x20010})
+	f.eng.Dispatch(u, probes.Hit{Pid: 2, Tid: 2, Vaddr: 0x20010})
+	if c1.Hits() != 3 || c4.Hits() != 1 || handled != 4 {
+		t.Fatalf("with a filtered consumer: hits %d, filtered %d, handled %d; want 3, 1, 4", c1.Hits(), c4.Hits(), handled)
+	}
 
-	for _, c := range []*probes.Consumer{c1, c2, c3} {
+	for _, c := range []*probes.Consumer{c1, c2, c3, c4} {
 		if err := f.eng.Unregister(a.Inode, off, c); err != nil {
 			t.Fatal(err)
 		}

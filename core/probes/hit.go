@@ -34,6 +34,9 @@ func (e *Engine) Dispatch(u *Uprobe, h Hit) {
 		return
 	}
 	for _, c := range *p {
+		if c.Filter != nil && !c.Filter(h.Pid) {
+			continue
+		}
 		c.hits.Add(1)
 		if c.Handler != nil {
 			c.Handler(u, h)

@@ -23,6 +23,11 @@ type Consumer struct {
 	// Handler is optional; it is called on every hit, from the hit path,
 	// and must be fast and must not call into the Engine. Immutable.
 	Handler func(u *Uprobe, h Hit)
+	// Filter is optional (the kernel's uprobe_consumer.filter, asked on
+	// the hit path): a hit in a process it rejects is not the consumer's
+	// (not counted, no Handler call). It must be fast and must not call
+	// into the Engine. Immutable.
+	Filter func(pid int) bool
 
 	// hits is accessed atomically.
 	hits atomic.Uint64

@@ -223,6 +223,26 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 		undo()
 		return fmt.Errorf("watch %s: %w", path, err)
 	}
+	if err := w.scanAttach(in, path); err != nil {
+		undo()
+		return err
+	}
+	return nil
+}
+
+// Rescan looks for the processes that map the watched inode in again and
+// attaches those not traced yet, and inserts its mappings into the traced
+// ones whose filter verdicts were reset (SetFilter): for a filter that now
+// selects more processes.
+func (w *World) Rescan(in *rmap.Inode, path string) error {
+	if w.closed.Load() {
+		return ErrClosed
+	}
+	return w.scanAttach(in, path)
+}
+
+// scanAttach scans /proc for the processes mapping in and attaches them.
+func (w *World) scanAttach(in *rmap.Inode, path string) error {
 	// Scan, attach, and scan again: a process whose execve opened the file
 	// before the mark (so fanotify does not hold it) maps it a moment
 	// later, possibly after the first scan read its maps; the second scan
@@ -235,7 +255,6 @@ func (w *World) Watch(in *rmap.Inode, path string) error {
 		pids, err := pidsMapping(in.Key)
 		if err != nil {
 			if pass == 0 {
-				undo()
 				return fmt.Errorf("watch %s: %w", path, err)
 			}
 			break

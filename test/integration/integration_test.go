@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -389,8 +390,13 @@ func testShutdown(t *testing.T, withReader bool, stop func(*daemon) int) {
 	}
 }
 
-// TestAllowOther: with --allow-other, an unprivileged uid cannot get a
-// probe into a root process, and can into its own.
+// TestAllowOther: with --allow-other, an unprivileged uid's probe reaches
+// only its own processes: root's processes that map the same file are
+// never attached for it (TracerPid 0, text as the file), neither running
+// at registration nor started later, and its counts and events hold only
+// its own processes, also when root's probe on the file has root's
+// processes traced. A file it cannot read, and the listing of a directory
+// it cannot read, are refused (EACCES).
 func TestAllowOther(t *testing.T) {
 	const nobody = 65534
 	d := startDaemon(t, "--allow-other")
@@ -403,36 +409,86 @@ func TestAllowOther(t *testing.T) {
 	rootFx := startFixture(t, rootBin, -1)
 	userFx := startFixture(t, userBin, nobody)
 
+	// A root-owned file root's process runs: nobody may probe it (it can
+	// read it), but reaches nothing.
+	if r := d.shAs(nobody, "env echo tick > "+d.in(rootBin)+"/probes"); r.code != 0 {
+		t.Fatalf("nobody probing a file root's process maps: exit %d %q", r.code, r.out)
+	}
+	later := startFixture(t, rootBin, -1) // started after the registration
+	rootFx.waitBeats(5)
+	later.waitBeats(5)
+	for _, fx := range []*fixture{rootFx, later} {
+		if fx.tracerPid() != 0 {
+			t.Errorf("root's process %d traced for nobody's probe", fx.pid())
+		}
+		fx.checkOriginal(offsetOf(t, d, rootBin, "tick"))
+	}
+	if h := d.hits(d.in(rootBin) + "/tick"); h != 0 {
+		t.Errorf("nobody's probe on root's processes: %d hits, want 0", h)
+	}
+	d.must("rmdir " + d.in(rootBin) + "/tick")
+
+	// A file nobody cannot read: refused, and its listing too.
+	os.Chmod(rootBin, 0o711)
 	r := d.shAs(nobody, "env echo tick > "+d.in(rootBin)+"/probes")
-	if r.code == 0 || !strings.Contains(strings.ToLower(r.out), "operation not permitted") {
-		t.Fatalf("nobody probing a root process: exit %d %q", r.code, r.out)
+	if r.code == 0 || !strings.Contains(strings.ToLower(r.out), "permission denied") {
+		t.Fatalf("nobody probing a 0711 file: exit %d %q", r.code, r.out)
 	}
-	if got := d.must("ls " + d.in(rootBin)); got != "probes\n" {
-		t.Fatalf("root fixture probes: %q", got)
-	}
-	if rootFx.tracerPid() != 0 {
-		t.Fatal("root fixture traced")
-	}
-	last := lastLine(d.must("cat $M/.uprobefs/errors"))
-	if !strings.Contains(last, "uid=65534") || !strings.Contains(last, "EPERM") || !strings.Contains(last, fmt.Sprint(rootFx.pid())) {
+	if last := lastLine(d.must("cat $M/.uprobefs/errors")); !strings.Contains(last, "uid=65534") || !strings.Contains(last, "EACCES") || !strings.Contains(last, "may not read") {
 		t.Fatalf("error log: %q", last)
 	}
+	if r := d.shAs(nobody, "cat "+d.in(rootBin)+"/probes"); r.code == 0 {
+		t.Fatalf("nobody read the probes of a 0711 file: %q", r.out)
+	}
+	os.Chmod(rootBin, 0o755)
+	private := t.TempDir()
+	os.Chmod(private, 0o700)
+	if r := d.shAs(nobody, "ls "+d.in(private)); r.code == 0 {
+		t.Fatalf("nobody listed a 0700 directory of root's through the mirror: %q", r.out)
+	}
 
+	// Its own file and process: counted; with root's probe on the same
+	// file and root's process of it traced, still only its own.
 	if r := d.shAs(nobody, "echo tick > "+d.in(userBin)+"/probes"); r.code != 0 {
 		t.Fatalf("nobody probing its own process: exit %d %q", r.code, r.out)
 	}
 	d.waitHitsAbove(d.in(userBin)+"/tick", 0)
+	rootOfUser := startFixture(t, userBin, -1)
+	d.must("echo rootprobe=tock > " + d.in(userBin) + "/probes")
+	rootOfUser.waitBeats(3)
+	if rootOfUser.tracerPid() == 0 {
+		t.Fatal("root's probe did not reach root's process")
+	}
+	d.waitHitsAbove(d.in(userBin)+"/rootprobe", 0)
+	if out := d.must("timeout 20 head -n 40 " + d.in(userBin) + "/tick/events"); strings.Count(out, fmt.Sprintf("pid=%d ", userFx.pid())) != 40 {
+		t.Fatalf("nobody's probe counted another process (read as root): %q", out)
+	}
 	if r := d.shAs(nobody, "timeout 20 head -n 3 "+d.in(userBin)+"/tick/events"); r.code != 0 || strings.Count(r.out, fmt.Sprintf("pid=%d ", userFx.pid())) != 3 {
 		t.Fatalf("nobody reading its events: %d %q", r.code, r.out)
 	}
 	// Root's probe on the user's file cannot be removed by the user.
-	d.must("echo rootprobe=tock > " + d.in(userBin) + "/probes")
 	if r := d.shAs(nobody, "rmdir "+d.in(userBin)+"/rootprobe"); r.code == 0 {
 		t.Fatal("nobody removed root's probe")
 	}
 	if r := d.shAs(nobody, "rmdir "+d.in(userBin)+"/tick"); r.code != 0 {
 		t.Fatalf("nobody removing its probe: %q", r.out)
 	}
+}
+
+// offsetOf returns the file offset of probe name on bin from its listing.
+func offsetOf(t *testing.T, d *daemon, bin, name string) uint64 {
+	t.Helper()
+	for _, l := range strings.Split(d.must("cat "+d.in(bin)+"/probes"), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 4 && f[0] == name {
+			off, err := strconv.ParseUint(strings.TrimPrefix(f[2], "0x"), 16, 64)
+			if err == nil {
+				return off
+			}
+		}
+	}
+	t.Fatalf("no probe %s on %s", name, bin)
+	return 0
 }
 
 // TestMirror: the mount mirrors /, /bin/... works through the /bin symlink
