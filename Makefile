@@ -16,11 +16,14 @@ build:
 	$(GO) build ./...
 
 # prereq checks (and, as root on Debian, installs or mounts) what the tests need:
-# gcc for the C fixtures, strace for the someone-else's-tracee test, /dev/fuse,
-# and tracefs for the kernel uprobes we compare against.
+# gcc for the C fixtures, strace for the someone-else's-tracee test, fuse3's
+# fusermount3 for the non-root mount test, useradd for the throwaway users of
+# the permission tests, /dev/fuse, and tracefs for the kernel uprobes we
+# compare against.
 prereq:
 	@missing=""; \
-	for c in gcc strace; do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	for c in gcc:gcc strace:strace fusermount3:fuse3 useradd:passwd; do \
+	  PATH="$$PATH:/usr/sbin:/sbin" command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c##*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "prereq: installing$$missing"; \
@@ -28,6 +31,8 @@ prereq:
 	  else echo "prereq: missing$$missing (install them)" >&2; exit 1; fi; \
 	fi
 	@[ -e /dev/fuse ] || { [ "$$(id -u)" = 0 ] && mknod -m 666 /dev/fuse c 10 229; } || { echo "prereq: /dev/fuse missing" >&2; exit 1; }
+	@# Users mount through fusermount3, which opens /dev/fuse as them: mode 0666, as Debian's udev rule makes it.
+	@[ "$$(stat -c %a /dev/fuse)" = 666 ] || { [ "$$(id -u)" = 0 ] && chmod 666 /dev/fuse; } || echo "prereq: /dev/fuse is not 0666; the non-root mount test will fail" >&2
 	@[ -e /sys/kernel/tracing/uprobe_events ] || { [ "$$(id -u)" = 0 ] && mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null; } || echo "prereq: tracefs not mounted; kernel comparisons will be skipped" >&2
 
 # lint: gofmt, go vet (also of the planted-bug build), and the structure

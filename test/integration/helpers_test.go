@@ -17,6 +17,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -214,7 +215,7 @@ func (d *daemon) shAs(uid int, cmd string) result {
 	c.Env = append(os.Environ(), "M="+d.mnt)
 	c.Dir = "/"
 	if uid >= 0 {
-		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: credOf(uid)}
 	}
 	out, err := c.CombinedOutput()
 	if ctx.Err() != nil {
@@ -303,7 +304,7 @@ func startFixture(t *testing.T, path string, uid int) *fixture {
 	t.Helper()
 	f := &fixture{t: t, path: path, cmd: exec.Command(path), beats: make(chan struct{}, 1<<16), done: make(chan struct{})}
 	if uid >= 0 {
-		f.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid)}}
+		f.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: credOf(uid)}
 	}
 	r, err := f.cmd.StdoutPipe()
 	if err != nil {
@@ -445,4 +446,16 @@ func fileBytes(t *testing.T, path string, off uint64, n int) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// credOf is the credential of uid: its primary group from the user
+// database (a throwaway user's own group), else gid = uid (nobody's).
+func credOf(uid int) *syscall.Credential {
+	gid := uid
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		if g, err := strconv.Atoi(u.Gid); err == nil {
+			gid = g
+		}
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 }

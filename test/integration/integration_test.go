@@ -398,14 +398,14 @@ func testShutdown(t *testing.T, withReader bool, stop func(*daemon) int) {
 // processes traced. A file it cannot read, and the listing of a directory
 // it cannot read, are refused (EACCES).
 func TestAllowOther(t *testing.T) {
-	const nobody = 65534
+	nobody, nobodyGid := testfix.User(t) // a throwaway user, removed after
 	d := startDaemon(t, "--allow-other")
 	rootBin := buildFixture(t)
 	userBin := buildFixture(t)
 	for _, p := range []string{filepath.Dir(userBin), filepath.Dir(filepath.Dir(userBin)), filepath.Dir(rootBin), filepath.Dir(filepath.Dir(rootBin))} {
 		os.Chmod(p, 0o755)
 	}
-	os.Chown(userBin, nobody, nobody)
+	os.Chown(userBin, nobody, nobodyGid)
 	rootFx := startFixture(t, rootBin, -1)
 	userFx := startFixture(t, userBin, nobody)
 
@@ -434,7 +434,7 @@ func TestAllowOther(t *testing.T) {
 	if r.code == 0 || !strings.Contains(strings.ToLower(r.out), "permission denied") {
 		t.Fatalf("nobody probing a 0711 file: exit %d %q", r.code, r.out)
 	}
-	if last := lastLine(d.must("cat $M/.uprobefs/errors")); !strings.Contains(last, "uid=65534") || !strings.Contains(last, "EACCES") || !strings.Contains(last, "may not read") {
+	if last := lastLine(d.must("cat $M/.uprobefs/errors")); !strings.Contains(last, fmt.Sprintf("uid=%d", nobody)) || !strings.Contains(last, "EACCES") || !strings.Contains(last, "may not read") {
 		t.Fatalf("error log: %q", last)
 	}
 	if r := d.shAs(nobody, "cat "+d.in(rootBin)+"/probes"); r.code == 0 {

@@ -1,0 +1,95 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// TestNonRootMount: a throwaway unprivileged user mounts uprobefs itself
+// (through fuse3's fusermount3: the Makefile installs it), probes its own
+// process (no fanotify without CAP_SYS_ADMIN: the /proc rescan finds it),
+// counts hits, and unmounts with "uprobefs umount": a clean shutdown, the
+// process restored and detached.
+func TestNonRootMount(t *testing.T) {
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		t.Fatal("fusermount3 missing: make prereq installs fuse3")
+	}
+	uid, gid := testfix.User(t)
+	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	base := t.TempDir()
+	mnt := filepath.Join(base, "mnt")
+	bin := buildFixture(t)
+	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(bin), filepath.Dir(filepath.Dir(bin)), filepath.Dir(uprobefsBin)} {
+		os.Chmod(p, 0o755)
+	}
+	if err := os.Mkdir(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(mnt, uid, gid)
+	os.Chown(bin, uid, gid)
+	fx := startFixture(t, bin, uid)
+
+	d := &daemon{t: t, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(uprobefsBin, "mount", mnt)
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(d.cleanup)
+	for deadline := time.Now().Add(20 * time.Second); !isMounted(mnt); time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-d.done:
+			t.Fatalf("uprobefs exited before mounting: %v\n%s", d.err, d.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not mounted in time\n%s", d.log.String())
+		}
+	}
+	if r := d.shAs(uid, "echo tick > "+d.in(bin)+"/probes"); r.code != 0 {
+		t.Fatalf("registering as the user: exit %d %q\n%s", r.code, r.out, d.log.String())
+	}
+	// Only the user reaches its mount (root too is refused by FUSE).
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		r := d.shAs(uid, "cat "+d.in(bin)+"/tick/hits")
+		if n, err := strconv.Atoi(strings.TrimSpace(r.out)); err == nil && n > 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hits as the user: %q\n%s", r.out, d.log.String())
+		}
+	}
+	// Traced by the user's daemon (its tracer thread).
+	if tp := fx.tracerPid(); tp == 0 || !exists(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
+		t.Errorf("fixture traced by %d, not a thread of the user's daemon %d", tp, d.cmd.Process.Pid)
+	}
+	c := exec.Command(uprobefsBin, "umount", mnt)
+	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("uprobefs umount as the user: %v %s", err, out)
+	}
+	if code := d.wait(); code != 0 || !strings.Contains(d.log.String(), "clean shutdown") {
+		t.Fatalf("exit %d\n%s", code, d.log.String())
+	}
+	fx.waitUntraced()
+	fx.checkOriginal(offsetOfSym(t, bin, "tick"))
+	fx.waitBeats(3)
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func offsetOfSym(t *testing.T, bin, sym string) uint64 {
+	t.Helper()
+	return testfix.SymOff(t, bin, sym)
+}
