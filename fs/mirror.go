@@ -49,7 +49,15 @@ func (d *mirrorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return nil, errno // no search permission on the real directory
 	}
 	var st syscall.Stat_t
-	if err := syscall.Lstat(real, &st); err != nil {
+	lstat := syscall.Lstat
+	if isProcRoot(mpath) {
+		// /proc/PID/root is a directory here, not a link: the paths
+		// below it are resolved by the kernel in that process's root
+		// and mount namespace (a container's files, by their own
+		// inodes).
+		lstat = syscall.Stat
+	}
+	if err := lstat(real, &st); err != nil {
 		if name == "probes" && err == syscall.ENOENT {
 			// DIR/probes of a directory: EISDIR for every access (open
 			// with or without O_CREAT, stat), as documented.
@@ -181,7 +189,8 @@ func (l *mirrorLink) target() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !filepath.IsAbs(t) {
+	abs := filepath.IsAbs(t)
+	if !abs {
 		depth := strings.Count(strings.Trim(filepath.Dir(l.mpath), "/"), "/")
 		if filepath.Dir(l.mpath) != "/" {
 			depth++
@@ -205,7 +214,39 @@ func (l *mirrorLink) target() (string, error) {
 		}
 		t = filepath.Join(filepath.Dir(l.mpath), t) // Clean stops at "/"
 	}
+	if abs {
+		// Inside a process's root (a container), an absolute target is
+		// in that root.
+		return filepath.Join(l.fsys.mnt, procRootOf(l.mpath), filepath.Clean(t)), nil
+	}
 	return filepath.Join(l.fsys.mnt, filepath.Clean(t)), nil
+}
+
+// isProcRoot reports whether mpath is /proc/PID/root.
+func isProcRoot(mpath string) bool {
+	rest, ok := strings.CutPrefix(mpath, "/proc/")
+	if !ok {
+		return false
+	}
+	pid, tail, ok := strings.Cut(rest, "/")
+	if !ok || tail != "root" || pid == "" {
+		return false
+	}
+	for _, c := range pid {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// procRootOf returns the /proc/PID/root that mpath is below, or "".
+func procRootOf(mpath string) string {
+	parts := strings.SplitN(mpath, "/", 5) // "", "proc", PID, "root", rest
+	if len(parts) >= 4 && isProcRoot("/"+parts[1]+"/"+parts[2]+"/"+parts[3]) {
+		return "/" + parts[1] + "/" + parts[2] + "/" + parts[3]
+	}
+	return ""
 }
 
 func (l *mirrorLink) Readlink(ctx context.Context) ([]byte, syscall.Errno) {

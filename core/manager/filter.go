@@ -41,8 +41,9 @@ const MaxComm = 15
 // descends from one of them, and (if Comms is not empty) whose command name
 // is in Comms. Both empty: every process. Immutable once parsed.
 type Filter struct {
-	Pids  []int
-	Comms []string
+	Pids    []int
+	Comms   []string
+	Cgroups []string // cgroup v2 paths ("/a/b"): the process is in one or below (cgroup.go)
 }
 
 // String is the filter as written in canonical form ("pid=12,40
@@ -62,6 +63,9 @@ func (f *Filter) String() string {
 	if len(f.Comms) > 0 {
 		parts = append(parts, "comm="+strings.Join(f.Comms, ","))
 	}
+	if len(f.Cgroups) > 0 {
+		parts = append(parts, "cgroup="+strings.Join(f.Cgroups, ","))
+	}
 	return strings.Join(parts, " ")
 }
 
@@ -74,6 +78,9 @@ func (f *Filter) selects(pid int) bool {
 		return false
 	}
 	if len(f.Comms) > 0 && !slices.Contains(f.Comms, st.Name) {
+		return false
+	}
+	if len(f.Cgroups) > 0 && !inCgroups(pid, f.Cgroups) {
 		return false
 	}
 	if len(f.Pids) == 0 {
@@ -109,7 +116,7 @@ func splitFilter(line string) (string, *Filter, error) {
 		}
 		word := trimmed[i+1:]
 		kind, list, ok := strings.Cut(word, "=")
-		if !ok || (kind != "pid" && kind != "comm") {
+		if !ok || (kind != "pid" && kind != "comm" && kind != "cgroup") {
 			break
 		}
 		if f == nil {
@@ -154,6 +161,17 @@ func (f *Filter) add(kind, list string) error {
 			}
 			f.Comms = append(f.Comms, s)
 		}
+	case "cgroup":
+		if f.Cgroups != nil {
+			return errors.New("cgroup= given twice (list several in one: cgroup=/a,/b)")
+		}
+		for _, s := range items {
+			cg, err := parseCgroup(s)
+			if err != nil {
+				return err
+			}
+			f.Cgroups = append(f.Cgroups, cg)
+		}
 	}
 	return nil
 }
@@ -170,7 +188,7 @@ func parseLineFilter(line string) (Op, error) {
 		return op, err
 	}
 	if op.Remove {
-		return Op{}, fmt.Errorf("%q: a process filter (pid=, comm=) limits a registration; -NAME takes none", line)
+		return Op{}, fmt.Errorf("%q: a process filter (pid=, comm=, cgroup=) limits a registration; -NAME takes none", line)
 	}
 	op.Filter = f
 	return op, nil

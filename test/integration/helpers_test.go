@@ -302,10 +302,18 @@ func buildFixture(t *testing.T) string {
 // kills it.
 func startFixture(t *testing.T, path string, uid int) *fixture {
 	t.Helper()
-	f := &fixture{t: t, path: path, cmd: exec.Command(path), beats: make(chan struct{}, 1<<16), done: make(chan struct{})}
+	cmd := exec.Command(path)
 	if uid >= 0 {
-		f.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: credOf(uid)}
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: credOf(uid)}
 	}
+	return startFixtureCmd(t, path, cmd)
+}
+
+// startFixtureCmd is startFixture with the command made by the caller (it
+// must exec the fixture, known as path in its mount namespace).
+func startFixtureCmd(t *testing.T, path string, cmd *exec.Cmd) *fixture {
+	t.Helper()
+	f := &fixture{t: t, path: path, cmd: cmd, beats: make(chan struct{}, 1<<16), done: make(chan struct{})}
 	r, err := f.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,84 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// cgroup2 returns the cgroup v2 mount point, or "" if there is none.
+func cgroup2(t *testing.T) string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if pre, post, ok := strings.Cut(l, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
+			if f := strings.Fields(pre); len(f) >= 5 {
+				return f[4]
+			}
+		}
+	}
+	return ""
+}
+
+// TestCgroupFilter: a probe limited with cgroup= to a test cgroup (v2,
+// created and removed by the test) goes only into the process moved into
+// it (and counts it exactly); a process of the same binary outside stays
+// untraced with the file's text; a cgroup that does not exist is EINVAL.
+func TestCgroupFilter(t *testing.T) {
+	root := cgroup2(t)
+	if root == "" {
+		t.Fatal("no cgroup v2 hierarchy mounted (cgroup2 in /proc/self/mountinfo)")
+	}
+	cg := filepath.Join(root, fmt.Sprintf("uprobefs-test-%d", os.Getpid()))
+	if err := os.Mkdir(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t)
+	bin := testfix.Glob(t)
+	in, out := startGlob(t, bin), startGlob(t, bin)
+	t.Cleanup(func() {
+		// Back to the root cgroup, then the test cgroup can go.
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(in.cmd.Process.Pid)), 0)
+		if err := os.Remove(cg); err != nil {
+			t.Errorf("remove %s: %v", cg, err)
+		}
+	})
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte(strconv.Itoa(in.cmd.Process.Pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+	fin := &fixture{t: t, path: bin, cmd: in.cmd}
+	fout := &fixture{t: t, path: bin, cmd: out.cmd}
+	P := d.in(bin)
+	one := testfix.SymOff(t, bin, "alpha_one")
+
+	if r := d.sh("env echo 'alpha_one cgroup=/no-such-cgroup-uprobefs' > " + P + "/probes"); r.code == 0 || !strings.Contains(r.out, "Invalid argument") {
+		t.Fatalf("a cgroup that does not exist: exit %d %q", r.code, r.out)
+	}
+	d.must(fmt.Sprintf("echo 'alpha_one cgroup=%s' > %s/probes", cg, P))
+	if tp := fout.tracerPid(); tp != 0 {
+		t.Fatalf("pid %d (outside the cgroup) is traced by %d", fout.pid(), tp)
+	}
+	fout.checkOriginal(one)
+	if got := fin.text(one, 1)[0]; got != 0xcc {
+		t.Fatalf("pid %d (in the cgroup): byte %#x at alpha_one, want the breakpoint", fin.pid(), got)
+	}
+	in.round()
+	in.round()
+	out.round()
+	if got := d.hits(P + "/alpha_one"); got != 2 {
+		t.Fatalf("alpha_one hits %d, want 2 (the process in the cgroup, twice)", got)
+	}
+	if l := d.must("cat " + P + "/probes"); !strings.Contains(l, "alpha_one") {
+		t.Fatalf("listing: %q", l)
+	}
+	d.must("echo -alpha_one > " + P + "/probes")
+	fin.waitUntraced()
+	fin.checkOriginal(one)
+}
