@@ -61,7 +61,7 @@ func settle(t *testing.T, w *World) Stats {
 			return s
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("still tracing: %+v", s)
+			t.Errorf("still tracing: %+v\n%s", s, w.debugState())
 			return s
 		}
 		time.Sleep(5 * time.Millisecond)
