@@ -13,16 +13,22 @@ import (
 // TestOthersTraceeLater: a process that execs the watched file under strace
 // after Watch is listed by Skipped with strace as the reason (before, only
 // the processes found by Watch itself were), and is not harmed; one that
-// exits is no longer listed.
+// exits is no longer listed. With fanotify (the exec is held) and without
+// (the /proc rescan finds it).
 func TestOthersTraceeLater(t *testing.T) {
-	strace, err := exec.LookPath("strace")
-	if err != nil {
+	if _, err := exec.LookPath("strace"); err != nil {
 		t.Skip("strace not installed")
 	}
+	t.Run("fanotify", func(t *testing.T) { testOthersTraceeLater(t, Options{}) })
+	t.Run("rescan", func(t *testing.T) { testOthersTraceeLater(t, Options{NoFanotify: true}) })
+}
+
+func testOthersTraceeLater(t *testing.T, o Options) {
+	strace, _ := exec.LookPath("strace")
 	bin := workBin(t)
 	const n = 3000
 	want := checksum(t, bin, fmt.Sprint(n), "1", "l")
-	e := newEnv(t, Options{})
+	e := newEnv(t, o)
 	a := startFixture(t, bin, fmt.Sprint(n), "1", "l")
 	p := e.register(bin, "f_load")
 	if sk := e.w.Skipped(p.in); len(sk) != 0 {
