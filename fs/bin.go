@@ -107,22 +107,29 @@ func (f *probesFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fus
 // Setattr accepts a truncation (O_TRUNC, ">") and does nothing: truncation
 // never deletes probes. Any other change is refused.
 func (f *probesFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	if harmlessSetattr(in) {
+		f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
+		return 0
+	}
+	return f.node.Setattr(ctx, fh, in, out)
+}
+
+// harmlessSetattr reports whether in is a truncation to 0 (O_TRUNC, ">")
+// or a touch, which a probes file accepts and ignores.
+func harmlessSetattr(in *fuse.SetAttrIn) bool {
 	if sz, ok := in.GetSize(); ok && sz == 0 {
 		if _, ok := in.GetMode(); !ok {
 			if _, ok := in.GetUID(); !ok {
-				f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
-				return 0
+				return true
 			}
 		}
 	}
 	if _, ok := in.GetATime(); ok {
 		if _, ok := in.GetSize(); !ok {
-			// touch: harmless.
-			f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
-			return 0
+			return true // touch
 		}
 	}
-	return f.node.Setattr(ctx, fh, in, out)
+	return false
 }
 
 func (f *probesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {

@@ -31,6 +31,13 @@ var controlFiles = map[string]func(m *manager.Manager, c manager.Caller) string{
 		return b.String()
 	},
 	"stats": func(m *manager.Manager, c manager.Caller) string { return m.Stats().Text() },
+	"files": func(m *manager.Manager, c manager.Caller) string {
+		var b strings.Builder
+		for _, f := range m.Files() {
+			b.WriteString(f.Line())
+		}
+		return b.String()
+	},
 	"errors": func(m *manager.Manager, c manager.Caller) string {
 		var b strings.Builder
 		for _, e := range m.Errors() {
@@ -42,7 +49,7 @@ var controlFiles = map[string]func(m *manager.Manager, c manager.Caller) string{
 	},
 }
 
-var controlNames = []string{"errors", "probes", "stats"}
+var controlNames = []string{"errors", "files", "probes", "stats"}
 
 func (d *controlDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.synthAttr(&out.Attr, syscall.S_IFDIR|0555, d.fsys.uid)
@@ -50,6 +57,11 @@ func (d *controlDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse
 }
 
 func (d *controlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+	if name == InodesDir {
+		n := &inodesDir{node: node{fsys: d.fsys, mpath: d.child(name)}}
+		n.synthAttr(&out.Attr, syscall.S_IFDIR|0555, d.fsys.uid)
+		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("control", name)}), 0
+	}
 	content := controlFiles[name]
 	if content == nil {
 		return nil, syscall.ENOENT
@@ -60,10 +72,11 @@ func (d *controlDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut
 }
 
 func (d *controlDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	list := make([]fuse.DirEntry, 0, len(controlNames))
+	list := make([]fuse.DirEntry, 0, len(controlNames)+1)
 	for _, name := range controlNames {
 		list = append(list, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: inoOf("control", name)})
 	}
+	list = append(list, fuse.DirEntry{Name: InodesDir, Mode: syscall.S_IFDIR, Ino: inoOf("control", InodesDir)})
 	return fusefs.NewListDirStream(list), 0
 }
 

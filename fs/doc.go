@@ -23,6 +23,10 @@
 //	                                events_lost, processes, threads, breakpoints...
 //	<mount>/.uprobefs/errors        every refused request (last 1000):
 //	                                "TIME uid=U pid=P ERRNO path=P input="..." reason: ..."
+//	<mount>/.uprobefs/files         every probed file: "DEV:INO STATE PATH"
+//	                                (STATE present, gone or replaced)
+//	<mount>/.uprobefs/inodes/DEV:INO/  the probes of one file by inode (inodes.go):
+//	                                probes (read; write -NAME lines), NAME/ (rmdir)
 //
 // Special files, devices, fifos and sockets are not shown. The mount point
 // itself (and anything on this filesystem's device) is not shown inside the
@@ -45,6 +49,10 @@
 //     with FOPEN_DIRECT_IO (every cat sees the current value).
 //   - rmdir NAME unregisters a probe. rm -r NAME works too: unlinking hits,
 //     events or status succeeds and does nothing, then rmdir unregisters.
+//   - A probe belongs to an inode: after rm of the file, or a rename over
+//     its path, it stays (and counts) but the path no longer leads to it;
+//     .uprobefs/inodes/DEV:INO reaches it, status starts with a
+//     "file gone: ..." line, and removing the last one releases the inode.
 //   - Callers other than root (possible with --allow-other) may register only
 //     where every process mapping the file has their uid (see
 //     manager.Manager.ApplyAs), remove only their own probes, and see only their

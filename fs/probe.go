@@ -123,7 +123,9 @@ func (f *statusFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fus
 
 func (f *statusFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	c := callerOf(ctx)
-	return f.openSnapshot(ctx, flags, func() string { return f.fsys.m.Status(f.p, c) })
+	return f.openSnapshot(ctx, flags, func() string {
+		return f.p.GoneLine(ControlDir+"/"+InodesDir) + f.fsys.m.Status(f.p, c)
+	})
 }
 
 type eventsFile probeFile

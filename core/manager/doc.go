@@ -25,6 +25,9 @@
 //   - ring.go: the event ring of a probe and its per-reader subscriptions,
 //     and the budget all rings of a Manager share.
 //   - status.go, stats.go: the status lines of a probe and the counters.
+//   - lifecycle.go: probes of a file whose path no longer leads to it
+//     (removed, renamed over): PathState, Files, and ApplyInode, which
+//     removes probes by inode.
 //   - manager.go: the Manager, its probes, and ApplyAs (stage, check,
 //     watch, register, commit) with its rollback; Close.
 //
@@ -37,7 +40,7 @@
 //
 // Outermost first:
 //
-//	Manager.applyMu            serialises every change (ApplyAs, Remove, Close)
+//	Manager.applyMu            serialises every change (ApplyAs, ApplyInode, Remove, Close)
 //	  -> World.Watch/Unwatch, Engine.Register/Unregister (and their locks:
 //	     i_mutex -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock)
 //	Manager.mu                 a leaf: held only to read or swap the maps

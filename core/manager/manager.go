@@ -92,7 +92,7 @@ type Manager struct {
 	// (a *ringBudget is safe for concurrent use).
 	rings *ringBudget
 
-	// applyMu serialises ApplyAs, Remove and Close.
+	// applyMu serialises ApplyAs, ApplyInode, Remove and Close.
 	applyMu sync.Mutex
 
 	// mu protects files, errlog, errlogBytes, closed.

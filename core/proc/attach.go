@@ -32,7 +32,7 @@ func (w *World) checkAttachable(pid int) error {
 		return fmt.Errorf("pid %d: traced already: %w", pid, syscall.ESRCH)
 	}
 	if st.TracerPid != 0 {
-		return fmt.Errorf("pid %d: already traced by pid %d", pid, st.TracerPid)
+		return fmt.Errorf("pid %d: already traced by %s", pid, tracerName(st.TracerPid))
 	}
 	return nil
 }
@@ -58,7 +58,7 @@ func (w *World) attach(pid int, cands []int) (*process, error) {
 			// Auto-attached (a fork child) and not announced yet.
 			return nil, fmt.Errorf("pid %d: traced already: %w", pid, syscall.ESRCH)
 		} else if e == nil && st2.TracerPid != 0 {
-			return nil, fmt.Errorf("pid %d: already traced by pid %d (%v)", pid, st2.TracerPid, err)
+			return nil, fmt.Errorf("pid %d: already traced by %s (%v)", pid, tracerName(st2.TracerPid), err)
 		}
 		return nil, fmt.Errorf("pid %d: cannot attach: %w", pid, err)
 	}

@@ -187,6 +187,7 @@ func (w *World) heldOpen(pid, tid int, k rmap.InodeKey, exec bool) {
 	}
 	if exec {
 		if err := w.attachExec(pid); err != nil && !errors.Is(err, syscall.ESRCH) {
+			w.recordSkip(k, pid, err.Error())
 			w.log("exec of a watched file: pid %d not traced: %v", pid, err)
 		}
 		return
@@ -197,6 +198,7 @@ func (w *World) heldOpen(pid, tid int, k rmap.InodeKey, exec bool) {
 	p, err := w.attach(pid, nil)
 	if err != nil {
 		if !errors.Is(err, syscall.ESRCH) {
+			w.recordSkip(k, pid, err.Error())
 			w.log("open of a watched file: pid %d not traced: %v", pid, err)
 		}
 		return
@@ -265,8 +267,17 @@ func (w *World) rescan(ctx context.Context) {
 				if !w.selectsMapped(pid) {
 					continue // no filter of what it maps selects it (filter.go)
 				}
-				if _, err := w.attach(pid, pids); err == nil {
+				_, err := w.attach(pid, pids)
+				switch {
+				case err == nil:
 					w.log("rescan: pid %d attached", pid)
+				case !errors.Is(err, syscall.ESRCH):
+					// Recorded for the watched inodes it maps.
+					for k := range w.watched {
+						if procfs.PidMaps(pid, procfs.FileID(k)) {
+							w.recordSkip(k, pid, err.Error())
+						}
+					}
 				}
 			}
 		})

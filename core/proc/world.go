@@ -139,9 +139,12 @@ type World struct {
 	rescanStop func()
 	rescanDone chan struct{}
 
-	// skipMu guards skips (read by any goroutine).
+	// skips are the recorded reasons why processes that map a watched
+	// inode are not traced, by inode and pid (skips.go). skips is
+	// protected by skipMu; entries are added only for a watched inode
+	// (under the tracer thread's check of watched).
 	skipMu sync.Mutex
-	skips  map[rmap.InodeKey][]Skip
+	skips  map[rmap.InodeKey]map[int]string
 
 	// Counters, accessed atomically.
 	nProcs, nThreads atomic.Int64
@@ -168,7 +171,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		orphans:  map[int]orphan{},
 		reapable: map[int]bool{},
 		reloc:    map[*install.Plan]bool{},
-		skips:    map[rmap.InodeKey][]Skip{},
+		skips:    map[rmap.InodeKey]map[int]string{},
 		pending:  map[int]*pendExec{},
 		ldsos:    map[rmap.InodeKey]*ldso{},
 		poking:   map[*process]bool{},
@@ -274,10 +277,8 @@ func (w *World) scanAttach(in *rmap.Inode, path string) error {
 			return err
 		}
 	}
-	w.skipMu.Lock()
-	w.skips[in.Key] = skips
-	w.skipMu.Unlock()
 	for _, s := range skips {
+		w.recordSkip(in.Key, s.Pid, s.Reason)
 		w.log("watch %s: pid %d not traced: %s", path, s.Pid, s.Reason)
 	}
 	return nil
@@ -355,14 +356,6 @@ func (w *World) await(wt *detachWaiter, what string) {
 	case <-time.After(w.opts.DetachTimeout):
 		w.errorf("%s: processes still not detached after %v", what, w.opts.DetachTimeout)
 	}
-}
-
-// Skipped returns the processes that map in but could not be traced when
-// Watch ran, with the reason.
-func (w *World) Skipped(in *rmap.Inode) []Skip {
-	w.skipMu.Lock()
-	defer w.skipMu.Unlock()
-	return append([]Skip(nil), w.skips[in.Key]...)
 }
 
 // Stats returns the world's counters: traced processes and threads,
