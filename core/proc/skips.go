@@ -58,7 +58,8 @@ func (w *World) recordSkip(k rmap.InodeKey, pid int, reason string) {
 // traced by this world, each with the reason: why it cannot be attached now
 // (checkAttachable: another tracer, our own child...), else the reason
 // recorded when an attach of it failed, else "not traced". A process being
-// attached (held in its exec) is not listed. It reads /proc: every
+// attached (held in its exec), or one the inode's filter leaves out
+// (SetFilter), is not listed. It reads /proc: every
 // process's maps.
 func (w *World) Skipped(in *rmap.Inode) []Skip {
 	w.skipMu.Lock()
@@ -74,11 +75,16 @@ func (w *World) Skipped(in *rmap.Inode) []Skip {
 		}
 	}
 	slices.Sort(pids)
+	var filter func(int) bool
+	w.t.do(func() { filter = w.filters[in.Key] })
 	var out []Skip
 	for _, pid := range pids {
 		st, err := procfs.PidStatus(pid)
 		if err != nil || st.TracerPid == w.t.tid {
 			continue // gone, or ours
+		}
+		if filter != nil && !filter(pid) {
+			continue // not traced on purpose: the file's filter leaves it out
 		}
 		reason := "not traced"
 		if err := w.checkAttachable(pid); err != nil {
