@@ -1,0 +1,52 @@
+// Package fetch is the fetch arguments of a probe: tracefs's FETCHARGS
+// grammar (Documentation/trace/uprobetracer.rst, kernel/trace/trace_probe.c)
+// parsed into Args, and an Arg evaluated at a hit and formatted as the
+// kernel's trace output prints it.
+//
+// It owns:
+//
+//   - parse.go, types.go, regs.go, kstrto.go: Parse, with tracefs's rules
+//     and limits: %REG, @ADDR, @+OFFSET, $stackN, $stack, $retval (return
+//     probes only), $comm, $argN, +|-[u]OFFS(FETCHARG) nested, \IMM,
+//     \"STRING", NAME=FETCHARG, :TYPE (u8..u64, s8..s64, x8..x64, char,
+//     string, ustring, symbol, b<width>@<offset>/<container>); at most
+//     MaxArgs arguments, MaxArgLen bytes each after NAME=, names of at most
+//     MaxNameLen bytes, MaxDerefs memory reads; numbers as kstrtoul and
+//     kstrtol read them.
+//   - eval.go: Arg.Eval and Format, from a Context: registers
+//     (core/install.Regs), a Memory that reports faults, comm, the return
+//     value, a symbolizer and a file-offset resolver.
+//   - errors.go: the *Error of a refused argument (its index, the faulty
+//     token and where, and tracefs's reason), wrapping ErrInvalid.
+//   - hist.go: Hist, a log2 latency histogram printed as bpftrace's hist().
+//
+// It imports core/install (for Regs) and the standard library only, does no
+// I/O of its own and is safe for concurrent use (Args are immutable; Hist
+// locks).
+//
+// # What is as tracefs
+//
+// Every form tracefs accepts for a uprobe on x86-64 is accepted with its
+// meaning and formatting, and every refusal tracefs makes is made here with
+// its reason (TestParseErrors; TestKernelParser compares each case with the
+// running kernel's uprobe_events where tracefs is available). Values print
+// as tracefs prints them, faults included (see Eval).
+//
+// # Where it differs, and why
+//
+//   - $argN (the System V integer arguments: rdi, rsi, rdx, rcx, r8, r9,
+//     then the stack above the return address) is accepted on every probe;
+//     tracefs has it for kprobes at a function entry only. It is the
+//     function's argument only at the function's entry (or, for a return
+//     probe, if the caller evaluates it at the entry).
+//   - Register names: besides tracefs's (each the whole 64-bit register:
+//     %ax is rax), the assembler's names rax, eax, r8d, r8w, al, ah, ...
+//     (regs.go says which).
+//   - Refused although tracefs is lax: text after a dereference's last ')'
+//     (tracefs ignores it), a dereference offset outside int32 and $stackN
+//     with N of 2^32 or more (tracefs cuts both silently).
+//   - Refused, not implemented: array types (:u32[4]), symstr, @SYMBOL
+//     (tracefs refuses it for uprobes too).
+//   - A dereference before the last one that faults gives (fault); tracefs
+//     leaves the field unwritten (it shows whatever its buffer held).
+package fetch
