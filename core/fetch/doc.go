@@ -28,9 +28,12 @@
 //
 // Every form tracefs accepts for a uprobe on x86-64 is accepted with its
 // meaning and formatting, and every refusal tracefs makes is made here with
-// its reason (TestParseErrors; TestKernelParser compares each case with the
-// running kernel's uprobe_events where tracefs is available). Values print
-// as tracefs prints them, faults included (see Eval).
+// its reason (TestParseErrors). TestKernelParser writes each of the tests'
+// arguments (about 300, on entry and return probes) to the running
+// kernel's uprobe_events on a private fixture, never enabled, and checks
+// that the kernel accepts the same ones, lists them as Arg.String does, and
+// refuses the others with the same reason, but for the differences below.
+// Values print as tracefs prints them, faults included (see Eval).
 //
 // # Where it differs, and why
 //
@@ -39,14 +42,19 @@
 //     tracefs has it for kprobes at a function entry only. It is the
 //     function's argument only at the function's entry (or, for a return
 //     probe, if the caller evaluates it at the entry).
+//   - The symbol type is accepted on every probe and printed by the
+//     caller's symbolizer (the probed file's symbols); tracefs's uprobes
+//     refuse it since Linux 6.x ("Unknown type is specified"), and older
+//     ones printed the raw address (%pS knows only kernel symbols).
 //   - Register names: besides tracefs's (each the whole 64-bit register:
 //     %ax is rax), the assembler's names rax, eax, r8d, r8w, al, ah, ...
 //     (regs.go says which).
 //   - Refused although tracefs is lax: text after a dereference's last ')'
 //     (tracefs ignores it), a dereference offset outside int32 and $stackN
 //     with N of 2^32 or more (tracefs cuts both silently).
-//   - Refused, not implemented: array types (:u32[4]), symstr, @SYMBOL
-//     (tracefs refuses it for uprobes too).
+//   - Refused, not implemented: array types (+0(%di):u32[4]); tracefs's
+//     symstr, %pd and %pD are for kprobes, @SYMBOL and BTF names are
+//     refused by tracefs's uprobes too.
 //   - A dereference before the last one that faults gives (fault); tracefs
 //     leaves the field unwritten (it shows whatever its buffer held).
 package fetch

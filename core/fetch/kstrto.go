@@ -17,10 +17,14 @@ func kstrtoull(s string, base int) (uint64, bool) {
 	return v, ok && n > 0 && n == len(s)
 }
 
-// kstrtoll parses all of s as kstrtoll does: a leading '-' negates
-// kstrtoull of the rest; the result must fit an int64.
+// kstrtoll parses all of s as kstrtoll does: a leading '-' negates the
+// rest, which may not have a '+' of its own (_kstrtoull); the result must
+// fit an int64.
 func kstrtoll(s string, base int) (int64, bool) {
 	if len(s) > 0 && s[0] == '-' {
+		if len(s) > 1 && s[1] == '+' {
+			return 0, false
+		}
 		u, ok := kstrtoull(s[1:], base)
 		if !ok || u > 1<<63 {
 			return 0, false

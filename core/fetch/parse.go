@@ -267,7 +267,8 @@ func (p *parser) parseVar(expr string, pos int) (expression, error) {
 		x.base, x.imm = opStack, n
 	case v == "comm" || v == "COMM":
 		x.base = opComm
-	case strings.HasPrefix(v, "arg") && len(v) > 3 && isDigit(v[3]):
+	case strings.HasPrefix(v, "arg"):
+		// As kprobe's $argN: kstrtoul, so "$arg+1" is $arg1.
 		n, ok := kstrtoull(v[3:], 10)
 		if !ok {
 			return x, p.fail(pos, expr, reasonBadVar)

@@ -108,86 +108,89 @@ func wantErr(t *testing.T, args []string, isReturn bool, index int, reason, toke
 	}
 }
 
+// errorCases are refused arguments: the reason, the token named, and the
+// caret position (the argument is the second of its line).
+var errorCases = []struct {
+	arg, reason, token string
+	pos                int
+}{
+	{"=%ax", reasonNoArgName, "", 0},
+	{"1x=%ax", reasonBadArgName, "1x", 0},
+	{"a-b=%ax", reasonBadArgName, "a-b", 0},
+	{"common_pid=%ax", reasonUsedArgName, "common_pid", 0},
+	{"__probe_ip=%ax", reasonUsedArgName, "__probe_ip", 0},
+	{"x=", reasonNoArgBody, "", 2},
+	{"", reasonNoArgBody, "", 0},
+	{"%", reasonBadRegName, "%", 0},
+	{"%zz", reasonBadRegName, "%zz", 0},
+	{"%RAX", reasonBadRegName, "%RAX", 0},
+	{"%ax:u128", reasonBadType, "u128", 4},
+	{"%ax:", reasonBadType, "", 4},
+	{"%ax:u32:u8", reasonBadType, "u32:u8", 4},
+	{"%ax:string", reasonBadString, "string", 4},
+	{"$stack:ustring", reasonBadString, "ustring", 7},
+	{"%ax:b0@0/8", reasonBadBitfield, "b0@0/8", 4},
+	{"%ax:b4@5/8", reasonBadBitfield, "b4@5/8", 4},
+	{"%ax:b4/8", reasonBadBitfield, "b4/8", 4},
+	{"%ax:b4@x/8", reasonBadBitfield, "b4@x/8", 4},
+	{"%ax:b4@0/12", reasonBadType, "b4@0/12", 4},
+	{"%ax:b4@0", reasonBadType, "b4@0", 4},
+	{"%ax:u32[4]", reasonArray, "u32[4]", 4},
+	{"+0(%ax):u32[4]", reasonArray, "u32[4]", 8},
+	{"$comm:u32", reasonStringOnly, "u32", 6},
+	{"$comm:", reasonStringOnly, "", 6},
+	{"$comm:ustring", reasonStringOnly, "ustring", 6},
+	{`\"x":x8`, reasonStringOnly, "x8", 5},
+	{"$retval", reasonRetvalOnProbe, "$retval", 0},
+	{"+0($retval)", reasonRetvalOnProbe, "$retval", 3},
+	{"$stack-1", reasonBadVar, "$stack-1", 0},
+	{"$stack1x", reasonBadVar, "$stack1x", 0},
+	{"$stackx", reasonBadVar, "$stackx", 0},
+	{"$foo", reasonBadVar, "$foo", 0},
+	{"$", reasonBadVar, "$", 0},
+	{"$arg", reasonBadVar, "$arg", 0},
+	{"$arg0", reasonBadArgNum, "$arg0", 0},
+	{"$arg1x", reasonBadVar, "$arg1x", 0},
+	{"@", reasonSymOnUprobe, "@", 0},
+	{"@main", reasonSymOnUprobe, "@main", 0},
+	{"@0x", reasonBadMemAddr, "@0x", 0},
+	{"@08", reasonBadMemAddr, "@08", 0},
+	{"@1g", reasonBadMemAddr, "@1g", 0},
+	{"@99999999999999999999", reasonBadMemAddr, "", 0},
+	{"@+", reasonBadFileOffs, "@+", 0},
+	{"@+x", reasonBadFileOffs, "@+x", 0},
+	{"@+0x10z", reasonBadFileOffs, "@+0x10z", 0},
+	{`\`, reasonBadImm, `\`, 1},
+	{`\x`, reasonBadImm, `\x`, 1},
+	{`\0x`, reasonBadImm, `\0x`, 1},
+	{`\-`, reasonBadImm, `\-`, 1},
+	{`\"abc`, reasonImmStrNoClose, `\"abc`, 5},
+	{`\"`, reasonImmStrNoClose, `\"`, 2},
+	{"+0", reasonDerefBrace, "+0", 0},
+	{"-8%di", reasonDerefBrace, "-8%di", 0},
+	{"+(%di)", reasonBadDerefOffs, "+(%di)", 0},
+	{"+x(%di)", reasonBadDerefOffs, "+x(%di)", 0},
+	{"+0x100000000(%di)", reasonBadDerefOffs, "+0x100000000(%di)", 0},
+	{"+0(%di", reasonDerefOpen, "+0(%di", 6},
+	{"+0(%di)x", reasonDerefTrailing, "x", 7},
+	{"+0(+0(%di)", reasonDerefOpen, "+0(%di", 9},
+	{"+0((%di))", reasonBadFetchArg, "(%di)", 3},
+	{"+0()", reasonBadFetchArg, "", 3},
+	{"+0(%zz)", reasonBadRegName, "%zz", 3},
+	{"+u4(%zz)", reasonBadRegName, "%zz", 4},
+	{"-u4(+8(%zz))", reasonBadRegName, "%zz", 7},
+	{"+0($comm)", reasonCommCantDeref, "$comm", 3},
+	{`+0(\"s")`, reasonCommCantDeref, `\"s"`, 3},
+	{"main", reasonBadFetchArg, "main", 0},
+	{"42", reasonBadFetchArg, "42", 0},
+	{"n=main", reasonBadFetchArg, "main", 2},
+	{"n=%zz", reasonBadRegName, "%zz", 2},
+	{"n=+8(%zz)", reasonBadRegName, "%zz", 5},
+}
+
 func TestParseErrors(t *testing.T) {
-	cases := []struct {
-		arg, reason, token string
-		pos                int
-	}{
-		{"=%ax", reasonNoArgName, "", 0},
-		{"1x=%ax", reasonBadArgName, "1x", 0},
-		{"a-b=%ax", reasonBadArgName, "a-b", 0},
-		{"common_pid=%ax", reasonUsedArgName, "common_pid", 0},
-		{"__probe_ip=%ax", reasonUsedArgName, "__probe_ip", 0},
-		{"x=", reasonNoArgBody, "", 2},
-		{"", reasonNoArgBody, "", 0},
-		{"%", reasonBadRegName, "%", 0},
-		{"%zz", reasonBadRegName, "%zz", 0},
-		{"%RAX", reasonBadRegName, "%RAX", 0},
-		{"%ax:u128", reasonBadType, "u128", 4},
-		{"%ax:", reasonBadType, "", 4},
-		{"%ax:u32:u8", reasonBadType, "u32:u8", 4},
-		{"%ax:string", reasonBadString, "string", 4},
-		{"$stack:ustring", reasonBadString, "ustring", 7},
-		{"%ax:b0@0/8", reasonBadBitfield, "b0@0/8", 4},
-		{"%ax:b4@5/8", reasonBadBitfield, "b4@5/8", 4},
-		{"%ax:b4/8", reasonBadBitfield, "b4/8", 4},
-		{"%ax:b4@x/8", reasonBadBitfield, "b4@x/8", 4},
-		{"%ax:b4@0/12", reasonBadType, "b4@0/12", 4},
-		{"%ax:b4@0", reasonBadType, "b4@0", 4},
-		{"%ax:u32[4]", reasonArray, "u32[4]", 4},
-		{"$comm:u32", reasonStringOnly, "u32", 6},
-		{"$comm:", reasonStringOnly, "", 6},
-		{"$comm:ustring", reasonStringOnly, "ustring", 6},
-		{`\"x":x8`, reasonStringOnly, "x8", 5},
-		{"$retval", reasonRetvalOnProbe, "$retval", 0},
-		{"+0($retval)", reasonRetvalOnProbe, "$retval", 3},
-		{"$stack-1", reasonBadVar, "$stack-1", 0},
-		{"$stack1x", reasonBadVar, "$stack1x", 0},
-		{"$stackx", reasonBadVar, "$stackx", 0},
-		{"$foo", reasonBadVar, "$foo", 0},
-		{"$", reasonBadVar, "$", 0},
-		{"$arg", reasonBadVar, "$arg", 0},
-		{"$arg0", reasonBadArgNum, "$arg0", 0},
-		{"$arg1x", reasonBadVar, "$arg1x", 0},
-		{"$arg+1", reasonBadVar, "$arg+1", 0},
-		{"@", reasonSymOnUprobe, "@", 0},
-		{"@main", reasonSymOnUprobe, "@main", 0},
-		{"@0x", reasonBadMemAddr, "@0x", 0},
-		{"@08", reasonBadMemAddr, "@08", 0},
-		{"@1g", reasonBadMemAddr, "@1g", 0},
-		{"@99999999999999999999", reasonBadMemAddr, "", 0},
-		{"@+", reasonBadFileOffs, "@+", 0},
-		{"@+x", reasonBadFileOffs, "@+x", 0},
-		{"@+0x10z", reasonBadFileOffs, "@+0x10z", 0},
-		{`\`, reasonBadImm, `\`, 1},
-		{`\x`, reasonBadImm, `\x`, 1},
-		{`\0x`, reasonBadImm, `\0x`, 1},
-		{`\-`, reasonBadImm, `\-`, 1},
-		{`\"abc`, reasonImmStrNoClose, `\"abc`, 5},
-		{`\"`, reasonImmStrNoClose, `\"`, 2},
-		{"+0", reasonDerefBrace, "+0", 0},
-		{"-8%di", reasonDerefBrace, "-8%di", 0},
-		{"+(%di)", reasonBadDerefOffs, "+(%di)", 0},
-		{"+x(%di)", reasonBadDerefOffs, "+x(%di)", 0},
-		{"+0x100000000(%di)", reasonBadDerefOffs, "+0x100000000(%di)", 0},
-		{"+0(%di", reasonDerefOpen, "+0(%di", 6},
-		{"+0(%di)x", reasonDerefTrailing, "x", 7},
-		{"+0(+0(%di)", reasonDerefOpen, "+0(%di", 9},
-		{"+0((%di))", reasonBadFetchArg, "(%di)", 3},
-		{"+0()", reasonBadFetchArg, "", 3},
-		{"+0(%zz)", reasonBadRegName, "%zz", 3},
-		{"+u4(%zz)", reasonBadRegName, "%zz", 4},
-		{"-u4(+8(%zz))", reasonBadRegName, "%zz", 7},
-		{"+0($comm)", reasonCommCantDeref, "$comm", 3},
-		{`+0(\"s")`, reasonCommCantDeref, `\"s"`, 3},
-		{"main", reasonBadFetchArg, "main", 0},
-		{"42", reasonBadFetchArg, "42", 0},
-		{"n=main", reasonBadFetchArg, "main", 2},
-		{"n=%zz", reasonBadRegName, "%zz", 2},
-		{"n=+8(%zz)", reasonBadRegName, "%zz", 5},
-	}
 	kinds := map[string]bool{}
-	for _, c := range cases {
+	for _, c := range errorCases {
 		kinds[c.reason] = true
 		wantErr(t, []string{"%ip", c.arg}, false, 1, c.reason, c.token)
 		_, err := Parse([]string{"%ip", c.arg}, false)
@@ -205,17 +208,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// acceptCases are spellings tracefs accepts (kstrtoul/kstrtol base rules
+// included).
+var acceptCases = []string{
+	"@0", "@010", "@0x10", "@0X1f", "@+0", "@+-0x10", "@++5", "@+010",
+	`\0`, `\-0`, `\+0x10`, `\+-5`, `\18446744073709551615`, `\""`, `\"a b"`,
+	"+0(%di)", "-0(%di)", "+0x10(%di)", "-0x10(%di)", "+010(%di)", "++1(%di)",
+	"+u0(%di)", "-u0x8(%di)", "+0(+0(+0(%di))):string",
+	"$stack0", "$stack00", "$stack18", "$comm", "$COMM", "$arg1", "$arg2048", "$arg07", "$arg+1",
+	"%ax:b1@0/8", "%ax:b64@0/64", "%ax:b0x4@0x4/0x8", "%ax:b1@0/010", "%ax:char",
+	"%ax:x8", "%ax:symbol", "@1:string", "@+1:ustring", `\1:string`,
+}
+
 func TestParseAccepts(t *testing.T) {
-	// Spellings tracefs accepts (kstrtoul/kstrtol base rules included).
-	for _, arg := range []string{
-		"@0", "@010", "@0x10", "@0X1f", "@+0", "@+-0x10", "@++5", "@+010",
-		`\0`, `\-0`, `\+0x10`, `\-+5`, `\18446744073709551615`, `\""`, `\"a b"`,
-		"+0(%di)", "-0(%di)", "+0x10(%di)", "-0x10(%di)", "+010(%di)", "++1(%di)",
-		"+u0(%di)", "-u0x8(%di)", "+0(+0(+0(%di))):string",
-		"$stack0", "$stack00", "$stack18", "$comm", "$COMM", "$arg1", "$arg2048", "$arg07",
-		"%ax:b1@0/8", "%ax:b64@0/64", "%ax:b0x4@0x4/0x8", "%ax:b1@0/010", "%ax:char",
-		"%ax:x8", "%ax:symbol", "@1:string", "@+1:ustring", `\1:string`,
-	} {
+	for _, arg := range acceptCases {
 		ok(t, arg)
 	}
 }
