@@ -33,7 +33,12 @@
 // kernel's uprobe_events on a private fixture, never enabled, and checks
 // that the kernel accepts the same ones, lists them as Arg.String does, and
 // refuses the others with the same reason, but for the differences below.
-// Values print as tracefs prints them, faults included (see Eval).
+// Values print as tracefs prints them, faults included (see Eval):
+// TestKernelValues puts the kernel's uprobe and uretprobe with 48 fetch
+// arguments (integers of every type and sign, bitfields, nested
+// dereferences, strings, a bad pointer, @+OFFSET, $comm, $retval) on a
+// private fixture, and checks that Format gives the kernel's trace line
+// byte for byte from the same registers and the fixture's memory.
 //
 // # Where it differs, and why
 //
@@ -55,6 +60,8 @@
 //   - Refused, not implemented: array types (+0(%di):u32[4]); tracefs's
 //     symstr, %pd and %pD are for kprobes, @SYMBOL and BTF names are
 //     refused by tracefs's uprobes too.
+//   - An immediate string \"..." prints (fault), as in tracefs's uprobes
+//     (which copy it as user memory); kprobes print it.
 //   - A dereference before the last one that faults gives (fault); tracefs
 //     leaves the field unwritten (it shows whatever its buffer held).
 package fetch

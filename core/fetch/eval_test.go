@@ -31,7 +31,7 @@ var evalCases = []struct{ arg, want string }{
 	{"%si:s32", "-2"}, {"%si:s64", "-2"}, {"%si:u64", "18446744073709551614"},
 	{"%cx:x8", "0x88"}, {"%cx:x16", "0x7788"}, {"%cx:x32", "0x55667788"},
 	{"%cx:x64", "0x1122334455667788"}, {"%ip:symbol", "main+0x0"},
-	{"%sp:symbol", "0x7000"}, {`\65:char`, "A"},
+	{"%sp:symbol", "0x7000"}, {`\65:char`, "'A'"},
 	// bitfields: b<width>@<offset>/<container>
 	{"%cx:b4@4/8", "8"}, {"%cx:b4@0/8", "8"}, {"%cx:b8@8/16", "119"}, {"%cx:b1@63/64", "0"},
 	{"%cx:b16@48/64", "4386"},
@@ -46,8 +46,8 @@ var evalCases = []struct{ arg, want string }{
 	{"$arg2:s32", "-2"},
 	// immediates
 	{`\42`, "0x2a"}, {`\42:u8`, "42"}, {`\0x10:u32`, "16"}, {`\010:u32`, "8"},
-	{`\-1:s32`, "-1"}, {`\-1`, "0xffffffffffffffff"}, {`\+5:s8`, "5"}, {`\"imm str"`, `"imm str"`},
-	{`\"a\"b"`, `"a\"b"`}, {`\"":string`, `""`}, {`\0x2000:string`, `"hello"`},
+	{`\-1:s32`, "-1"}, {`\-1`, "0xffffffffffffffff"}, {`\+5:s8`, "5"}, {`\"imm str"`, "(fault)"},
+	{`\"a\"b"`, "(fault)"}, {`\"":string`, "(fault)"}, {`\0x2000:string`, `"hello"`},
 	// memory
 	{"@0x1008:u32", "5"}, {"@4104:u32", "5"}, {"@0x100c:s32", "-3"}, {"@0x1000", "0x2000"},
 	{"@0x1000:string", `""`}, {"@+0x40", "0x2000"}, {"@+0x48:u32", "5"},
@@ -58,7 +58,7 @@ var evalCases = []struct{ arg, want string }{
 	{"+1(+0(%di)):string", `"ello"`}, {"+8(+16(%di)):u32", "5"}, {"+8(+16(+16(+16(%di)))):u32", "5"},
 	{"+u8(%di):u32", "5"}, {"-u8(+16(%di)):u32", "0"}, {"-0x1000(+8(+0x8(%sp))):u8", "(fault)"},
 	{"+0(%dx):string", `"hello"`}, {"+0(%dx):ustring", `"hello"`}, {"+0(%dx):u8", "104"},
-	{"+0(%dx):char", "h"}, {"+0(%dx):x32", "0x6c6c6568"}, {"-0x1000(%dx)", "0x2000"},
+	{"+0(%dx):char", "'h'"}, {"+0(%dx):x32", "0x6c6c6568"}, {"-0x1000(%dx)", "0x2000"},
 	{"+0($stack):symbol", "0x401234"}, {"+0($arg1):x64", "0x2000"}, {"+8($arg1):u32", "5"},
 	{"+0(@+0x40):string", `"hello"`}, {"+0(\\0x2000):string", `"hello"`},
 	// strings near faults and limits
