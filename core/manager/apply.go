@@ -11,7 +11,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/objfile"
-	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
@@ -152,7 +151,7 @@ func (b *batch) stageAdd(op Op) error {
 	if b.staged[name] != nil {
 		return errorf(syscall.EEXIST, "a probe named %q exists on %s (remove it with -%s, or choose another name with NAME=%s)", name, b.path, name, op.Location)
 	}
-	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan}
+	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan, Args: op.Args}
 	b.staged[name] = p
 	b.adds = append(b.adds, p)
 	return nil
@@ -199,7 +198,7 @@ func (m *Manager) register(b *batch) error {
 		p.Created = now
 		p.events = m.newEventRing()
 		ring := p.events
-		p.consumer = consumerFor(p, func(_ *probes.Uprobe, h probes.Hit) { ring.Push(h) })
+		p.consumer = consumerFor(p, p.hitHandler(ring))
 		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)
 		if err == nil {
 			continue

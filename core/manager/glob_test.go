@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -59,7 +60,7 @@ func TestParsePatterns(t *testing.T) {
 		"x=alpha_one": {Name: "x", Location: "alpha_one"},
 	} {
 		got, err := ParseProbeLines(in)
-		if err != nil || len(got) != 1 || got[0] != want {
+		if err != nil || len(got) != 1 || !reflect.DeepEqual(got[0], want) {
 			t.Errorf("ParseProbeLines(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}

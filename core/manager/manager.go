@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uprobefs/uprobefs/core/fetch"
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -30,6 +31,8 @@ type Probe struct {
 	Offset   uint64 // file offset
 	Owner    uint32 // uid of the caller that registered it
 	Created  time.Time
+	// Args are its fetch arguments (args.go); none for most probes.
+	Args []fetch.Arg
 
 	plan     *install.Plan
 	consumer *probes.Consumer

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/uprobefs/uprobefs/core/fetch"
 	"github.com/uprobefs/uprobefs/core/objfile"
 )
 
@@ -31,6 +32,9 @@ type Op struct {
 	Name     string
 	Location string
 	Filter   *Filter // the processes it is limited to (filter.go); nil: all
+	// Args are the fetch arguments of a p:NAME LOCATION FETCHARGS line
+	// (args.go).
+	Args []fetch.Arg
 }
 
 // ParseProbeLines parses what was written into a probes file. One probe a
@@ -43,7 +47,9 @@ type Op struct {
 //	"SYMBOL"[+OFF]      a quoted symbol (a Go string literal): any symbol,
 //	                    such as "github.com/x/y.F" (quoted.go)
 //	NAME=LOCATION       LOCATION (one of the above) under the name NAME
-//	p:NAME LOCATION     the same, tracefs style; "p LOCATION" has no name
+//	p:NAME LOCATION [FETCHARGS]
+//	                    the same, tracefs style ("p LOCATION" has no
+//	                    name), with tracefs's fetch arguments (args.go)
 //	-NAME, -:NAME       unregister the probe NAME
 //
 // A name is 1 to 255 bytes without '/', '=', white space or control
@@ -53,7 +59,8 @@ type Op struct {
 // leading 0 octal, else decimal. A name is not all digits, so "-1" is a
 // negative offset (EINVAL), never a removal.
 // Errors are *Error with EINVAL naming the line: NUL bytes, lines longer than
-// MaxLine, unknown forms (r: return probes, fetch arguments, PATH:OFFSET),
+// MaxLine, unknown forms (r: return probes, PATH:OFFSET), bad fetch
+// arguments (the reason names the token),
 // bad names, and input without any line (empty write).
 func ParseProbeLines(text string) ([]Op, error) {
 	if strings.IndexByte(text, 0) >= 0 {
@@ -105,8 +112,13 @@ func parseLine(line string) (Op, error) {
 		if len(f) < 2 {
 			return Op{}, fmt.Errorf("%q: want p:NAME LOCATION", line)
 		}
+		var args []fetch.Arg
 		if len(f) > 2 {
-			return Op{}, fmt.Errorf("%q: fetch arguments are not supported (want p:NAME LOCATION)", line)
+			a, err := fetch.Parse(f[2:], false)
+			if err != nil {
+				return Op{}, fmt.Errorf("%q: %v", line, err)
+			}
+			args = a
 		}
 		name := strings.TrimPrefix(strings.TrimPrefix(f[0], "p"), ":")
 		if name != "" {
@@ -117,7 +129,7 @@ func parseLine(line string) (Op, error) {
 		if err := checkLocation(f[1]); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
 		}
-		return Op{Name: name, Location: f[1]}, nil
+		return Op{Name: name, Location: f[1], Args: args}, nil
 	}
 	if name, loc, ok := strings.Cut(line, "="); ok && line[0] != '"' {
 		name, loc = strings.Trim(name, " \t"), strings.Trim(loc, " \t")

@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,7 +113,7 @@ func TestParseQuoted(t *testing.T) {
 		`"a\"b"`:                     {Location: `"a\"b"`},
 	} {
 		ops, err := ParseProbeLines(in)
-		if err != nil || len(ops) != 1 || ops[0] != want {
+		if err != nil || len(ops) != 1 || !reflect.DeepEqual(ops[0], want) {
 			t.Errorf("ParseProbeLines(%s) = %+v, %v; want %+v", in, ops, err, want)
 		}
 	}

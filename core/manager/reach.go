@@ -152,7 +152,7 @@ func (f *file) predicate() func(pid int) bool {
 // consumerFor returns the engine consumer of p, filtered to the processes
 // p's owner may trace.
 func consumerFor(p *Probe, handler func(*probes.Uprobe, probes.Hit)) *probes.Consumer {
-	c := &probes.Consumer{Name: p.Name, Handler: handler}
+	c := &probes.Consumer{Name: p.Name, Handler: handler, WantRegs: len(p.Args) > 0}
 	if p.Owner != 0 {
 		c.Filter = reachOf(p.Owner)
 	}

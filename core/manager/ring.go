@@ -61,11 +61,14 @@ type Event struct {
 	Pid   int
 	Tid   int
 	Vaddr uint64
+	Args  string // " NAME=VALUE..." of a probe with fetch arguments (args.go)
 }
 
 // Line formats e as one line of a probe's events file:
 //
 //	1733100000.123456789 pid=1234 tid=1235 addr=0x55d0c0a01139
+//
+// followed, for a probe with fetch arguments, by " NAME=VALUE" each.
 func (e Event) Line() string { return string(e.appendLine(nil)) }
 
 func (e Event) appendLine(b []byte) []byte {
@@ -79,6 +82,7 @@ func (e Event) appendLine(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(e.Tid), 10)
 	b = append(b, " addr=0x"...)
 	b = strconv.AppendUint(b, e.Vaddr, 16)
+	b = append(b, e.Args...) // escaped when fetched: one event, one line
 	return append(b, '\n')
 }
 
@@ -165,7 +169,13 @@ func (r *EventRing) freeLocked() {
 // Push records one hit for the current subscribers. It is called on the hit
 // path: it never blocks beyond a short critical section and allocates only
 // the first time after a ring had no subscriber.
-func (r *EventRing) Push(h probes.Hit) {
+func (r *EventRing) Push(h probes.Hit) { r.PushArgs(h, "") }
+
+// Streaming reports whether someone reads r's events now.
+func (r *EventRing) Streaming() bool { return r.subs.Load() > 0 }
+
+// PushArgs is Push of a hit whose fetch arguments are args.
+func (r *EventRing) PushArgs(h probes.Hit, args string) {
 	if r.subs.Load() == 0 {
 		return
 	}
@@ -182,7 +192,7 @@ func (r *EventRing) Push(h probes.Hit) {
 		r.allocLocked()
 	}
 	r.next++
-	e := Event{Seq: r.next, Time: h.Time, Pid: h.Pid, Tid: h.Tid, Vaddr: h.Vaddr}
+	e := Event{Seq: r.next, Time: h.Time, Pid: h.Pid, Tid: h.Tid, Vaddr: h.Vaddr, Args: args}
 	if len(r.buf) < r.size {
 		r.buf = append(r.buf, e)
 	} else {

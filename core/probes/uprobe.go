@@ -1,6 +1,7 @@
 package probes
 
 import (
+	"io"
 	"slices"
 	"sync/atomic"
 
@@ -13,6 +14,13 @@ type Hit struct {
 	Pid, Tid int
 	Vaddr    uint64
 	Time     int64 // unix ns
+	// Regs and Mem are set only when a consumer of the uprobe wants them
+	// (Consumer.WantRegs): the thread's registers at the probed
+	// instruction (Rip is its address) and its memory as the thread sees
+	// it (a read that faults returns what it read and an error). Valid
+	// during the handler's call only.
+	Regs *install.Regs
+	Mem  io.ReaderAt
 }
 
 // Consumer is one user of a uprobe (the seed's consumer): a handler and its
@@ -28,6 +36,9 @@ type Consumer struct {
 	// (not counted, no Handler call). It must be fast and must not call
 	// into the Engine. Immutable.
 	Filter func(pid int) bool
+	// WantRegs asks the hit path for Hit.Regs and Hit.Mem (fetch
+	// arguments): an extra system call per hit. Immutable.
+	WantRegs bool
 
 	// hits is accessed atomically.
 	hits atomic.Uint64
@@ -80,6 +91,19 @@ func (u *Uprobe) Consumers() []*Consumer {
 		return slices.Clone(*p)
 	}
 	return nil
+}
+
+// WantsRegs reports whether a consumer of u wants Hit.Regs and Hit.Mem.
+// Safe on the hit path.
+func (u *Uprobe) WantsRegs() bool {
+	if p := u.consumers.Load(); p != nil {
+		for _, c := range *p {
+			if c.WantRegs {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // NumConsumers returns the number of consumers of u.

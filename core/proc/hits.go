@@ -94,7 +94,16 @@ func (w *World) trap(th *thread) {
 		w.place.follow(th)
 	}
 	w.nHits.Add(1)
-	w.eng.Dispatch(u, probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()})
+	hit := probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()}
+	if u.WantsRegs() {
+		// Fetch arguments: the registers at the probed instruction.
+		var regs install.Regs
+		if ptraceGetRegs(th.tid, &regs) == nil {
+			regs.Rip = addr
+			hit.Regs, hit.Mem = &regs, userMem{th.tgid}
+		}
+	}
+	w.eng.Dispatch(u, hit)
 	if !w.keepSigTrap(th) {
 		return // th is gone
 	}

@@ -44,3 +44,20 @@ func (m userMem) xfer(vaddr uint64, p []byte, write bool) error {
 	}
 	return nil
 }
+
+// ReadAt reads len(p) bytes at vaddr off as the process sees them: it
+// returns how many it read before the first that cannot be (a fault), and
+// an error if that is fewer than len(p) (io.ReaderAt, for fetch
+// arguments: probes.Hit.Mem).
+func (m userMem) ReadAt(p []byte, off int64) (int, error) {
+	local := []unix.Iovec{{Base: unsafe.SliceData(p), Len: uint64(len(p))}}
+	remote := []unix.RemoteIovec{{Base: uintptr(off), Len: len(p)}}
+	n, err := unix.ProcessVMReadv(m.pid, local, remote, 0)
+	if n < 0 {
+		n = 0
+	}
+	if err == nil && n < len(p) {
+		err = syscall.EFAULT // it stops at the first page it cannot read
+	}
+	return n, err
+}

@@ -1,0 +1,154 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/kuprobe"
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// fetchArgs are the entry arguments compared with the kernel: integers of
+// every type, pointers, strings, nested dereferences, a bad pointer,
+// $comm, @+OFFSET (added with the fixture's offset).
+var fetchArgs = []string{
+	"%di", "%si", "%di:u8", "%r8:s32", "%si:x16",
+	"+0(%si):string", "+7(%si):string", "+0(%si):u8",
+	"+0(%dx):u32", "+4(%dx):s32", "+0(+8(%dx)):string", "+8(+16(%dx)):u32",
+	"+0(+8(+16(%dx))):string", "+24(%dx):b4@4/8",
+	"+0(%cx):string", "+0(%cx):u64", "c=$comm",
+}
+
+// runArgs runs the args fixture without address randomisation (so that
+// both runs see the same pointers) and waits for it to exit.
+func runArgs(t *testing.T, bin string) {
+	t.Helper()
+	cmd := exec.Command("setarch", "-R", bin)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		bufio.NewReader(out).ReadString('\n') // it has called probed
+		stdin.Close()
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("args fixture: %v (a fetched bad pointer must not harm it)", err)
+		}
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("args fixture did not end")
+	}
+}
+
+// TestFetchArgsAgainstKernel: the same fetch arguments on the same private
+// binary and offset, the kernel's uprobe first, then uprobefs: the values
+// in uprobefs's event equal those of the kernel's trace line, byte for
+// byte.
+func TestFetchArgsAgainstKernel(t *testing.T) {
+	if err := kuprobe.Available(); err != nil {
+		t.Fatalf("kernel uprobes: %v (make prereq mounts tracefs)", err)
+	}
+	bin := testfix.Copy(t, testfix.CC(t, "../../core/fetch/testdata/args.c", "-O0", "-fcf-protection=none"))
+	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		os.Chmod(p, 0o755)
+	}
+	off := testfix.SymOff(t, bin, "probed")
+	args := append(append([]string{}, fetchArgs...), fmt.Sprintf("h=@+%#x:string", testfix.SymOff(t, bin, "hello")))
+
+	// The kernel, in a private trace instance.
+	name := fmt.Sprintf("ufsargs%d", os.Getpid())
+	events := filepath.Join(kuprobe.Dir, "uprobe_events")
+	appendTo := func(file, line string) error {
+		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.WriteString(line + "\n")
+		return err
+	}
+	if err := appendTo(events, fmt.Sprintf("p:uprobes/%s %s:%#x %s", name, bin, off, strings.Join(args, " "))); err != nil {
+		t.Fatalf("kernel refuses the probe: %v", err)
+	}
+	inst := filepath.Join(kuprobe.Dir, "instances", name)
+	if err := os.Mkdir(inst, 0o755); err != nil {
+		appendTo(events, "-:uprobes/"+name)
+		t.Fatal(err)
+	}
+	enable := filepath.Join(inst, "events/uprobes", name, "enable")
+	cleanup := func() {
+		os.WriteFile(enable, []byte("0\n"), 0)
+		os.Remove(inst)
+		appendTo(events, "-:uprobes/"+name)
+	}
+	t.Cleanup(cleanup)
+	if err := os.WriteFile(enable, []byte("1\n"), 0); err != nil {
+		t.Fatal(err)
+	}
+	runArgs(t, bin)
+	trace, err := os.ReadFile(filepath.Join(inst, "trace"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kernel string
+	for _, l := range strings.Split(string(trace), "\n") {
+		if i := strings.Index(l, " "+name+": ("); i >= 0 {
+			rest := l[i:]
+			kernel = rest[strings.Index(rest, ")")+1:]
+		}
+	}
+	if kernel == "" {
+		t.Fatalf("no event in the kernel's trace:\n%s", trace)
+	}
+	cleanup() // one tracer on the file at a time
+
+	// uprobefs: a reader streams the events, then the fixture runs.
+	d := startDaemon(t)
+	d.must(fmt.Sprintf("echo 'p:a probed %s' > %s/probes", strings.Join(args, " "), d.in(bin)))
+	ev := make(chan result, 1)
+	go func() { ev <- d.sh("timeout 30 head -n 1 " + d.in(bin) + "/a/events") }()
+	d.waitReaders(1)
+	runArgs(t, bin)
+	r := <-ev
+	i := strings.Index(r.out, " addr=0x")
+	if r.code != 0 || i < 0 {
+		t.Fatalf("events: exit %d %q", r.code, r.out)
+	}
+	ours := strings.TrimRight(r.out[i+len(" addr=0x"):], "\n")
+	ours = ours[strings.IndexByte(ours, ' '):]
+	if ours != kernel {
+		kf, of := strings.Fields(kernel), strings.Fields(ours)
+		for j := range max(len(kf), len(of)) {
+			var kv, ov string
+			if j < len(kf) {
+				kv = kf[j]
+			}
+			if j < len(of) {
+				ov = of[j]
+			}
+			if kv != ov {
+				t.Errorf("field %d: kernel %q, uprobefs %q", j, kv, ov)
+			}
+		}
+		t.Fatalf("kernel:\n%s\nuprobefs:\n%s", kernel, ours)
+	}
+	t.Logf("%d arguments equal the kernel's:%s", len(args), ours)
+}
