@@ -29,7 +29,7 @@
 // Every form tracefs accepts for a uprobe on x86-64 is accepted with its
 // meaning and formatting, and every refusal tracefs makes is made here with
 // its reason (TestParseErrors). TestKernelParser writes each of the tests'
-// arguments (about 300, on entry and return probes) to the running
+// arguments (about 230, each on an entry and a return probe) to the running
 // kernel's uprobe_events on a private fixture, never enabled, and checks
 // that the kernel accepts the same ones, lists them as Arg.String does, and
 // refuses the others with the same reason, but for the differences below.
