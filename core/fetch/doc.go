@@ -26,10 +26,10 @@
 //
 // # What is as tracefs
 //
-// Every form tracefs accepts for a uprobe on x86-64 is accepted with its
-// meaning and formatting, and every refusal tracefs makes is made here with
-// its reason (TestParseErrors). TestKernelParser writes each of the tests'
-// arguments (about 300, on entry and return probes) to the running
+// The forms tracefs accepts for a uprobe on x86-64 are accepted with their
+// meaning and formatting, and its refusals are made here with its reasons
+// (TestParseErrors), as far as the tests reach: TestKernelParser writes each of the tests'
+// arguments (about 230, each on an entry and a return probe) to the running
 // kernel's uprobe_events on a private fixture, never enabled, and checks
 // that the kernel accepts the same ones, lists them as Arg.String does, and
 // refuses the others with the same reason, but for the differences below.

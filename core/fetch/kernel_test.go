@@ -180,6 +180,19 @@ func TestKernelParser(t *testing.T) {
 		}
 	}
 
+	// Lines: names across arguments, and the length limits.
+	body := "+" + strings.Repeat("0", MaxArgLen-len("+0(%ax):u64")) + "0(%ax):u64"
+	for _, line := range [][]string{
+		{"a=%ax", "a=%bx"}, {"arg2=%ax", "%bx"}, {"%bx", "arg1=%ax"}, {"arg1=%ax", "arg2=%bx"},
+		{strings.Repeat("n", MaxNameLen) + "=%ax"}, {strings.Repeat("n", MaxNameLen+1) + "=%ax"},
+		{body}, {"n=" + body}, {body + "0"}, {"n=0" + body},
+	} {
+		_, err := Parse(line, false)
+		if kernel, _ := add(false, line...); kernel != (err == nil) {
+			t.Errorf("%q: we accept: %v (%v), the kernel: %v", line, err == nil, err, kernel)
+		}
+	}
+
 	// The number of arguments.
 	many := make([]string, MaxArgs+1)
 	for i := range many {

@@ -83,6 +83,18 @@ func InsnLen(code []byte) (int, error) {
 // repeated with other bytes after it and must give the same instruction:
 // this refuses truncated instructions that x86asm accepts (seen with EVEX).
 func decode(code []byte) (x86asm.Inst, error) {
+	if n := vzeroLen(code); n > 0 {
+		// Give x86asm the ModRM byte it wants, then the true length.
+		var buf [MaxInsnLen]byte
+		copy(buf[:], code[:n])
+		buf[n] = 0xc0
+		inst, err := x86asm.Decode(buf[:], 64)
+		if err != nil || (inst.Op != x86asm.VZEROUPPER && inst.Op != x86asm.VZEROALL) {
+			return inst, errors.New("unknown instruction")
+		}
+		inst.Len = n
+		return inst, nil
+	}
 	inst, err := x86asm.Decode(code, 64)
 	if err != nil {
 		return inst, err
@@ -102,6 +114,24 @@ func decode(code []byte) (x86asm.Inst, error) {
 		}
 	}
 	return inst, nil
+}
+
+// vzeroLen returns the length of the vzeroupper or vzeroall (VEX 0f 77)
+// at the start of code, or 0 if there is none. They have no ModRM byte, but
+// x86asm reads one: "c5 f8 77 c3" (vzeroupper; ret) decoded as one 4-byte
+// instruction, and "c5 f8 77 90" not at all, so that every instruction
+// after one was misread (a ret of runtime.memclrNoHeapPointers in every Go
+// binary was missed: objfile's TestReturnsGo). decode handles them first.
+func vzeroLen(code []byte) int {
+	switch {
+	case len(code) >= 3 && code[0] == 0xc5 && code[1]&0x7b == 0x78 && code[2] == 0x77:
+		// c5 RvvvvLpp 77, vvvv = 1111, pp = 00
+		return 3
+	case len(code) >= 4 && code[0] == 0xc4 && code[1]&0x1f == 1 && code[2]&0x7b == 0x78 && code[3] == 0x77:
+		// c4 RXBmmmmm WvvvvLpp 77, map 0f
+		return 4
+	}
+	return 0
 }
 
 // isEndbr reports whether code starts with endbr64 or endbr32, which

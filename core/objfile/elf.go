@@ -31,6 +31,9 @@ type File struct {
 	// regionEnd[i] is the largest end among regions[:i+1].
 	regions   []region
 	regionEnd []uint64
+	// isGo: the file has a .go.buildinfo section or runtime.* function
+	// symbols (returns.go).
+	isGo bool
 }
 
 type segment struct {
@@ -157,6 +160,7 @@ func newFile(path string, r *os.File) (*File, error) {
 		f.byName[s.name] = append(f.byName[s.name], i)
 	}
 	f.setRegions(readRegions(f, ef))
+	f.isGo = goFile(ef, f.syms)
 	return f, nil
 }
 

@@ -83,7 +83,17 @@ func FuzzOpen(f *testing.F) {
 			if _, err := file.Analyze(s.off); err != nil && !isSentinel(err) {
 				t.Fatalf("Analyze(%#x): %v", s.off, err)
 			}
+			rets, err := file.ReturnsAt(s.off)
+			if err != nil && !isSentinel(err) {
+				t.Fatalf("ReturnsAt(%#x): %v", s.off, err)
+			}
+			for j, r := range rets {
+				if r < s.off || r-s.off >= s.size || (j > 0 && r <= rets[j-1]) {
+					t.Fatalf("ReturnsAt(%#x) (size %#x) = %#x", s.off, s.size, rets)
+				}
+			}
 		}
+		file.IsGo()
 	})
 }
 
