@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uprobefs/uprobefs/core/fetch"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
@@ -148,10 +149,22 @@ func (b *batch) stageAdd(op Op) error {
 			return errorf(syscall.EINVAL, "%q cannot be a probe name (%v): give one with NAME=%s", name, err, op.Location)
 		}
 	}
+	if op.Return {
+		if err := b.checkReturn(op, off); err != nil {
+			return err
+		}
+		loc += returnSuffix
+		if op.Name == "" {
+			name += returnSuffix
+		}
+	}
 	if b.staged[name] != nil {
 		return errorf(syscall.EEXIST, "a probe named %q exists on %s (remove it with -%s, or choose another name with NAME=%s)", name, b.path, name, op.Location)
 	}
-	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan, Args: op.Args}
+	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan, Args: op.Args, Return: op.Return}
+	if op.Return {
+		p.hist = &fetch.Hist{}
+	}
 	b.staged[name] = p
 	b.adds = append(b.adds, p)
 	return nil
@@ -198,7 +211,7 @@ func (m *Manager) register(b *batch) error {
 		p.Created = now
 		p.events = m.newEventRing()
 		ring := p.events
-		p.consumer = consumerFor(p, p.hitHandler(ring))
+		p.consumer = consumerFor(p, ring, p.hitHandler(ring))
 		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)
 		if err == nil {
 			continue

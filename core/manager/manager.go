@@ -33,6 +33,9 @@ type Probe struct {
 	Created  time.Time
 	// Args are its fetch arguments (args.go); none for most probes.
 	Args []fetch.Arg
+	// Return: a return probe (ret.go); hist holds its durations.
+	Return bool
+	hist   *fetch.Hist
 
 	plan     *install.Plan
 	consumer *probes.Consumer

@@ -35,6 +35,8 @@ type Op struct {
 	// Args are the fetch arguments of a p:NAME LOCATION FETCHARGS line
 	// (args.go).
 	Args []fetch.Arg
+	// Return: a return probe (r:NAME LOCATION, LOCATION%return: ret.go).
+	Return bool
 }
 
 // ParseProbeLines parses what was written into a probes file. One probe a
@@ -50,6 +52,8 @@ type Op struct {
 //	p:NAME LOCATION [FETCHARGS]
 //	                    the same, tracefs style ("p LOCATION" has no
 //	                    name), with tracefs's fetch arguments (args.go)
+//	r:NAME LOCATION [FETCHARGS], r LOCATION, LOCATION%return, NAME=LOCATION%return
+//	                    a return probe (ret.go)
 //	-NAME, -:NAME       unregister the probe NAME
 //
 // A name is 1 to 255 bytes without '/', '=', white space or control
@@ -59,7 +63,7 @@ type Op struct {
 // leading 0 octal, else decimal. A name is not all digits, so "-1" is a
 // negative offset (EINVAL), never a removal.
 // Errors are *Error with EINVAL naming the line: NUL bytes, lines longer than
-// MaxLine, unknown forms (r: return probes, PATH:OFFSET), bad fetch
+// MaxLine, unknown forms (PATH:OFFSET), bad fetch
 // arguments (the reason names the token),
 // bad names, and input without any line (empty write).
 func ParseProbeLines(text string) ([]Op, error) {
@@ -105,22 +109,24 @@ func parseLine(line string) (Op, error) {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
 		}
 		return Op{Remove: true, Name: name}, nil
-	case strings.HasPrefix(line, "r:") || strings.HasPrefix(line, "r ") || strings.HasPrefix(line, "r\t"):
-		return Op{}, fmt.Errorf("%q: return probes (r:) are not supported", line)
-	case strings.HasPrefix(line, "p:") || ((strings.HasPrefix(line, "p ") || strings.HasPrefix(line, "p\t")) && len(strings.Fields(line)) >= 2):
+	case strings.HasPrefix(line, "p:") || strings.HasPrefix(line, "r:") || ((strings.HasPrefix(line, "p ") || strings.HasPrefix(line, "p\t") || strings.HasPrefix(line, "r ") || strings.HasPrefix(line, "r\t")) && len(strings.Fields(line)) >= 2):
 		f := strings.Fields(line)
+		kind := f[0][:1]
 		if len(f) < 2 {
-			return Op{}, fmt.Errorf("%q: want p:NAME LOCATION", line)
+			return Op{}, fmt.Errorf("%q: want %s:NAME LOCATION", line, kind)
 		}
+		loc, ret := cutReturn(f[1])
+		ret = ret || kind == "r"
 		var args []fetch.Arg
 		if len(f) > 2 {
-			a, err := fetch.Parse(f[2:], false)
+			a, err := fetch.Parse(f[2:], ret)
 			if err != nil {
 				return Op{}, fmt.Errorf("%q: %v", line, err)
 			}
 			args = a
 		}
-		name := strings.TrimPrefix(strings.TrimPrefix(f[0], "p"), ":")
+		f[1] = loc
+		name := strings.TrimPrefix(strings.TrimPrefix(f[0], kind), ":")
 		if name != "" {
 			if err := checkName(name); err != nil {
 				return Op{}, fmt.Errorf("%q: %v", line, err)
@@ -129,22 +135,24 @@ func parseLine(line string) (Op, error) {
 		if err := checkLocation(f[1]); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
 		}
-		return Op{Name: name, Location: f[1], Args: args}, nil
+		return Op{Name: name, Location: f[1], Args: args, Return: ret}, nil
 	}
 	if name, loc, ok := strings.Cut(line, "="); ok && line[0] != '"' {
 		name, loc = strings.Trim(name, " \t"), strings.Trim(loc, " \t")
 		if err := checkName(name); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
 		}
+		loc, ret := cutReturn(loc)
 		if err := checkLocation(loc); err != nil {
 			return Op{}, fmt.Errorf("%q: %v", line, err)
 		}
-		return Op{Name: name, Location: loc}, nil
+		return Op{Name: name, Location: loc, Return: ret}, nil
 	}
-	if err := checkLocation(line); err != nil {
+	loc, ret := cutReturn(line)
+	if err := checkLocation(loc); err != nil {
 		return Op{}, fmt.Errorf("%q: %v", line, err)
 	}
-	return Op{Location: line}, nil
+	return Op{Location: loc, Return: ret}, nil
 }
 
 func checkLocation(loc string) error {

@@ -38,7 +38,7 @@ func TestParseProbeLines(t *testing.T) {
 	}
 	bad := []string{
 		"", "\n", "  \n# only a comment\n", "a\x00b", strings.Repeat("a", MaxLine+1),
-		"r:x main", "p:x main arg1=%zz", "p:x", "p:a/b main", "x=", "=main", "x=a=b",
+		"r:x", "p:x main arg1=%zz", "p:x", "p:a/b main", "x=", "=main", "x=a=b",
 		"-", "-:", "-a/b", "main junk", "/bin/bash:0x4a0", "x=-5", "p:x -5", "a\x01b",
 		"x/y=main", "probes=main", "..=main", "-probes",
 	}

@@ -151,8 +151,11 @@ func (f *file) predicate() func(pid int) bool {
 
 // consumerFor returns the engine consumer of p, filtered to the processes
 // p's owner may trace.
-func consumerFor(p *Probe, handler func(*probes.Uprobe, probes.Hit)) *probes.Consumer {
+func consumerFor(p *Probe, ring *EventRing, handler func(*probes.Uprobe, probes.Hit)) *probes.Consumer {
 	c := &probes.Consumer{Name: p.Name, Handler: handler, WantRegs: len(p.Args) > 0}
+	if p.Return {
+		c.Handler, c.WantRegs, c.RetHandler = nil, false, p.retHandler(ring)
+	}
 	if p.Owner != 0 {
 		c.Filter = reachOf(p.Owner)
 	}

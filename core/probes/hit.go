@@ -34,12 +34,28 @@ func (e *Engine) Dispatch(u *Uprobe, h Hit) {
 		return
 	}
 	for _, c := range *p {
-		if c.Filter != nil && !c.Filter(h.Pid) {
-			continue
+		if c.RetHandler != nil || (c.Filter != nil && !c.Filter(h.Pid)) {
+			continue // a return consumer counts returns (DispatchReturn)
 		}
 		c.hits.Add(1)
 		if c.Handler != nil {
 			c.Handler(u, h)
 		}
+	}
+}
+
+// DispatchReturn counts one return for every return consumer of u and calls
+// their RetHandlers (uretprobe's handle_uretprobe_chain).
+func (e *Engine) DispatchReturn(u *Uprobe, r Return) {
+	p := u.consumers.Load()
+	if p == nil {
+		return
+	}
+	for _, c := range *p {
+		if c.RetHandler == nil || (c.Filter != nil && !c.Filter(r.Pid)) {
+			continue
+		}
+		c.hits.Add(1)
+		c.RetHandler(u, r)
 	}
 }

@@ -23,6 +23,17 @@ type Hit struct {
 	Mem  io.ReaderAt
 }
 
+// Return is one return of a function whose entry a uprobe with return
+// consumers is at: Hit is the thread at the return (Vaddr is the
+// function's entry; Regs and Mem as for a Hit, at the return), Ret the
+// address it returns to (in its caller), Entry the time of the entry (unix
+// ns).
+type Return struct {
+	Hit
+	Ret   uint64
+	Entry int64
+}
+
 // Consumer is one user of a uprobe (the seed's consumer): a handler and its
 // own hit counter. A Consumer is registered on at most one uprobe at a time.
 type Consumer struct {
@@ -39,6 +50,11 @@ type Consumer struct {
 	// WantRegs asks the hit path for Hit.Regs and Hit.Mem (fetch
 	// arguments): an extra system call per hit. Immutable.
 	WantRegs bool
+	// RetHandler makes the consumer a return consumer (the kernel's
+	// uprobe_consumer.ret_handler: a uretprobe): its hits are the returns
+	// of the function the uprobe is at the entry of, counted and passed to
+	// RetHandler at each return, never at the entry. Immutable.
+	RetHandler func(u *Uprobe, r Return)
 
 	// hits is accessed atomically.
 	hits atomic.Uint64
@@ -99,6 +115,19 @@ func (u *Uprobe) WantsRegs() bool {
 	if p := u.consumers.Load(); p != nil {
 		for _, c := range *p {
 			if c.WantRegs {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// WantsReturn reports whether u has a return consumer. Safe on the hit
+// path.
+func (u *Uprobe) WantsReturn() bool {
+	if p := u.consumers.Load(); p != nil {
+		for _, c := range *p {
+			if c.RetHandler != nil {
 				return true
 			}
 		}

@@ -38,6 +38,7 @@ func (w *World) detachThread(th *thread) {
 
 // detachNow detaches a stopped thread, delivering sig.
 func (w *World) detachNow(th *thread, sig int) {
+	w.unhijack(th) // no return may reach the trampoline untraced
 	if p := th.proc; p != nil && p.hasPokes() {
 		w.runPokes(p, th) // restorations may be waiting for a stopped thread
 	}

@@ -37,6 +37,10 @@ func (w *World) trap(th *thread) {
 		return
 	}
 	addr := rip - 1
+	if isTramp(th, addr) {
+		w.trampHit(th) // a return of a return probe (uretprobe.go)
+		return
+	}
 	u, ever := w.lookup(p, addr)
 	// Is it an int3 (si_code SI_KERNEL)? When the probed instruction is
 	// longer than one byte, rip = addr+1 is inside it, where no thread
@@ -104,6 +108,9 @@ func (w *World) trap(th *thread) {
 		}
 	}
 	w.eng.Dispatch(u, hit)
+	if u.WantsReturn() {
+		w.hijack(th, u, addr, hit.Time) // before the step-over moves rsp
+	}
 	if !w.keepSigTrap(th) {
 		return // th is gone
 	}
@@ -304,6 +311,15 @@ func (w *World) trapDetach(th *thread) bool {
 		return false
 	}
 	addr := rip - 1
+	if isTramp(th, addr) {
+		// A return during the detach: dispatched, then th goes on
+		// at its caller, and its other returns are put back.
+		if !w.retHit(th, true) {
+			return false
+		}
+		w.detachNow(th, 0)
+		return true
+	}
 	u, ever := w.lookup(p, addr)
 	if u == nil && !ever {
 		return false

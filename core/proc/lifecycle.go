@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ func (w *World) newChild(th *thread, ev, tid int) {
 		}
 	default:
 		c = w.forkChild(th, tid, tgid)
+		if c != nil && len(th.rets) > 0 {
+			c.rets = slices.Clone(th.rets) // its stack is a copy of th's
+		}
 	}
 	w.takeOrphan(c)
 }
@@ -186,6 +190,7 @@ func (w *World) execed(th *thread) {
 	}
 	th.tgid = th.tid
 	th.shstk = shstkUnknown // a new image enables its own
+	th.rets = nil           // and has a new stack
 	if th.pend != nil {
 		w.endPending(th)
 	}

@@ -54,6 +54,9 @@ type thread struct {
 	popfAt uint64
 	// shstk caches whether it runs with a shadow stack (shstk.go).
 	shstk int
+	// rets is its return stack: pending returns of return probes
+	// (uretprobe.go), innermost last.
+	rets []retInst
 	// statFile is /proc/TGID/task/TID/stat for placement (lazily opened).
 	statFile *os.File
 }

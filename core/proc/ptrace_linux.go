@@ -89,6 +89,17 @@ func ptracePeekRip(tid int) (uint64, error) {
 }
 
 // ptracePokeRip writes rip alone (PTRACE_POKEUSER).
+// offRsp is the offset of rsp in struct user_regs_struct.
+var offRsp = uintptr(unsafe.Offsetof(install.Regs{}.Rsp))
+
+// ptracePeekUser reads the register at offset off of a stopped thread's
+// struct user_regs_struct (PTRACE_PEEKUSER).
+func ptracePeekUser(tid int, off uintptr) (uint64, error) {
+	var v uint64
+	err := ptracePtr(unix.PTRACE_PEEKUSR, tid, off, unsafe.Pointer(&v))
+	return v, err
+}
+
 func ptracePokeRip(tid int, rip uint64) error {
 	return ptrace(unix.PTRACE_POKEUSR, tid, offRip, uintptr(rip))
 }

@@ -72,6 +72,9 @@ type xolSlot struct {
 type xolState struct {
 	pages []xolPage
 	slots map[uint64]xolSlot // by breakpoint vaddr
+	// tramp is the return trampoline's address (uretprobe.go), 0: none
+	// yet.
+	tramp uint64
 	// faults are the fault-code slots (slotsig.go), branches the
 	// branch slots (shstk.go), by breakpoint vaddr.
 	faults, branches map[uint64]xolSlot
@@ -86,7 +89,7 @@ type xolState struct {
 
 // clone copies x for a fork child (same addresses, same contents).
 func (x xolState) clone() xolState {
-	c := xolState{pages: append([]xolPage(nil), x.pages...), adopted: x.adopted, old: append([]xolSlot(nil), x.old...)}
+	c := xolState{pages: append([]xolPage(nil), x.pages...), adopted: x.adopted, old: append([]xolSlot(nil), x.old...), tramp: x.tramp}
 	c.slots = maps.Clone(x.slots)
 	c.faults = maps.Clone(x.faults)
 	c.branches = maps.Clone(x.branches)

@@ -67,7 +67,13 @@ func appendLine(file, line string) error {
 }
 
 // Add creates a (disabled) uprobe named name at file offset off of path.
-func Add(name, path string, off uint64) (*Probe, error) {
+func Add(name, path string, off uint64) (*Probe, error) { return add("p", name, path, off) }
+
+// AddReturn creates a (disabled) uretprobe named name at file offset off
+// of path (a function's entry): its hits are the function's returns.
+func AddReturn(name, path string, off uint64) (*Probe, error) { return add("r", name, path, off) }
+
+func add(kind, name, path string, off uint64) (*Probe, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -76,7 +82,7 @@ func Add(name, path string, off uint64) (*Probe, error) {
 		return nil, err
 	}
 	p := &Probe{Name: name, Path: abs, Offset: off}
-	if err := appendLine("uprobe_events", fmt.Sprintf("p:uprobes/%s %s:%#x", name, abs, off)); err != nil {
+	if err := appendLine("uprobe_events", fmt.Sprintf("%s:uprobes/%s %s:%#x", kind, name, abs, off)); err != nil {
 		return nil, fmt.Errorf("add uprobe %s at %s:%#x: %w", name, abs, off, err)
 	}
 	return p, nil

@@ -1,0 +1,113 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// runRet runs the ret fixture (core/proc/testdata/ret.c) with args and
+// waits for it, checking its exit status.
+func runRet(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader("go\n")
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.Output(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("ret %v did not end", args)
+	}
+	if err != nil {
+		t.Fatalf("ret %v: %v %s", args, err, out)
+	}
+	return string(out)
+}
+
+// TestReturnProbeMount: "r:NAME FUNC $retval" through the mount: hits are
+// the function's returns, each event has ret=0xCALLER dur=NS and the
+// return value as tracefs prints it, "FUNC%return" names a return probe
+// too, NAME/latency holds the durations in the right log2 buckets, an
+// offset inside a function and a Go program are refused (EINVAL).
+func TestReturnProbeMount(t *testing.T) {
+	d := startDaemon(t)
+	bin := testfix.Copy(t, testfix.CC(t, "../../core/proc/testdata/ret.c", "-O2"))
+	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		os.Chmod(p, 0o755)
+	}
+	P := d.in(bin)
+	d.must("echo 'r:ret leaf v=$retval:s64' > " + P + "/probes")
+	d.must("echo 'napper%return' > " + P + "/probes")
+	if l := d.must("cat " + P + "/probes"); !strings.Contains(l, "ret leaf%return ") || !strings.Contains(l, "napper%return napper%return ") {
+		t.Fatalf("listing: %q", l)
+	}
+	ev := make(chan result, 1)
+	go func() { ev <- d.sh("timeout 30 head -n 5 " + P + "/ret/events") }()
+	d.waitReaders(1)
+	want := runRet(t, bin, "calls", "5")
+	r := <-ev
+	lines := strings.Split(strings.TrimSpace(r.out), "\n")
+	if r.code != 0 || len(lines) != 5 {
+		t.Fatalf("events: %d %q", r.code, r.out)
+	}
+	for i, l := range lines {
+		if !strings.Contains(l, " ret=0x") || !strings.Contains(l, " dur=") || !strings.HasSuffix(l, fmt.Sprintf(" v=%d", 2*i)) {
+			t.Errorf("event %d: %q, want ret=, dur= and v=%d (leaf returns 2x)", i, l, 2*i)
+		}
+	}
+	if want != "calls 5 sum 20\n" {
+		t.Errorf("fixture output %q", want)
+	}
+	if h := d.hits(P + "/ret"); h != 5 {
+		t.Errorf("hits %d, want the 5 returns", h)
+	}
+
+	runRet(t, bin, "sleep", "4")
+	lat := d.must("cat " + P + "/napper%return/latency")
+	// 1.1 ms in [1M, 2M) ns, 20 ms in [16M, 32M).
+	for _, bucket := range []string{"[1M, 2M)", "[16M, 32M)"} {
+		found := false
+		for _, l := range strings.Split(lat, "\n") {
+			if strings.HasPrefix(l, bucket) {
+				found = true
+				if f := strings.Fields(strings.TrimPrefix(l, bucket)); len(f) == 0 || f[0] != "4" {
+					t.Errorf("latency bucket %s: %q, want 4", bucket, l)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("no bucket %s in the latency:\n%s", bucket, lat)
+		}
+	}
+	if !strings.Contains(lat, "count 8") {
+		t.Errorf("latency:\n%s\nwant count 8", lat)
+	}
+
+	for line, reason := range map[string]string{
+		"r:mid leaf+7": "not the first instruction of a function",
+		"r:x leaf %zz": "%zz",
+	} {
+		r := d.sh("env echo '" + line + "' > " + P + "/probes")
+		if r.code == 0 || !strings.Contains(r.out, "Invalid argument") || !strings.Contains(lastLine(d.must("cat $M/.uprobefs/errors")), reason) {
+			t.Errorf("%q: exit %d %q; log %q", line, r.code, r.out, lastLine(d.must("cat $M/.uprobefs/errors")))
+		}
+	}
+	gobin := testfix.GoTarget(t)
+	for _, p := range []string{filepath.Dir(gobin), filepath.Dir(filepath.Dir(gobin))} {
+		os.Chmod(p, 0o755)
+	}
+	if r := d.sh("env echo 'r:g main.main' > " + d.in(gobin) + "/probes"); r.code == 0 || !strings.Contains(lastLine(d.must("cat $M/.uprobefs/errors")), "Go program") {
+		t.Errorf("a return probe in a Go program: exit %d %q", r.code, r.out)
+	}
+}
