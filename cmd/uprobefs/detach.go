@@ -18,7 +18,7 @@ import (
 // with no mount left to reach it, for as long as the reader lives.
 //
 // It polls /proc/self/mountinfo, which reports POLLPRI on every change of
-// the mount table (no timer): after each change it looks for a mount of the
+// the mount table (and looks every second in any case): after each change it looks for a mount of the
 // filesystem's device (st_dev of the mount root), so a bind mount of it
 // still counts as reachable.
 type detachWatch struct {
@@ -91,14 +91,17 @@ func (w *detachWatch) run() {
 		{Fd: int32(w.stopFd), Events: unix.POLLIN},
 	}
 	for {
-		_, err := unix.Poll(fds, -1)
+		// Woken by every change of the mount table; and, as a safety
+		// net (under load a change was seen to go unnoticed, leaving
+		// the daemon tracing after umount -l), every second anyway.
+		n, err := unix.Poll(fds, 1000)
 		if err == syscall.EINTR {
 			continue
 		}
 		if err != nil || fds[1].Revents != 0 {
 			return
 		}
-		if fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
+		if n > 0 && fds[0].Revents&(unix.POLLPRI|unix.POLLERR) == 0 {
 			continue
 		}
 		if ok, err := w.mounted(); err == nil && !ok {

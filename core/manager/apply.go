@@ -164,6 +164,11 @@ func (b *batch) stageAdd(op Op) error {
 	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan, Args: op.Args, Return: op.Return}
 	if op.Return {
 		p.hist = &fetch.Hist{}
+		if b.elf.IsGo() {
+			if err := b.stageGoReturn(p); err != nil {
+				return err
+			}
+		}
 	}
 	b.staged[name] = p
 	b.adds = append(b.adds, p)
@@ -212,12 +217,18 @@ func (m *Manager) register(b *batch) error {
 		p.events = m.newEventRing()
 		ring := p.events
 		p.consumer = consumerFor(p, ring, p.hitHandler(ring))
-		err := m.eng.Register(in, p.Offset, p.plan.Insn, p.plan, p.consumer)
+		err := m.eng.Register(in, p.probeOff(), p.plan.Insn, p.plan, p.consumer)
+		if err == nil && len(p.goRets) > 0 {
+			if err = m.registerGoRets(in, p, ring); err != nil {
+				m.eng.Unregister(in, p.probeOff(), p.consumer)
+			}
+		}
 		if err == nil {
 			continue
 		}
 		for _, q := range b.adds[:i] {
-			if uerr := m.eng.Unregister(in, q.Offset, q.consumer); uerr != nil {
+			m.unregisterGoRets(in, q)
+			if uerr := m.eng.Unregister(in, q.probeOff(), q.consumer); uerr != nil {
 				m.log.Error("rollback: unregister failed", "path", b.path, "name", q.Name, "err", uerr)
 			}
 		}
@@ -235,7 +246,8 @@ func (m *Manager) register(b *batch) error {
 // A failure to restore a breakpoint is logged: the probe is gone either way.
 func (m *Manager) unregisterRemoved(b *batch) {
 	for _, p := range b.removes {
-		if err := m.eng.Unregister(b.f.in, p.Offset, p.consumer); err != nil {
+		m.unregisterGoRets(b.f.in, p)
+		if err := m.eng.Unregister(b.f.in, p.probeOff(), p.consumer); err != nil {
 			m.log.Error("unregister failed", "path", b.path, "name", p.Name, "err", err)
 		}
 		p.events.Close()

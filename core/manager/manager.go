@@ -33,9 +33,15 @@ type Probe struct {
 	Created  time.Time
 	// Args are its fetch arguments (args.go); none for most probes.
 	Args []fetch.Arg
-	// Return: a return probe (ret.go); hist holds its durations.
-	Return bool
-	hist   *fetch.Hist
+	// Return: a return probe (ret.go); hist holds its durations. In a Go
+	// program (goret.go), goRets are its return instructions, retHits its
+	// count and pairs the entries waiting for their return.
+	Return   bool
+	hist     *fetch.Hist
+	goRets   []goRet
+	retHits  atomic.Uint64
+	pairs    goPairs
+	entryOff uint64 // the entry uprobe's offset if not Offset (goret.go)
 
 	plan     *install.Plan
 	consumer *probes.Consumer
@@ -43,7 +49,12 @@ type Probe struct {
 }
 
 // Hits returns how often the probe was hit.
-func (p *Probe) Hits() uint64 { return p.consumer.Hits() }
+func (p *Probe) Hits() uint64 {
+	if len(p.goRets) > 0 {
+		return p.retHits.Load()
+	}
+	return p.consumer.Hits()
+}
 
 // Subscribe opens a stream of the probe's events for caller c: every hit from
 // now on (see EventRing). A caller other than root sees only the events of
@@ -322,7 +333,8 @@ func (m *Manager) Close() error {
 	var errs []error
 	for _, f := range files {
 		for _, p := range f.probes {
-			if err := m.eng.Unregister(f.in, p.Offset, p.consumer); err != nil {
+			m.unregisterGoRets(f.in, p)
+			if err := m.eng.Unregister(f.in, p.probeOff(), p.consumer); err != nil {
 				errs = append(errs, fmt.Errorf("unregister %s %s: %w", p.Path, p.Name, err))
 			}
 			p.events.Close()

@@ -153,7 +153,10 @@ func (f *file) predicate() func(pid int) bool {
 // p's owner may trace.
 func consumerFor(p *Probe, ring *EventRing, handler func(*probes.Uprobe, probes.Hit)) *probes.Consumer {
 	c := &probes.Consumer{Name: p.Name, Handler: handler, WantRegs: len(p.Args) > 0}
-	if p.Return {
+	switch {
+	case p.Return && len(p.goRets) > 0: // the entry of a Go return probe (goret.go)
+		c.Handler, c.WantRegs = p.goEntryHandler(), true
+	case p.Return:
 		c.Handler, c.WantRegs, c.RetHandler = nil, false, p.retHandler(ring)
 	}
 	if p.Owner != 0 {

@@ -16,9 +16,9 @@ import (
 // uretprobe.go). Each return event has the entry's fields, then
 // " ret=0xCALLER dur=NS" (the address it returns to, the time since the
 // entry) and the fetch arguments ($retval: rax). NAME/latency is the
-// histogram of the durations (core/fetch.Hist). Refused in Go programs,
-// whose runtime copies and walks stacks (a replaced return address would
-// crash them: golang/go#22008).
+// histogram of the durations (core/fetch.Hist). In Go programs, whose
+// runtime copies and walks stacks (a replaced return address would crash
+// them: golang/go#22008), the returns are probed instead (goret.go).
 
 // returnSuffix marks a return probe's location, as in tracefs.
 const returnSuffix = "%return"
@@ -32,9 +32,6 @@ func cutReturn(loc string) (string, bool) {
 // replace a return address: not a function's first instruction, or a Go
 // program.
 func (b *batch) checkReturn(op Op, off uint64) error {
-	if b.elf.IsGo() {
-		return errorf(syscall.EINVAL, "%s is a Go program: return probes are refused there (the Go runtime copies and walks goroutine stacks, and a replaced return address crashes it: golang/go#22008)", b.path)
-	}
 	if where := b.elf.Symbolize(off); strings.ContainsAny(where, "+") || strings.HasPrefix(where, "0x") {
 		return errorf(syscall.EINVAL, "%s%s is %s, not the first instruction of a function: a return probe goes on a function's entry (where its return address is on the stack)", op.Location, returnSuffix, where)
 	}

@@ -17,9 +17,10 @@ import (
 // other than root sees only its own processes.
 func (m *Manager) Status(p *Probe, c Caller) string {
 	var b strings.Builder
+	b.WriteString(p.returnMode())
 	in := m.inodes.Get(p.Key)
 	var sites []probes.Site
-	m.eng.Sites(in, p.Offset, func(s probes.Site) bool {
+	m.eng.Sites(in, p.probeOff(), func(s probes.Site) bool {
 		sites = append(sites, s)
 		return true
 	})

@@ -104,3 +104,46 @@ func isRet(insn []byte) bool {
 	inst, err := x86asm.Decode(insn, 64)
 	return err == nil && inst.Op == x86asm.RET
 }
+
+// GoBodyStart returns the file offset of the first instruction after the
+// stack-check prologue of the Go function at off ("CMPQ SP, 16(R14); JBE
+// morestack", or "LEAQ -N(SP), R12; CMPQ R12, 16(R14); JBE ..." for big
+// frames), or off itself for a function without one (NOSPLIT). When the
+// stack must grow, morestack copies it and runs the function again from
+// its first instruction: the instruction after the check runs exactly once
+// per call, the first one once more per stack growth.
+func (f *File) GoBodyStart(off uint64) (uint64, error) {
+	var code [48]byte
+	n, err := f.readAt(code[:], off)
+	if err != nil && n == 0 {
+		return 0, err
+	}
+	pos, cmp := 0, false
+	for i := 0; i < 3 && pos < n; i++ {
+		inst, err := x86asm.Decode(code[pos:n], 64)
+		if err != nil {
+			return off, nil
+		}
+		pos += inst.Len
+		switch inst.Op {
+		case x86asm.LEA:
+		case x86asm.CMP:
+			for _, a := range inst.Args {
+				if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.R14 && (m.Disp == 0x10 || m.Disp == 0x18) {
+					cmp = true
+				}
+			}
+			if !cmp {
+				return off, nil
+			}
+		case x86asm.JBE:
+			if cmp {
+				return off + uint64(pos), nil
+			}
+			return off, nil
+		default:
+			return off, nil
+		}
+	}
+	return off, nil
+}

@@ -55,3 +55,10 @@ func goBuild(tb testing.TB, srcDir string) string {
 	cache[key] = out
 	return out
 }
+
+// GoRec returns a private copy of the Go recursion fixture
+// (testdata/gorec: goroutines whose deep recursion grows their stacks).
+func GoRec(tb testing.TB) string {
+	tb.Helper()
+	return Copy(tb, goBuild(tb, Source("gorec")))
+}

@@ -1,0 +1,3 @@
+module example.com/gorec
+
+go 1.22
