@@ -47,9 +47,16 @@ func (e *env) registerRet(bin, loc string, n *atomic.Int64) *probe {
 // (uprobe_profile counts a return probe's entries, not its returns).
 func kernelReturns(t *testing.T, bin, fn string, args ...string) uint64 {
 	t.Helper()
-	off, _ := resolvePlan(t, bin, fn)
+	return kernelReturnsIn(t, bin, bin, fn, args...)
+}
+
+// kernelReturnsIn is kernelReturns with the function in file (a library of
+// prog).
+func kernelReturnsIn(t *testing.T, file, bin, fn string, args ...string) uint64 {
+	t.Helper()
+	off, _ := resolvePlan(t, file, fn)
 	name := fmt.Sprintf("ufsret%d%s", os.Getpid(), strings.ReplaceAll(fn, "_", ""))
-	k, err := kuprobe.AddReturn(name, bin, off)
+	k, err := kuprobe.AddReturn(name, file, off)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +75,9 @@ func kernelReturns(t *testing.T, bin, fn string, args ...string) uint64 {
 		t.Fatal(err)
 	}
 	f := startFixture(t, bin, args...)
-	f.Go()
+	if !strings.HasPrefix(args[0], "-") {
+		f.Go() // the fixtures wait for a go line; bash and perl do not
+	}
 	if _, code := f.Wait(60 * time.Second); code != 0 {
 		t.Fatalf("under the kernel's uretprobe: exit %d", code)
 	}
