@@ -164,7 +164,7 @@ func (b *batch) stageAdd(op Op) error {
 	p := &Probe{Key: b.key, Path: b.path, Name: name, Location: loc, Offset: off, Owner: b.caller.Uid, plan: plan, Args: op.Args, Return: op.Return}
 	if op.Return {
 		p.hist = &fetch.Hist{}
-		if b.elf.IsGo() {
+		if b.elf.IsGo() || b.elf.HasExceptions() {
 			if err := b.stageGoReturn(p); err != nil {
 				return err
 			}

@@ -13,7 +13,11 @@ import (
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
-// Return probes in Go programs. The Go runtime copies goroutine stacks when
+// Return probes on return instructions: in Go programs, and in files with
+// C++ exception tables, where an exception unwound through a function
+// whose return address was replaced finds no unwind entry for it and ends
+// the program (std::terminate: it does so under the kernel's uretprobes).
+// The Go runtime copies goroutine stacks when
 // they grow and walks them (GC, tracebacks, panics): a replaced return
 // address crashes it (golang/go#22008). There, a return probe never touches
 // a stack: it is a uprobe at the function's entry, which notes the time,
@@ -76,9 +80,13 @@ func (g *goPairs) pop(gid uint64) (int64, bool) {
 // and moves the entry probe past its stack check (a stack growth runs the
 // function's first instruction again: objfile.GoBodyStart).
 func (b *batch) stageGoReturn(p *Probe) error {
-	body, err := b.elf.GoBodyStart(p.Offset)
-	if err != nil {
-		return objfileError(err)
+	p.goMode = b.elf.IsGo()
+	body := p.Offset
+	if p.goMode {
+		var err error
+		if body, err = b.elf.GoBodyStart(p.Offset); err != nil {
+			return objfileError(err)
+		}
 	}
 	if body != p.Offset {
 		plan, err := b.elf.Analyze(body)
@@ -104,11 +112,22 @@ func (b *batch) stageGoReturn(p *Probe) error {
 	return nil
 }
 
+// pairKey is what pairs an entry with its return: in Go the goroutine (its
+// g is in r14 at both; its stack may move in between), else the thread
+// and the stack slot of the return address (rsp at the entry and at the
+// ret: a frame an exception unwinds leaves its entry unpaired).
+func (p *Probe) pairKey(h probes.Hit) uint64 {
+	if p.goMode {
+		return h.Regs.R14
+	}
+	return uint64(h.Tid)<<48 ^ h.Regs.Rsp
+}
+
 // goEntryHandler notes the entry of a Go return probe's function.
 func (p *Probe) goEntryHandler() func(*probes.Uprobe, probes.Hit) {
 	return func(_ *probes.Uprobe, h probes.Hit) {
 		if h.Regs != nil {
-			p.pairs.push(h.Regs.R14, h.Time)
+			p.pairs.push(p.pairKey(h), h.Time)
 		}
 	}
 }
@@ -121,7 +140,7 @@ func (p *Probe) goRetHandler(ring *EventRing, off uint64) func(*probes.Uprobe, p
 		var entry int64
 		paired := false
 		if h.Regs != nil {
-			entry, paired = p.pairs.pop(h.Regs.R14)
+			entry, paired = p.pairs.pop(p.pairKey(h))
 		}
 		if paired && h.Time >= entry {
 			hist.AddNS(uint64(h.Time - entry))
@@ -195,8 +214,10 @@ func (p *Probe) returnMode() string {
 	switch {
 	case !p.Return:
 		return ""
-	case len(p.goRets) > 0:
+	case len(p.goRets) > 0 && p.goMode:
 		return fmt.Sprintf("return probe: a probe on each of the function's %d return instructions (a Go program: return addresses are never replaced)\n", len(p.goRets))
+	case len(p.goRets) > 0:
+		return fmt.Sprintf("return probe: a probe on each of the function's %d return instructions (a file with C++ exception tables: a replaced return address would stop an exception's unwinding)\n", len(p.goRets))
 	}
 	return "return probe: the return address is replaced at the entry (a trampoline, as the kernel's uretprobes)\n"
 }

@@ -42,6 +42,7 @@ type Probe struct {
 	retHits  atomic.Uint64
 	pairs    goPairs
 	entryOff uint64 // the entry uprobe's offset if not Offset (goret.go)
+	goMode   bool   // goRets of a Go program (else of a C++ one)
 
 	plan     *install.Plan
 	consumer *probes.Consumer

@@ -34,6 +34,8 @@ type File struct {
 	// isGo: the file has a .go.buildinfo section or runtime.* function
 	// symbols (returns.go).
 	isGo bool
+	// throws: the file has C++ exception tables (returns.go).
+	throws bool
 }
 
 type segment struct {
@@ -161,6 +163,7 @@ func newFile(path string, r *os.File) (*File, error) {
 	}
 	f.setRegions(readRegions(f, ef))
 	f.isGo = goFile(ef, f.syms)
+	f.throws = ef.Section(".gcc_except_table") != nil
 	return f, nil
 }
 

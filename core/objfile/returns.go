@@ -31,6 +31,12 @@ func goFile(ef *elf.File, syms []symbol) bool {
 // stacks and walks them.
 func (f *File) IsGo() bool { return f.isGo }
 
+// HasExceptions reports whether the file has C++ exception tables
+// (.gcc_except_table): exceptions may be unwound through its functions,
+// and an unwinder walking a frame whose return address was replaced finds
+// no unwind entry there.
+func (f *File) HasExceptions() bool { return f.throws }
+
 // Returns returns the file offsets of every near return instruction (c3,
 // c2 iw, and the same with prefixes such as f3 c3) of the function symbol
 // sym, in increasing order: the function's bytes, [start, start+size), are

@@ -33,27 +33,40 @@ func CC(tb testing.TB, src string, flags ...string) string {
 	return out
 }
 
-func cc(dir, src string, flags []string) (string, error) {
+// CXX is CC for a C++ source, compiled and linked with g++.
+func CXX(tb testing.TB, src string, flags ...string) string {
+	tb.Helper()
+	out, err := compile("g++", tb.TempDir(), src, flags)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+func cc(dir, src string, flags []string) (string, error) { return compile("gcc", dir, src, flags) }
+
+func compile(compiler, dir, src string, flags []string) (string, error) {
 	abs, err := filepath.Abs(src)
 	if err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, strings.TrimSuffix(filepath.Base(src), filepath.Ext(src)))
 	args := append(append([]string{"-g", "-o", out}, flags...), abs)
-	if b, err := exec.Command("gcc", args...).CombinedOutput(); err != nil {
-		return "", &buildError{args: args, err: err, out: b}
+	if b, err := exec.Command(compiler, args...).CombinedOutput(); err != nil {
+		return "", &buildError{compiler: compiler, args: args, err: err, out: b}
 	}
 	return out, nil
 }
 
 type buildError struct {
-	args []string
-	err  error
-	out  []byte
+	compiler string
+	args     []string
+	err      error
+	out      []byte
 }
 
 func (e *buildError) Error() string {
-	return "gcc " + strings.Join(e.args, " ") + ": " + e.err.Error() + "\n" + string(e.out)
+	return e.compiler + " " + strings.Join(e.args, " ") + ": " + e.err.Error() + "\n" + string(e.out)
 }
 
 var (

@@ -135,3 +135,32 @@ func TestGoReturnProbe(t *testing.T) {
 		t.Errorf("latency (every return paired with its entry):\n%s", lat)
 	}
 }
+
+// TestReturnProbeCxxExceptions: return probes on the functions of a C++
+// program that exceptions unwind through. Replacing the return address
+// (what the kernel's uretprobes do: the program then ends in
+// std::terminate) would stop the unwinder, so there the return
+// instructions are probed: the program's output is its unprobed one, and
+// the returns counted are the calls that returned (the even i; the odd
+// ones throw).
+func TestReturnProbeCxxExceptions(t *testing.T) {
+	d := startDaemon(t)
+	bin := testfix.Copy(t, testfix.CXX(t, "testdata/exc.cc", "-O2"))
+	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		os.Chmod(p, 0o755)
+	}
+	P := d.in(bin)
+	d.must("printf 'r:mid _Z6middlei\\nr:thr _Z7throweri\\n' > " + P + "/probes")
+	if st := d.must("cat " + P + "/mid/status"); !strings.Contains(st, "C++ exception tables") {
+		t.Fatalf("status: %q", st)
+	}
+	const n = 100
+	if got := runRet(t, bin, fmt.Sprint(n)); got != fmt.Sprintf("exc %d caught %d sum %d\n", n, n/2, n/2*(n/2-1)+n/2) {
+		t.Fatalf("output %q", got)
+	}
+	for _, name := range []string{"mid", "thr"} {
+		if h := d.hits(P + "/" + name); h != n/2 {
+			t.Errorf("%s: %d returns, want %d", name, h, n/2)
+		}
+	}
+}
