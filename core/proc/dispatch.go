@@ -151,6 +151,13 @@ func (w *World) resume(th *thread, sig int) {
 	if th.follow != 0 {
 		cont = ptraceSyscall // following its system calls (syscalls.go)
 	}
+	if st := th.step; st != nil && st.fault == 0 {
+		// Single-stepping a slot to deliver a held signal after it
+		// (slotsig.go): resumed from any other stop meanwhile (a
+		// group-stop, an interrupt), it must go on stepping: a
+		// PTRACE_CONT would drop the step, and the held signal with it.
+		cont = ptraceSingleStep
+	}
 	if err := cont(th.tid, sig); err != nil {
 		if err != unix.ESRCH {
 			w.errorf("resume tid %d: %v", th.tid, err)

@@ -82,11 +82,11 @@ func TestPopfSetsTF(t *testing.T) {
 func TestSignalsAroundSlot(t *testing.T) {
 	bin := faultBin(t)
 	e := newEnv(t, Options{})
-	ps := harmRun(t, e, bin, []string{"f_slot"}, "async", "5000")
+	ps := harmRun(t, e, bin, []string{"f_slot"}, "async", "2000")
 	if ps[0].plan.Kind.String() != "slot" {
 		t.Fatalf("f_slot is %s, want a slot", ps[0].plan)
 	}
-	if got := ps[0].c.Hits(); got != 5000 {
-		t.Errorf("%d hits, want 5000", got)
+	if got := ps[0].c.Hits(); got != 2000 {
+		t.Errorf("%d hits, want 2000", got)
 	}
 }

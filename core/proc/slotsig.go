@@ -230,6 +230,13 @@ func (w *World) stepSignal(th *thread, st *stepping, sig int, rip uint64) {
 			ptracePokeRip(th.tid, o.vaddr)
 		}
 		w.deliverHeld(th, st, sig)
+	case st.fault == 0 && sig == int(unix.SIGTRAP) && si.code() == siKernel:
+		// An int3 reached with the step gone (it cannot be, as resume
+		// keeps stepping; should it be): the held signals are sent
+		// again and the trap is an ordinary one.
+		th.step = nil
+		w.resendHeld(th, st)
+		w.trap(th)
 	default:
 		// Another signal during the step: held too.
 		if st.held == nil {
@@ -272,6 +279,17 @@ func (w *World) deliverHeld(th *thread, st *stepping, sig int) {
 	w.resume(th, sig)
 }
 
+// resendHeld sends the signals held during st again (tgkill: their
+// siginfo is then the tracer's).
+func (w *World) resendHeld(th *thread, st *stepping) {
+	if st.held != nil {
+		unix.Tgkill(th.tgid, th.tid, unix.Signal(st.heldSig))
+	}
+	for _, s := range st.more {
+		unix.Tgkill(th.tgid, th.tid, unix.Signal(s))
+	}
+}
+
 // abandonStep ends th's step when th is detached in the middle of it: out
 // of fault code (whose int3 would kill it untraced), back at the probed
 // instruction, whose original bytes are back; a single-stepped slot just
@@ -282,10 +300,5 @@ func (w *World) abandonStep(th *thread) {
 	if st.fault != 0 {
 		ptraceSetRegs(th.tid, &st.regs)
 	}
-	if st.held != nil {
-		unix.Tgkill(th.tgid, th.tid, unix.Signal(st.heldSig))
-	}
-	for _, s := range st.more {
-		unix.Tgkill(th.tgid, th.tid, unix.Signal(s))
-	}
+	w.resendHeld(th, st)
 }
