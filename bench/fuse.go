@@ -7,6 +7,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,9 +64,22 @@ func (f *fuseTracer) Pid() int { return f.daemon.Pid() }
 
 func (f *fuseTracer) dir(path string) string { return filepath.Join(f.mnt, path) }
 
-// register is `echo NAME=LOC > MNT/PATH/probes`.
+// register is `echo NAME=LOC > MNT/PATH/probes`, or for a return probe or
+// one with fetch arguments `echo 'p:NAME FUNC ARGS' > ...` (r: for
+// FUNC%return) with a reader streaming its events (uprobefs fetches the
+// values only while someone reads them).
 func (f *fuseTracer) register(path, name, loc string) (time.Duration, error) {
-	return f.write(path, name+"="+loc+"\n")
+	kind, fn, args := splitLoc(loc)
+	if kind == "p" && args == "" {
+		return f.write(path, name+"="+loc+"\n")
+	}
+	d, err := f.write(path, kind+":"+name+" "+fn+" "+args+"\n")
+	if err == nil && args != "" {
+		if ev, err := os.Open(filepath.Join(f.dir(path), name, "events")); err == nil {
+			go func() { io.Copy(io.Discard, ev); ev.Close() }() // until the probe goes
+		}
+	}
+	return d, err
 }
 
 func (f *fuseTracer) write(path, text string) (time.Duration, error) {

@@ -81,7 +81,8 @@ func (k *kernelTracer) register(path, name, loc string) (time.Duration, error) {
 	if !eventNameRE.MatchString(name) {
 		return 0, fmt.Errorf("kernel: bad event name %q", name)
 	}
-	off, err := resolve(path, loc)
+	kind, fn, args := splitLoc(loc)
+	off, err := resolve(path, fn)
 	if err != nil {
 		return 0, err
 	}
@@ -91,7 +92,7 @@ func (k *kernelTracer) register(path, name, loc string) (time.Duration, error) {
 		return 0, fmt.Errorf("kernel: event %s exists", name)
 	}
 	t0 := time.Now()
-	p, err := kuprobe.Add(k.prefix+name, path, off)
+	p, err := kuprobe.AddSpec(kind, k.prefix+name, path, off, args)
 	if err != nil {
 		return 0, err
 	}
@@ -182,4 +183,15 @@ func resolve(path, loc string) (uint64, error) {
 	}
 	defer f.Close()
 	return f.Resolve(loc)
+}
+
+// splitLoc splits a bench location "FUNC[%return] [FETCHARGS...]" into the
+// probe kind ("p" or "r"), the function and the fetch arguments.
+func splitLoc(loc string) (kind, fn, args string) {
+	fn, args, _ = strings.Cut(loc, " ")
+	kind = "p"
+	if f, ok := strings.CutSuffix(fn, "%return"); ok {
+		kind, fn = "r", f
+	}
+	return kind, fn, args
 }

@@ -36,7 +36,7 @@ var (
 	flagOut      = flag.String("out", "BENCHMARKS.md", "write the report here (\"\" = do not write)")
 	flagRuns     = flag.Int("runs", 7, "runs per figure (at least 5 for the report)")
 	flagBudget   = flag.Duration("budget", 8*time.Minute, "start no new measurement after this long; give up (clean up, exit 2) a minute later")
-	flagOnly     = flag.String("only", "", "comma-separated sections to run: engine,hit,threads,idle,exec,reg,rss,death (default all)")
+	flagOnly     = flag.String("only", "", "comma-separated sections to run: engine,hit,threads,idle,exec,reg,rss,retargs,death (default all)")
 	flagUprobefs = flag.String("uprobefs", "", "a built uprobefs binary (default: go build ./cmd/uprobefs)")
 	flagGo       = flag.String("go", "go", "the go command (for go build and go test -bench)")
 	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
@@ -227,6 +227,7 @@ func run() (code int) {
 		{"exec", 20 * time.Second, phaseExec},
 		{"reg", 60 * time.Second, phaseReg},
 		{"rss", 30 * time.Second, phaseRSS},
+		{"retargs", 30 * time.Second, phaseRetArgs},
 		{"death", 20 * time.Second, phaseDeath},
 	}
 	only := map[string]bool{}
@@ -319,6 +320,8 @@ func sectionOf(phase string) string {
 		return "Registration latency"
 	case "rss":
 		return "Daemon memory"
+	case "retargs":
+		return "Return probes and fetch arguments"
 	case "death":
 		return "Daemon death (the guardian)"
 	}

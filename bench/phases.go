@@ -35,6 +35,11 @@ func phaseEngine(e *env) ([]row, error) {
 
 // perHit measures (time with probe − time without) / hits for fn.
 func perHit(e *env, bin, fn string, n int, ts []tracer) (map[tracer]*value, error) {
+	return perHitLoc(e, bin, fn, fn, n, ts)
+}
+
+// perHitLoc is perHit with the probe at loc (a return probe, arguments).
+func perHitLoc(e *env, bin, fn, loc string, n int, ts []tracer) (map[tracer]*value, error) {
 	res := map[tracer]*value{}
 	for _, t := range ts {
 		res[t] = &value{}
@@ -49,7 +54,7 @@ func perHit(e *env, bin, fn string, n int, ts []tracer) (map[tracer]*value, erro
 			if v.gaveUp() {
 				continue
 			}
-			run, err := runWorkload(t, bin, "h_"+fn, fn, time.Minute, "hit", fn, fmt.Sprint(n), "1")
+			run, err := runWorkload(t, bin, "h_"+fn, loc, time.Minute, "hit", fn, fmt.Sprint(n), "1")
 			switch {
 			case err != nil:
 				v.fail(err)

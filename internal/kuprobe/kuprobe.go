@@ -67,13 +67,18 @@ func appendLine(file, line string) error {
 }
 
 // Add creates a (disabled) uprobe named name at file offset off of path.
-func Add(name, path string, off uint64) (*Probe, error) { return add("p", name, path, off) }
+func Add(name, path string, off uint64) (*Probe, error) { return AddSpec("p", name, path, off, "") }
 
 // AddReturn creates a (disabled) uretprobe named name at file offset off
-// of path (a function's entry): its hits are the function's returns.
-func AddReturn(name, path string, off uint64) (*Probe, error) { return add("r", name, path, off) }
+// of path (a function's entry): its events are the function's returns
+// (uprobe_profile counts its entries).
+func AddReturn(name, path string, off uint64) (*Probe, error) {
+	return AddSpec("r", name, path, off, "")
+}
 
-func add(kind, name, path string, off uint64) (*Probe, error) {
+// AddSpec creates a (disabled) probe of kind "p" or "r" with the fetch
+// arguments args (tracefs's FETCHARGS, "" for none).
+func AddSpec(kind, name, path string, off uint64, args string) (*Probe, error) {
 	if err := Available(); err != nil {
 		return nil, err
 	}
@@ -82,7 +87,11 @@ func add(kind, name, path string, off uint64) (*Probe, error) {
 		return nil, err
 	}
 	p := &Probe{Name: name, Path: abs, Offset: off}
-	if err := appendLine("uprobe_events", fmt.Sprintf("%s:uprobes/%s %s:%#x", kind, name, abs, off)); err != nil {
+	line := fmt.Sprintf("%s:uprobes/%s %s:%#x", kind, name, abs, off)
+	if args != "" {
+		line += " " + args
+	}
+	if err := appendLine("uprobe_events", line); err != nil {
 		return nil, fmt.Errorf("add uprobe %s at %s:%#x: %w", name, abs, off, err)
 	}
 	return p, nil
