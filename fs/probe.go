@@ -26,8 +26,17 @@ var (
 	_ = (fusefs.NodeUnlinker)((*probeDir)(nil))
 )
 
-// probeFiles are the files of a probe directory.
-var probeFiles = []string{"events", "hits", "status"}
+// probeFiles are the files of a probe directory; a return probe also has
+// latency.
+var probeFiles = []string{"events", "hits", "status", "latency"}
+
+// files returns the files of d's probe.
+func (d *probeDir) files() []string {
+	if d.p.Return {
+		return probeFiles
+	}
+	return probeFiles[:3]
+}
 
 // live reports whether the probe is still registered.
 func (d *probeDir) live() bool { return d.fsys.m.Probe(d.p.Key, d.p.Name) == d.p }
@@ -55,6 +64,11 @@ func (d *probeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 		ops = &statusFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
 	case "events":
 		ops = &eventsFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
+	case "latency":
+		if !d.p.Return {
+			return nil, syscall.ENOENT
+		}
+		ops = &latencyFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
 	default:
 		return nil, syscall.ENOENT
 	}
@@ -67,7 +81,7 @@ func (d *probeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno
 		return nil, syscall.ENOENT
 	}
 	list := make([]fuse.DirEntry, 0, len(probeFiles))
-	for _, name := range probeFiles {
+	for _, name := range d.files() {
 		list = append(list, fuse.DirEntry{Name: name, Mode: syscall.S_IFREG, Ino: inoOf("probefile", d.mpath, strconv.FormatUint(d.p.ID, 10), name)})
 	}
 	return fusefs.NewListDirStream(list), 0
@@ -180,4 +194,21 @@ func (h *eventsHandle) Release(ctx context.Context) syscall.Errno {
 	defer h.mu.Unlock()
 	h.sub.Close()
 	return 0
+}
+
+// latencyFile is a return probe's histogram of durations (bpftrace's
+// hist() layout, then count, min, mean and max).
+type latencyFile probeFile
+
+var (
+	_ = (fusefs.NodeOpener)((*latencyFile)(nil))
+	_ = (fusefs.NodeGetattrer)((*latencyFile)(nil))
+)
+
+func (f *latencyFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	return (*probeFile)(f).Getattr(ctx, fh, out)
+}
+
+func (f *latencyFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
+	return f.openSnapshot(ctx, flags, f.p.Latency)
 }
