@@ -70,8 +70,17 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
 		os.Chmod(p, 0o755)
 	}
+	entry := append(append([]string{}, fetchArgs...), fmt.Sprintf("h=@+%#x:string", testfix.SymOff(t, bin, "hello")))
+	t.Run("entry", func(t *testing.T) { compareArgs(t, bin, "p", entry) })
+	t.Run("return", func(t *testing.T) {
+		compareArgs(t, bin, "r", []string{"$retval", "$retval:s32", "$retval:u8", "$retval:x16", "c=$comm"})
+	})
+}
+
+// compareArgs compares the values of args of a probe of kind ("p" or "r")
+// on bin's probed(), the kernel's first, then uprobefs's.
+func compareArgs(t *testing.T, bin, kind string, args []string) {
 	off := testfix.SymOff(t, bin, "probed")
-	args := append(append([]string{}, fetchArgs...), fmt.Sprintf("h=@+%#x:string", testfix.SymOff(t, bin, "hello")))
 
 	// The kernel, in a private trace instance.
 	name := fmt.Sprintf("ufsargs%d", os.Getpid())
@@ -85,7 +94,7 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 		_, err = f.WriteString(line + "\n")
 		return err
 	}
-	if err := appendTo(events, fmt.Sprintf("p:uprobes/%s %s:%#x %s", name, bin, off, strings.Join(args, " "))); err != nil {
+	if err := appendTo(events, fmt.Sprintf("%s:uprobes/%s %s:%#x %s", kind, name, bin, off, strings.Join(args, " "))); err != nil {
 		t.Fatalf("kernel refuses the probe: %v", err)
 	}
 	inst := filepath.Join(kuprobe.Dir, "instances", name)
@@ -122,7 +131,7 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 
 	// uprobefs: a reader streams the events, then the fixture runs.
 	d := startDaemon(t)
-	d.must(fmt.Sprintf("echo 'p:a probed %s' > %s/probes", strings.Join(args, " "), d.in(bin)))
+	d.must(fmt.Sprintf("echo '%s:a probed %s' > %s/probes", kind, strings.Join(args, " "), d.in(bin)))
 	ev := make(chan result, 1)
 	go func() { ev <- d.sh("timeout 30 head -n 1 " + d.in(bin) + "/a/events") }()
 	d.waitReaders(1)
@@ -134,6 +143,15 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 	}
 	ours := strings.TrimRight(r.out[i+len(" addr=0x"):], "\n")
 	ours = ours[strings.IndexByte(ours, ' '):]
+	if kind == "r" { // " ret=0xCALLER dur=NS" first
+		for _, f := range []string{" ret=", " dur="} {
+			if !strings.HasPrefix(ours, f) {
+				t.Fatalf("return event without%s: %q", f, ours)
+			}
+			ours = ours[1:]
+			ours = ours[strings.IndexByte(ours, ' '):]
+		}
+	}
 	if ours != kernel {
 		kf, of := strings.Fields(kernel), strings.Fields(ours)
 		for j := range max(len(kf), len(of)) {
