@@ -13,6 +13,13 @@
 //     files).
 //   - glob.go: wildcards: PATTERN lines (one probe per matching function
 //     symbol) and -PATTERN removals, their limit and refusals.
+//   - args.go: fetch arguments (p:NAME LOCATION FETCHARGS) formatted into
+//     events; ret.go: return probes (r:, %return), their events and
+//     latency; goret.go: return probes on return instructions (Go programs,
+//     C++ exception tables).
+//   - reach.go: which processes a caller's probe reaches (--allow-other:
+//     the world's predicate, the consumer filter, read permission).
+//   - cgroup.go: cgroup= filters.
 //   - filter.go: process filters (pid=, comm= after a location), one per
 //     file, handed to a WorldFilterer before the file's Watch.
 //   - errors.go: Error (an errno and a reason a person can read), the

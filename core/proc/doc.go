@@ -27,6 +27,12 @@
 //	breakpoints.go  the engine's install/remove hooks: every breakpoint write
 //	hits.go         a trap: count, step over (emulation or slot), restart
 //	xol.go          out-of-line slot pages
+//	slotsig.go      signals and faults in slots: native contexts; fault code; popf
+//	shstk.go        CET shadow stacks: call and ret in branch slots
+//	uretprobe.go    return probes: the trampoline and the threads' return stacks
+//	usermem.go      a process's memory as it sees it (emulation, fetch arguments)
+//	sigaction.go, sigtrap.go, syscalls.go   SIGTRAP's disposition and mask kept; followed syscalls
+//	skips.go        the processes that map a watched inode but are not traced, and why
 //	inject.go       system calls injected into a stopped thread (mmap of a slot page)
 //	detach.go       restoring and detaching a process
 //	discovery.go    new processes: fanotify holds, the /proc rescan fallback
