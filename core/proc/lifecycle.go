@@ -42,6 +42,12 @@ func (w *World) newChild(th *thread, ev, tid int) {
 		// fork when its exit signal is SIGCHLD): all run in p's MM.
 		c = w.addThread(p, tid, tgid)
 		c.detach = p.detaching
+		if ev == unix.PTRACE_EVENT_VFORK && len(th.rets) > 0 {
+			// It runs on its parent's stack until it execs or exits:
+			// it may return through the parent's probed frames (the
+			// kernel's uprobe_copy_process copies them for vfork too).
+			c.rets = slices.Clone(th.rets)
+		}
 		if d := p.trapDisp(th.tgid); d != nil && tgid != th.tgid {
 			cp := *d // a vfork child starts with its parent's dispositions
 			p.sigtrap[tgid] = &cp
