@@ -97,15 +97,16 @@ func cmdGuardian(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "uprobefs guardian: internal command, started by mount")
 		return 2
 	}
-	led, err := ledger.Open(os.NewFile(3, "ledger"))
-	if err != nil {
-		fmt.Fprintf(stderr, "uprobefs guardian: %v\n", err)
-		return 1
-	}
 	os.WriteFile("/proc/self/oom_score_adj", []byte(oomScoreGuardian), 0)
 	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) // it ends with the daemon
 	if err := waitDeath(*pid); err != nil {
 		fmt.Fprintf(stderr, "uprobefs guardian: watching pid %d: %v\n", *pid, err)
+	}
+	// Mapped now, at its final size (the daemon grows it as it fills).
+	led, err := ledger.Open(os.NewFile(3, "ledger"))
+	if err != nil {
+		fmt.Fprintf(stderr, "uprobefs guardian: %v\n", err)
+		return 1
 	}
 	if led.Clean() {
 		return 0

@@ -17,11 +17,11 @@ package ledger
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -60,12 +60,17 @@ const (
 	sOrig  = 48
 )
 
-// DefaultSlots is the table's capacity: 64 Ki breakpoints (4 MiB of
-// memfd, of which only the pages used are ever touched).
+// DefaultSlots is the table's first capacity: 64 Ki breakpoints (4 MiB of
+// memfd, of which only the pages used are ever touched). It doubles when
+// full, up to MaxSlots.
 const DefaultSlots = 1 << 16
 
-// ErrFull is returned by Add when every slot is live.
-var ErrFull = errors.New("breakpoint ledger full")
+// MaxSlots bounds the table: 16 Mi breakpoints (1 GiB of memfd at most).
+const MaxSlots = 1 << 24
+
+// ErrFull is returned by Add when every slot is live and the table cannot
+// grow.
+var ErrFull = fmt.Errorf("breakpoint ledger full: %w", syscall.ENOSPC)
 
 // Ledger is a breakpoint table in shared memory. Its methods are safe for
 // concurrent use.
@@ -164,7 +169,7 @@ func (l *Ledger) Add(e Entry) error {
 		switch {
 		case len(l.free) > 0:
 			i, l.free = l.free[len(l.free)-1], l.free[:len(l.free)-1]
-		case l.next < l.slots():
+		case l.next < l.slots() || l.grow() == nil:
 			i = l.next
 			l.next++
 			atomic.StoreUint32((*uint32)(unsafe.Pointer(&l.mem[hHigh])), uint32(l.next))
@@ -187,6 +192,28 @@ func (l *Ledger) Add(e Entry) error {
 		l.byOwn[e.Owner] = map[uint64]int{}
 	}
 	l.byOwn[e.Owner][e.Vaddr] = i
+	return nil
+}
+
+// grow doubles the table (daemon side, l.mu held): the memfd is made
+// larger and mapped again. The guardian maps it only once the daemon is
+// dead, at its final size.
+func (l *Ledger) grow() error {
+	n := l.slots()
+	if n >= MaxSlots {
+		return ErrFull
+	}
+	size := headerSize + 2*n*slotSize
+	if err := l.f.Truncate(int64(size)); err != nil {
+		return err
+	}
+	mem, err := unix.Mmap(int(l.f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return err
+	}
+	unix.Munmap(l.mem)
+	l.mem = mem
+	binary.LittleEndian.PutUint32(l.mem[hSlots:], uint32(2*n))
 	return nil
 }
 
@@ -231,6 +258,8 @@ func (l *Ledger) Len() int {
 // SetClean records that the daemon shut down cleanly (every byte restored
 // by itself): the guardian then has nothing to do.
 func (l *Ledger) SetClean() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(&l.mem[hClean])), 1)
 }
 

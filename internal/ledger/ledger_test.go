@@ -17,7 +17,7 @@ import (
 )
 
 // TestTable: entries added are live in a second mapping of the memfd (the
-// guardian's), removed ones are not, a full table refuses, slots are reused.
+// guardian's), removed ones are not, a full table grows, slots are reused.
 func TestTable(t *testing.T) {
 	l, err := Create(4)
 	if err != nil {
@@ -34,8 +34,14 @@ func TestTable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := l.Add(Entry{Owner: 99, Vaddr: 1}); !errors.Is(err, ErrFull) {
-		t.Errorf("fifth entry: %v, want ErrFull", err)
+	if err := l.Add(Entry{Owner: 99, Vaddr: 1}); err != nil {
+		t.Errorf("fifth entry (the table grows): %v", err)
+	}
+	l.Remove(99, 1)
+	g.Close()
+	// The guardian maps it once the daemon is dead: at its final size.
+	if g, err = Open(dupFile(t, l.File())); err != nil {
+		t.Fatal(err)
 	}
 	if err := l.Add(Entry{Owner: 10, Pid: 10, Vaddr: 0x1000, Orig: 0x55}); err != nil {
 		t.Errorf("update of a live entry: %v", err)
@@ -136,5 +142,32 @@ func TestRestore(t *testing.T) {
 	}
 	if !bytes.Equal(got, file[text.Off:text.Off+uint64(len(got))]) {
 		t.Error("text differs from the file after Restore")
+	}
+}
+
+// TestGrowth: past its first size the table doubles, to MaxSlots; entries
+// written before and after the growth are all live in the guardian's view.
+func TestGrowth(t *testing.T) {
+	l, err := Create(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := range 100 {
+		if err := l.Add(Entry{Owner: 1, Pid: 1, Vaddr: uint64(i), Orig: byte(i)}); err != nil {
+			t.Fatalf("entry %d: %v", i, err)
+		}
+	}
+	g, err := Open(dupFile(t, l.File()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	live := g.Live()
+	if len(live) != 100 || live[99].Orig != 99 || live[0].Vaddr != 0 {
+		t.Fatalf("%d live entries after growth", len(live))
+	}
+	if !errors.Is(ErrFull, syscall.ENOSPC) {
+		t.Error("ErrFull is not ENOSPC")
 	}
 }
