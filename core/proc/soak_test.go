@@ -20,7 +20,7 @@ func soakSelected() bool {
 }
 
 // TestSoak (opt-in: go test ./core/proc -run Soak [-soak.time 3m]) runs the
-// harm, fault and batch fixtures together, over and over, for -soak.time,
+// harm, fault, return-probe and batch fixtures together, over and over, for -soak.time,
 // while probes are registered and removed at random on their functions.
 // Zero processes harmed: every run exits 0 with the output of its
 // unprobed run. Exact counts: the probes registered for the whole soak
@@ -29,7 +29,7 @@ func TestSoak(t *testing.T) {
 	if !soakSelected() {
 		t.Skip("opt-in: go test -run Soak")
 	}
-	harm, fault := harmBin(t), faultBin(t)
+	harm, fault, ret := harmBin(t), faultBin(t), retBin(t)
 	tree, other := treeBins(t)
 	e := newEnv(t, Options{})
 	if e.w.fan == nil {
@@ -50,6 +50,11 @@ func TestSoak(t *testing.T) {
 			{bin: fault, args: []string{"popf", "100"}, stdin: true},
 			{bin: fault, args: []string{"stackcall", "20"}, stdin: true},
 			{bin: fault, args: []string{"calls", "100"}, stdin: true}},
+		{{bin: ret, args: []string{"calls", "300"}, stdin: true},
+			{bin: ret, args: []string{"recurse", "50"}, stdin: true},
+			{bin: ret, args: []string{"longjmp", "100"}, stdin: true},
+			{bin: ret, args: []string{"tail", "100"}, stdin: true},
+			{bin: ret, args: []string{"fork", "20"}, stdin: true}},
 		{{bin: harm, args: []string{"clonevm", "300"}, stdin: true},
 			{bin: harm, args: []string{"vfork", "100"}, stdin: true},
 			{bin: harm, args: []string{"blocktrap", "20"}, stdin: true},
@@ -63,11 +68,16 @@ func TestSoak(t *testing.T) {
 		}
 	}
 	steady := []*probe{e.register(tree, "mixed"), e.register(fault, "f_slot")}
-	churnLocs := []struct{ bin, loc string }{
-		{tree, "mixed+0x4"}, {tree, "mixed+0x12"}, {tree, "mixed+0x27"}, {tree, "mixed+0x30"},
-		{fault, "f_load"}, {fault, "f_callind"}, {fault, "f_popf+9"}, {fault, "f_stackcall+6"},
-		{fault, "f_calls+0x1"}, {fault, "f_calls+0x1c"}, {fault, "f_slot+4"},
-		{harm, "h_func"}, {harm, "h_two"},
+	churnLocs := []struct {
+		bin, loc string
+		ret      bool // a return probe (uretprobe.go)
+	}{
+		{tree, "mixed+0x4", false}, {tree, "mixed+0x12", false}, {tree, "mixed+0x27", false}, {tree, "mixed+0x30", false},
+		{fault, "f_load", false}, {fault, "f_callind", false}, {fault, "f_popf+9", false}, {fault, "f_stackcall+6", false},
+		{fault, "f_calls+0x1", false}, {fault, "f_calls+0x1c", false}, {fault, "f_slot+4", false},
+		{harm, "h_func", false}, {harm, "h_two", false},
+		{ret, "leaf", true}, {ret, "rec", true}, {ret, "jumper", true}, {ret, "thrower", true},
+		{ret, "tailer", true}, {ret, "forker", true}, {ret, "leaf", false},
 	}
 	var runs, harmed atomic.Int64
 	var steadyWant [2]atomic.Int64
@@ -103,6 +113,8 @@ func TestSoak(t *testing.T) {
 		if p := reg[i]; p != nil {
 			e.unregister(p)
 			delete(reg, i)
+		} else if churnLocs[i].ret {
+			reg[i] = e.registerRet(churnLocs[i].bin, churnLocs[i].loc, nil)
 		} else {
 			reg[i] = e.register(churnLocs[i].bin, churnLocs[i].loc)
 		}
