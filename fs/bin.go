@@ -42,7 +42,11 @@ func (d *binDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.Att
 
 func (d *binDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if name == "probes" {
-		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, bin: d}
+		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key,
+			write: func(c manager.Caller, data []byte) error { return d.fsys.m.Write(c, d.real(), data) },
+			listable: func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno) {
+				return ps, d.checkAccess(ctx, 4) // only to who may read the file
+			}}
 		n.synthAttr(&out.Attr, syscall.S_IFREG|0644, d.fsys.uid)
 		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: inoOf("probes", d.mpath, u64(d.key.Dev), u64(d.key.Ino))}), 0
 	}
@@ -85,10 +89,17 @@ func (d *binDir) Unlink(ctx context.Context, name string) syscall.Errno {
 }
 
 // probesFile is FILE/probes: written to register and unregister, read for
-// the list of the file's probes.
+// the list of the file's probes; and .uprobefs/inodes/DEV:INO/probes
+// (inodes.go), whose writes only remove. The two differ in where a write
+// goes and who may read the listing.
 type probesFile struct {
 	node
-	bin *binDir
+	key rmap.InodeKey // immutable
+	// write applies one write(2) as one all-or-nothing batch.
+	write func(c manager.Caller, data []byte) error
+	// listable refuses a caller who may not read the listing (it shows
+	// symbol offsets), or keeps only the probes it may see.
+	listable func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno)
 }
 
 var (
@@ -135,12 +146,12 @@ func harmlessSetattr(in *fuse.SetAttrIn) bool {
 func (f *probesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	h := &snapshot{}
 	if flags&syscall.O_ACCMODE != syscall.O_WRONLY {
-		// The listing shows symbol offsets: only to who may read the file.
-		if errno := f.bin.checkAccess(ctx, 4); errno != 0 {
+		ps, errno := f.listable(ctx, f.fsys.m.Probes(f.key))
+		if errno != 0 {
 			return nil, 0, errno
 		}
 		var b strings.Builder
-		for _, p := range f.fsys.m.Probes(f.bin.key) {
+		for _, p := range ps {
 			b.WriteString(p.ListingLine())
 		}
 		h.data = []byte(b.String())
@@ -148,9 +159,8 @@ func (f *probesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	return h, fuse.FOPEN_DIRECT_IO, 0
 }
 
-// Write applies one write(2) as one all-or-nothing batch of lines.
 func (f *probesFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	if err := f.fsys.m.Write(callerOf(ctx), f.bin.real(), data); err != nil {
+	if err := f.write(callerOf(ctx), data); err != nil {
 		return 0, errnoOf(err)
 	}
 	return uint32(len(data)), 0

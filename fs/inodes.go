@@ -2,7 +2,6 @@ package fs
 
 import (
 	"context"
-	"strings"
 	"syscall"
 
 	fusefs "github.com/hanwen/go-fuse/v2/fs"
@@ -85,7 +84,9 @@ func (d *inodeDir) probesIno() uint64 { return inoOf("inodeprobes", u64(d.key.De
 
 func (d *inodeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if name == "probes" {
-		n := &inodeProbesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key}
+		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key,
+			write:    func(c manager.Caller, data []byte) error { return d.fsys.m.WriteInode(c, d.key, data) },
+			listable: ownProbes}
 		n.synthAttr(&out.Attr, syscall.S_IFREG|0644, d.fsys.uid)
 		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: d.probesIno()}), 0
 	}
@@ -123,59 +124,19 @@ func (d *inodeDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	return d.node.Unlink(ctx, name)
 }
 
-// inodeProbesFile is .uprobefs/inodes/DEV:INO/probes: read, the inode's
-// probes; written, -NAME lines remove them (registering needs the path).
-type inodeProbesFile struct {
-	node
-	key rmap.InodeKey // immutable
-}
-
-var (
-	_ = (fusefs.NodeOpener)((*inodeProbesFile)(nil))
-	_ = (fusefs.NodeWriter)((*inodeProbesFile)(nil))
-	_ = (fusefs.NodeWritever)((*inodeProbesFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*inodeProbesFile)(nil))
-	_ = (fusefs.NodeSetattrer)((*inodeProbesFile)(nil))
-)
-
-func (f *inodeProbesFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
-	return 0
-}
-
-// Setattr accepts what probesFile accepts (a truncation by ">", a touch).
-func (f *inodeProbesFile) Setattr(ctx context.Context, fh fusefs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	if harmlessSetattr(in) {
-		f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)
-		return 0
+// ownProbes keeps, for a caller other than root, its own probes: the file
+// may be gone, so its permissions cannot be asked; a probe the caller
+// registered is of a file it could read.
+func ownProbes(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno) {
+	c := callerOf(ctx)
+	if c.Uid == 0 {
+		return ps, 0
 	}
-	return f.node.Setattr(ctx, fh, in, out)
-}
-
-func (f *inodeProbesFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
-	h := &snapshot{}
-	if flags&syscall.O_ACCMODE != syscall.O_WRONLY {
-		var b strings.Builder
-		for _, p := range f.fsys.m.Probes(f.key) {
-			b.WriteString(p.ListingLine())
+	var own []*manager.Probe
+	for _, p := range ps {
+		if p.Owner == c.Uid {
+			own = append(own, p)
 		}
-		h.data = []byte(b.String())
 	}
-	return h, fuse.FOPEN_DIRECT_IO, 0
-}
-
-// Write applies one write(2) of -NAME lines as one all-or-nothing batch.
-func (f *inodeProbesFile) Write(ctx context.Context, fh fusefs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
-	if err := f.fsys.m.WriteInode(callerOf(ctx), f.key, data); err != nil {
-		return 0, errnoOf(err)
-	}
-	return uint32(len(data)), 0
-}
-
-func (f *inodeProbesFile) Writev(ctx context.Context, fh fusefs.FileHandle, data [][]byte, off int64) (uint32, syscall.Errno) {
-	var all []byte
-	for _, d := range data {
-		all = append(all, d...)
-	}
-	return f.Write(ctx, fh, all, off)
+	return own, 0
 }

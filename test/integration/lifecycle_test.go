@@ -135,3 +135,30 @@ func writeFile(path, s string) error {
 	}
 	return err
 }
+
+// TestRemovedFileProbesOtherUser: with --allow-other, another user reads
+// an inode's probes listing (.uprobefs/inodes/DEV:INO/probes) of a file
+// that was removed: it sees only its own probes, never root's (their
+// symbol offsets), since the file's permissions cannot be asked any more.
+func TestRemovedFileProbesOtherUser(t *testing.T) {
+	uid, _ := testfix.User(t)
+	d := startDaemon(t, "--allow-other")
+	bin := buildFixture(t)
+	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
+		os.Chmod(p, 0o755)
+	}
+	fx := startFixture(t, bin, -1)
+	K := strings.TrimSpace(d.must("stat -c %d:%i " + bin))
+	d.must("echo tick > " + d.in(bin) + "/probes")
+	fx.waitBeats(1)
+	if err := os.Remove(bin); err != nil {
+		t.Fatal(err)
+	}
+	list := "$M/.uprobefs/inodes/" + K + "/probes"
+	if out := d.must("cat " + list); !strings.Contains(out, "tick ") {
+		t.Fatalf("root's listing: %q", out)
+	}
+	if r := d.shAs(uid, "cat "+list); r.code != 0 || r.out != "" {
+		t.Fatalf("another user's listing: exit %d %q, want it empty", r.code, r.out)
+	}
+}
