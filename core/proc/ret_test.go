@@ -3,7 +3,6 @@ package proc
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,14 +22,7 @@ func (e *env) registerRet(bin, loc string, n *atomic.Int64) *probe {
 	t := e.t
 	t.Helper()
 	off, plan := resolvePlan(t, bin, loc)
-	k := keyOf(t, bin)
-	in := e.inodes.Get(k)
-	if !e.watched[k] {
-		if err := e.w.Watch(in, bin); err != nil {
-			t.Fatal(err)
-		}
-		e.watched[k] = true
-	}
+	in := e.watch(bin)
 	p := &probe{c: &probes.Consumer{Name: loc + "%return", RetHandler: func(u *probes.Uprobe, r probes.Return) {
 		if n != nil {
 			n.Add(1)
@@ -61,17 +53,12 @@ func kernelReturnsIn(t *testing.T, file, bin, fn string, args ...string) uint64 
 		t.Fatal(err)
 	}
 	defer k.Remove()
-	inst := filepath.Join(kuprobe.Dir, "instances", name)
-	if err := os.Mkdir(inst, 0o755); err != nil {
+	inst, err := kuprobe.NewInstance(name)
+	if err != nil {
 		t.Fatal(err)
 	}
-	enable := filepath.Join(inst, "events/uprobes", name, "enable")
-	defer func() {
-		os.WriteFile(enable, []byte("0\n"), 0)
-		os.Remove(inst)
-	}()
-	os.WriteFile(filepath.Join(inst, "buffer_size_kb"), []byte("8192\n"), 0)
-	if err := os.WriteFile(enable, []byte("1\n"), 0); err != nil {
+	defer inst.Close()
+	if err := inst.Enable(k); err != nil {
 		t.Fatal(err)
 	}
 	f := startFixture(t, bin, args...)
@@ -81,8 +68,8 @@ func kernelReturnsIn(t *testing.T, file, bin, fn string, args ...string) uint64 
 	if _, code := f.Wait(60 * time.Second); code != 0 {
 		t.Fatalf("under the kernel's uretprobe: exit %d", code)
 	}
-	os.WriteFile(enable, []byte("0\n"), 0)
-	b, err := os.ReadFile(filepath.Join(inst, "trace"))
+	inst.Disable(k)
+	b, err := inst.Trace()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,18 +85,25 @@ func resolvePlan(t testing.TB, path, loc string) (uint64, *install.Plan) {
 }
 
 // register watches bin (once) and registers a consumer at loc.
+// watch has the world watch bin (once) and returns its inode.
+func (e *env) watch(bin string) *rmap.Inode {
+	e.t.Helper()
+	k := keyOf(e.t, bin)
+	in := e.inodes.Get(k)
+	if !e.watched[k] {
+		if err := e.w.Watch(in, bin); err != nil {
+			e.t.Fatal(err)
+		}
+		e.watched[k] = true
+	}
+	return in
+}
+
 func (e *env) register(bin, loc string) *probe {
 	t := e.t
 	t.Helper()
 	off, plan := resolvePlan(t, bin, loc)
-	k := keyOf(t, bin)
-	in := e.inodes.Get(k)
-	if !e.watched[k] {
-		if err := e.w.Watch(in, bin); err != nil {
-			t.Fatal(err)
-		}
-		e.watched[k] = true
-	}
+	in := e.watch(bin)
 	p := &probe{c: &probes.Consumer{Name: loc}, in: in, off: off, plan: plan}
 	if err := e.eng.Register(in, off, plan.Insn, plan, p.c); err != nil {
 		t.Fatalf("register %s: %v", loc, err)

@@ -132,3 +132,52 @@ func (p *Probe) Remove() error {
 	}
 	return nil
 }
+
+// Instance is a private trace instance (instances/NAME): its own buffer,
+// so a test reads only its own events.
+type Instance struct {
+	dir     string
+	enabled []string
+}
+
+// NewInstance creates the trace instance name.
+func NewInstance(name string) (*Instance, error) {
+	if err := Available(); err != nil {
+		return nil, err
+	}
+	in := &Instance{dir: filepath.Join(Dir, "instances", name)}
+	if err := os.Mkdir(in.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("trace instance %s: %w", name, err)
+	}
+	return in, nil
+}
+
+func (in *Instance) enableFile(p *Probe) string {
+	return filepath.Join(in.dir, "events/uprobes", p.Name, "enable")
+}
+
+// Enable records p's events in the instance.
+func (in *Instance) Enable(p *Probe) error {
+	if err := os.WriteFile(in.enableFile(p), []byte("1\n"), 0); err != nil {
+		return err
+	}
+	in.enabled = append(in.enabled, in.enableFile(p))
+	return nil
+}
+
+// Disable stops recording p's events.
+func (in *Instance) Disable(p *Probe) error {
+	return os.WriteFile(in.enableFile(p), []byte("0\n"), 0)
+}
+
+// Trace returns the instance's trace (its events, as the kernel prints
+// them).
+func (in *Instance) Trace() ([]byte, error) { return os.ReadFile(filepath.Join(in.dir, "trace")) }
+
+// Close disables what the instance records and removes it.
+func (in *Instance) Close() error {
+	for _, f := range in.enabled {
+		os.WriteFile(f, []byte("0\n"), 0)
+	}
+	return os.Remove(in.dir)
+}

@@ -37,7 +37,7 @@ func TestContainerPath(t *testing.T) {
 	d.must("rmdir " + d.in(p) + "/tick")
 
 	// Through the process's root: its own inode.
-	in := d.in("/proc/" + itoa(fx.pid()) + "/root" + p)
+	in := d.in("/proc/" + strconv.Itoa(fx.pid()) + "/root" + p)
 	d.must("echo tick > " + in + "/probes")
 	d.waitHitsAbove(in+"/tick", 5)
 	if fx.tracerPid() == 0 {
@@ -54,5 +54,3 @@ func TestContainerPath(t *testing.T) {
 	d.must("rmdir " + in + "/tick")
 	fx.waitUntraced()
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }

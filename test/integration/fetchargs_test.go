@@ -84,36 +84,25 @@ func compareArgs(t *testing.T, bin, kind string, args []string) {
 
 	// The kernel, in a private trace instance.
 	name := fmt.Sprintf("ufsargs%d", os.Getpid())
-	events := filepath.Join(kuprobe.Dir, "uprobe_events")
-	appendTo := func(file, line string) error {
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = f.WriteString(line + "\n")
-		return err
-	}
-	if err := appendTo(events, fmt.Sprintf("%s:uprobes/%s %s:%#x %s", kind, name, bin, off, strings.Join(args, " "))); err != nil {
+	k, err := kuprobe.AddSpec(kind, name, bin, off, strings.Join(args, " "))
+	if err != nil {
 		t.Fatalf("kernel refuses the probe: %v", err)
 	}
-	inst := filepath.Join(kuprobe.Dir, "instances", name)
-	if err := os.Mkdir(inst, 0o755); err != nil {
-		appendTo(events, "-:uprobes/"+name)
+	inst, err := kuprobe.NewInstance(name)
+	if err != nil {
+		k.Remove()
 		t.Fatal(err)
 	}
-	enable := filepath.Join(inst, "events/uprobes", name, "enable")
 	cleanup := func() {
-		os.WriteFile(enable, []byte("0\n"), 0)
-		os.Remove(inst)
-		appendTo(events, "-:uprobes/"+name)
+		inst.Close()
+		k.Remove()
 	}
 	t.Cleanup(cleanup)
-	if err := os.WriteFile(enable, []byte("1\n"), 0); err != nil {
+	if err := inst.Enable(k); err != nil {
 		t.Fatal(err)
 	}
 	runArgs(t, bin)
-	trace, err := os.ReadFile(filepath.Join(inst, "trace"))
+	trace, err := inst.Trace()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,11 @@ func startGuard(t *testing.T, bin, mode string) *guardProc {
 	return g
 }
 
+// text is the byte of bin's text at file offset off in g (fixture.text).
+func (g *guardProc) text(t *testing.T, bin string, off uint64) []byte {
+	return (&fixture{t: t, path: bin, cmd: g.cmd}).text(off, 1)
+}
+
 // alive reports whether the process still runs (not a zombie).
 func (g *guardProc) alive() bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", g.cmd.Process.Pid))
@@ -103,7 +108,7 @@ func TestDaemonKilled(t *testing.T) {
 	}
 	want := fileBytes(t, bin, off, 1)
 	for i, g := range idle {
-		if got := procByte(t, g.cmd.Process.Pid, bin, off); !bytes.Equal(got, want) {
+		if got := g.text(t, bin, off); !bytes.Equal(got, want) {
 			t.Errorf("idle %d: text at %#x is % x, file % x", i, off, got, want)
 		}
 		io.WriteString(g.stdin, "go\n")
@@ -123,7 +128,7 @@ func TestDaemonKilled(t *testing.T) {
 			continue
 		}
 		survivors++
-		if got := procByte(t, g.cmd.Process.Pid, bin, off); !bytes.Equal(got, want) {
+		if got := g.text(t, bin, off); !bytes.Equal(got, want) {
 			t.Errorf("busy %d: text at %#x is % x, file % x", i, off, got, want)
 		}
 	}
@@ -134,38 +139,4 @@ func TestDaemonKilled(t *testing.T) {
 			t.Log(l)
 		}
 	}
-}
-
-// procByte reads the byte at file offset off of bin's executable mapping
-// in pid.
-func procByte(t *testing.T, pid int, bin string, off uint64) []byte {
-	t.Helper()
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(maps)) {
-		fl := strings.Fields(line)
-		if len(fl) < 6 || fl[5] != bin || !strings.Contains(fl[1], "x") {
-			continue
-		}
-		var start, end, pgoff uint64
-		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
-		fmt.Sscanf(fl[2], "%x", &pgoff)
-		if off < pgoff || off-pgoff >= end-start {
-			continue
-		}
-		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer mem.Close()
-		b := make([]byte, 1)
-		if _, err := mem.ReadAt(b, int64(start+off-pgoff)); err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	t.Fatalf("pid %d does not map %s at %#x", pid, bin, off)
-	return nil
 }

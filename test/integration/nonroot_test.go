@@ -71,7 +71,7 @@ func TestNonRootMount(t *testing.T) {
 		}
 	}
 	// Traced by the user's daemon (its tracer thread).
-	if tp := fx.tracerPid(); tp == 0 || !exists(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
+	if tp := fx.tracerPid(); tp == 0 || !isDir(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
 		t.Errorf("fixture traced by %d, not a thread of the user's daemon %d", tp, d.cmd.Process.Pid)
 	}
 	c := exec.Command(uprobefsBin, "umount", mnt)
@@ -83,13 +83,8 @@ func TestNonRootMount(t *testing.T) {
 		t.Fatalf("exit %d\n%s", code, d.log.String())
 	}
 	fx.waitUntraced()
-	fx.checkOriginal(offsetOfSym(t, bin, "tick"))
+	fx.checkOriginal(testfix.SymOff(t, bin, "tick"))
 	fx.waitBeats(3)
 }
 
-func exists(p string) bool { _, err := os.Stat(p); return err == nil }
-
-func offsetOfSym(t *testing.T, bin, sym string) uint64 {
-	t.Helper()
-	return testfix.SymOff(t, bin, sym)
-}
+func isDir(p string) bool { st, err := os.Stat(p); return err == nil && st.IsDir() }
