@@ -134,7 +134,7 @@ func (p *Probe) goEntryHandler() func(*probes.Uprobe, probes.Hit) {
 
 // goRetHandler is the consumer of one return instruction at off.
 func (p *Probe) goRetHandler(ring *EventRing, off uint64) func(*probes.Uprobe, probes.Hit) {
-	args, fnOff, hist := p.Args, p.fnOff(), p.hist
+	args, fnOff, hist := p.Args, p.Offset, p.hist
 	return func(_ *probes.Uprobe, h probes.Hit) {
 		p.retHits.Add(1)
 		var entry int64
@@ -222,11 +222,8 @@ func (p *Probe) returnMode() string {
 	return "return probe: the return address is replaced at the entry (a trampoline, as the kernel's uretprobes)\n"
 }
 
-// fnOff is the file offset of p's function (p.Offset, unless the entry
-// probe was moved past a Go stack check: then entryOff holds where it is).
-func (p *Probe) fnOff() uint64 { return p.Offset }
-
-// probeOff is where p's entry uprobe is.
+// probeOff is where p's entry uprobe is: p.Offset (the function), unless
+// it was moved past a Go stack check (entryOff).
 func (p *Probe) probeOff() uint64 {
 	if p.entryOff != 0 {
 		return p.entryOff

@@ -32,8 +32,8 @@ func cutReturn(loc string) (string, bool) {
 // replace a return address: not a function's first instruction, or a Go
 // program.
 func (b *batch) checkReturn(op Op, off uint64) error {
-	if where := b.elf.Symbolize(off); strings.ContainsAny(where, "+") || strings.HasPrefix(where, "0x") {
-		return errorf(syscall.EINVAL, "%s%s is %s, not the first instruction of a function: a return probe goes on a function's entry (where its return address is on the stack)", op.Location, returnSuffix, where)
+	if !b.elf.IsFunctionStart(off) {
+		return errorf(syscall.EINVAL, "%s%s is %s, not the first instruction of a function: a return probe goes on a function's entry (where its return address is on the stack)", op.Location, returnSuffix, b.elf.Symbolize(off))
 	}
 	return nil
 }

@@ -55,6 +55,13 @@ func (f *File) Returns(sym string) ([]uint64, error) {
 	return f.returns(s)
 }
 
+// IsFunctionStart reports whether a function symbol starts at file offset
+// off.
+func (f *File) IsFunctionStart(off uint64) bool {
+	s := f.containing(off, false)
+	return s != nil && s.off == off
+}
+
 // ReturnsAt is Returns for the function symbol that starts at file offset
 // off (as Symbolize names it); errors wrap ErrNoSymbol if none starts there.
 func (f *File) ReturnsAt(off uint64) ([]uint64, error) {

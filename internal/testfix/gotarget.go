@@ -1,6 +1,7 @@
 package testfix
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,34 +27,20 @@ func GoTarget(tb testing.TB) string {
 
 func goBuild(tb testing.TB, srcDir string) string {
 	tb.Helper()
-	key := "go:" + srcDir
-	cacheMu.Lock()
-	defer cacheMu.Unlock()
-	if p, ok := cache[key]; ok {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	if cacheDir == "" {
-		d, err := os.MkdirTemp("", "uprobefs-fixtures-")
+	return cached(tb, "go:"+srcDir, func(dir string) (string, error) {
+		goBin, err := exec.LookPath("go")
 		if err != nil {
-			tb.Fatal(err)
+			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 		}
-		cacheDir, cache = d, map[string]string{}
-	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
-	out := filepath.Join(cacheDir, "go", filepath.Base(srcDir))
-	cmd := exec.Command(goBin, "build", "-o", out, ".")
-	cmd.Dir = srcDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		tb.Fatalf("go build in %s: %v\n%s", srcDir, err, b)
-	}
-	cache[key] = out
-	return out
+		out := filepath.Join(dir, filepath.Base(srcDir))
+		cmd := exec.Command(goBin, "build", "-o", out, ".")
+		cmd.Dir = srcDir
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-mod=mod", "GOPROXY=off", "GOTOOLCHAIN=local")
+		if b, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("go build in %s: %v\n%s", srcDir, err, b)
+		}
+		return out, nil
+	})
 }
 
 // GoRec returns a private copy of the Go recursion fixture

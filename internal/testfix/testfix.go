@@ -85,6 +85,13 @@ func Build(tb testing.TB, src string, flags ...string) string {
 		tb.Fatal(err)
 	}
 	key := strings.Join(append([]string{abs}, flags...), " ")
+	return cached(tb, key, func(dir string) (string, error) { return cc(dir, abs, flags) })
+}
+
+// cached returns the build of key, made once per test binary by build in a
+// directory of its own under the cache.
+func cached(tb testing.TB, key string, build func(dir string) (string, error)) string {
+	tb.Helper()
 	cacheMu.Lock()
 	defer cacheMu.Unlock()
 	if p, ok := cache[key]; ok {
@@ -103,7 +110,7 @@ func Build(tb testing.TB, src string, flags ...string) string {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	p, err := cc(dir, abs, flags)
+	p, err := build(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
