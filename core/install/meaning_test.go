@@ -22,7 +22,8 @@ const (
 	hCode  = 0x10000000 // the probed instruction's page
 	hData  = 0x10100000
 	hStack = 0x10200000
-	hSlot  = 0x58000000 // a slot page 1.1 GiB above the code
+	hSlot  = 0x58000000     // a slot page 1.1 GiB above the code
+	hFar   = 0x300000000000 // out of rel32 reach of the others
 	page   = 4096
 	insnAt = hCode + 0x100 // where the probed instruction lives
 )
@@ -35,14 +36,14 @@ type hRegs struct {
 }
 
 type hIn struct {
-	Regs                    hRegs
-	Code, Slot, Data, Stack [page]byte
+	Regs                         hRegs
+	Code, Slot, Data, Stack, Far [page]byte
 }
 
 type hOut struct {
-	Sig         uint64
-	Regs        hRegs
-	Data, Stack [page]byte
+	Sig              uint64
+	Regs             hRegs
+	Data, Stack, Far [page]byte
 }
 
 // harness is a running testdata/harness.c.

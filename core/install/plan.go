@@ -47,6 +47,12 @@ type Plan struct {
 	Class string
 	// Asm is the instruction in GNU syntax, for display.
 	Asm string
+	// Jump, when not nil, is how a jump site may replace this probe (set
+	// by core/objfile, which knows the containing function: JumpAt).
+	Jump *JumpPlan
+	// NoJump is else why not (a short reason, status shows "trap:
+	// NoJump"), "" when Jump != nil.
+	NoJump string
 
 	op     emuOp
 	inst   x86asm.Inst

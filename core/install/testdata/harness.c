@@ -2,12 +2,13 @@
  * check emulation and out-of-line slots for meaning.
  *
  * Request on stdin (struct in): the registers to start with (rip is where to
- * start), and the contents of four pages mapped at fixed addresses: CODE (the
- * probed instruction's page), SLOT (a slot page 1.1 GiB away), DATA and STACK.
+ * start), and the contents of five pages mapped at fixed addresses: CODE (the
+ * probed instruction's page), SLOT (a slot page 1.1 GiB away), DATA, STACK and
+ * FAR (code and data out of rel32 reach of the others, for trampolines).
  * The snippet runs until it executes an int3 (the pages are filled with 0xcc
  * around it) or faults; the reply on stdout (struct out) holds the signal
  * (SIGTRAP for an int3), the registers at that point (rip is the address of
- * the int3, or the faulting instruction) and the DATA and STACK pages.
+ * the int3, or the faulting instruction) and the DATA, STACK and FAR pages.
  * The signal handler runs on an alternate stack so the STACK page is only
  * what the snippet wrote. EOF on stdin ends the program. */
 #define _GNU_SOURCE
@@ -25,6 +26,7 @@
 #define DATA 0x10100000UL
 #define STACK 0x10200000UL
 #define SLOT 0x58000000UL
+#define FAR 0x300000000000UL /* out of rel32 reach of the others */
 #define PAGE 4096
 
 /* r: rax rcx rdx rbx rsp rbp rsi rdi r8..r15 (encoding order) */
@@ -33,12 +35,12 @@ struct regs {
 };
 struct in {
 	struct regs regs;
-	uint8_t code[PAGE], slot[PAGE], data[PAGE], stack[PAGE];
+	uint8_t code[PAGE], slot[PAGE], data[PAGE], stack[PAGE], far[PAGE];
 };
 struct out {
 	uint64_t sig;
 	struct regs regs;
-	uint8_t data[PAGE], stack[PAGE];
+	uint8_t data[PAGE], stack[PAGE], far[PAGE];
 };
 
 static struct in in;
@@ -106,6 +108,7 @@ int main(void)
 	map_at(SLOT, PROT_READ | PROT_WRITE | PROT_EXEC);
 	map_at(DATA, PROT_READ | PROT_WRITE);
 	map_at(STACK, PROT_READ | PROT_WRITE);
+	map_at(FAR, PROT_READ | PROT_WRITE | PROT_EXEC);
 
 	static char altstack[1 << 16];
 	stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
@@ -125,11 +128,13 @@ int main(void)
 		memcpy((void *)SLOT, in.slot, PAGE);
 		memcpy((void *)DATA, in.data, PAGE);
 		memcpy((void *)STACK, in.stack, PAGE);
+		memcpy((void *)FAR, in.far, PAGE);
 		memset(&out, 0, sizeof out);
 		if (sigsetjmp(env, 1) == 0)
 			run_regs(&in.regs);
 		memcpy(out.data, (void *)DATA, PAGE);
 		memcpy(out.stack, (void *)STACK, PAGE);
+		memcpy(out.far, (void *)FAR, PAGE);
 		if (fwrite(&out, sizeof out, 1, stdout) != 1 || fflush(stdout) != 0)
 			return 2;
 	}
