@@ -43,6 +43,9 @@ type tramp struct {
 	at   uint64
 	code []byte
 	pool []poolRef
+	// starts are the offsets in code of the relocated displaced
+	// instructions, one per instruction (OrigAt).
+	starts []int
 }
 
 type poolRef struct {
@@ -78,19 +81,26 @@ func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int,
 // trampoline is Trampoline, and also returns the length of the code
 // before the padding and the address pool (for the tests that decode it).
 func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, insns int, err error) {
+	code, entry, insns, _, err = j.build(site, at, counter)
+	return code, entry, insns, err
+}
+
+// build is trampoline, and the offsets of the relocated instructions.
+func (j *JumpPlan) build(site, at, counter uint64) (code []byte, entry, insns int, starts []int, err error) {
 	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
 	t.code = append(t.code, tPushf[:]...)
 	t.code = append(t.code, tLockInc[:]...)
 	rel, err := rel32(counter, at+uint64(len(t.code))+4)
 	if err != nil {
-		return nil, 0, 0, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
+		return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
 	}
 	t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
 	t.code = append(t.code, tPopf[:]...)
 	t.code = append(t.code, tLeaUp[:]...)
 	entry = len(t.code)
 	for _, in := range j.insns {
+		t.starts = append(t.starts, len(t.code))
 		target := site + uint64(in.target)
 		switch in.kind {
 		case jPlain, jRet:
@@ -99,7 +109,7 @@ func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, ins
 			if in.dispOff >= 0 {
 				rel, err := rel32(target, at+uint64(len(t.code)))
 				if err != nil {
-					return nil, 0, 0, fmt.Errorf("trampoline at %#x: rip-relative operand of %s at %#x: %w",
+					return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: rip-relative operand of %s at %#x: %w",
 						at, jumpAsm(in), site+uint64(in.off), err)
 				}
 				binary.LittleEndian.PutUint32(t.code[n+in.dispOff:], uint32(rel))
@@ -129,9 +139,9 @@ func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, ins
 	insns = len(t.code)
 	code = t.finish()
 	if len(code) > MaxTrampSize {
-		return nil, 0, 0, fmt.Errorf("trampoline for %v: %d bytes, over %d: %w", j, len(code), MaxTrampSize, ErrRefused)
+		return nil, 0, 0, nil, fmt.Errorf("trampoline for %v: %d bytes, over %d: %w", j, len(code), MaxTrampSize, ErrRefused)
 	}
-	return code, entry, insns, nil
+	return code, entry, insns, t.starts, nil
 }
 
 // jmp appends a jump to target: jmp rel32 when in reach, else the

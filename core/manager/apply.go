@@ -217,6 +217,7 @@ func (m *Manager) register(b *batch) error {
 		p.events = m.newEventRing()
 		ring := p.events
 		p.consumer = consumerFor(p, ring, p.hitHandler(ring))
+		m.countOutside(in, p)
 		err := m.eng.Register(in, p.probeOff(), p.plan.Insn, p.plan, p.consumer)
 		if err == nil && len(p.goRets) > 0 {
 			if err = m.registerGoRets(in, p, ring); err != nil {

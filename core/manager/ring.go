@@ -133,6 +133,11 @@ type EventRing struct {
 	closed bool
 	// lost is the total number of events subscribers lost.
 	lost uint64
+	// onStream, if not nil, is called (with no lock held) when the ring
+	// gets its first subscriber and when it loses its last one: the hits
+	// of its probe must then take (or may leave) the trap path, which
+	// alone pushes events. Set before the ring is used.
+	onStream func()
 }
 
 func newEventRing() *EventRing { return &EventRing{} }
@@ -230,8 +235,11 @@ func (r *EventRing) Lost() uint64 {
 func (r *EventRing) Subscribe(filter func(Event) bool) *Subscription {
 	r.mu.Lock()
 	s := &Subscription{r: r, cursor: r.next + 1, filter: filter}
-	r.subs.Add(1)
+	first := r.subs.Add(1) == 1
 	r.mu.Unlock()
+	if first && r.onStream != nil {
+		r.onStream() // from now on every hit is wanted (Streaming)
+	}
 	return s
 }
 
@@ -330,8 +338,12 @@ func (s *Subscription) Close() {
 	s.pending = nil
 	r := s.r
 	r.mu.Lock()
-	if r.subs.Add(-1) == 0 {
+	last := r.subs.Add(-1) == 0
+	if last {
 		r.freeLocked()
 	}
 	r.mu.Unlock()
+	if last && r.onStream != nil {
+		r.onStream()
+	}
 }

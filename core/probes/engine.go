@@ -26,6 +26,14 @@ type EngineOptions struct {
 	// syscall.ESRCH when the MM is gone; neither is a failure.
 	Install func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
 	Remove  func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
+	// Flush and Changed are optional (counts.go): Flush moves the hits of
+	// u counted outside the engine into its consumers (DispatchCount);
+	// Changed says that u's CountOnly answer may have changed. Both are
+	// called with u.Inode.IMutex held (from Register and Unregister) or
+	// with no lock, and must take no lock of the hierarchy; Changed must
+	// not wait for the world.
+	Flush   func(u *Uprobe)
+	Changed func(u *Uprobe)
 }
 
 func defaultInstall(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
@@ -43,6 +51,8 @@ func defaultRemove(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
 type Engine struct {
 	install func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
 	remove  func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
+	// flush and changed are EngineOptions' (counts.go); nil: none.
+	flush, changed func(u *Uprobe)
 
 	// srcu is uprobes_srcu: register/unregister walks hold a read section
 	// while they hold VMA pointers taken from an inode's mapping.
@@ -70,7 +80,7 @@ type Engine struct {
 
 // NewEngine returns an engine with no uprobes.
 func NewEngine(o EngineOptions) *Engine {
-	e := &Engine{install: o.Install, remove: o.Remove, tree: btree.NewG(8, treeLess)}
+	e := &Engine{install: o.Install, remove: o.Remove, flush: o.Flush, changed: o.Changed, tree: btree.NewG(8, treeLess)}
 	if e.install == nil {
 		e.install = defaultInstall
 	}
@@ -187,8 +197,13 @@ func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch *install
 		return fmt.Errorf("register %v+%#x: consumer %q already registered: %w", in.Key, off, c.Name, syscall.EEXIST)
 	}
 	first := u.NumConsumers() == 0
-	u.addConsumerLocked(c)
 	if !first {
+		e.Flush(u) // the hits so far are the present consumers'
+	}
+	u.addConsumerLocked(c)
+	c.on.Store(&consumerOn{e, u})
+	if !first {
+		e.Changed(u)
 		return nil
 	}
 	in.AddUprobesCount(1)
@@ -207,6 +222,7 @@ func (e *Engine) Register(in *rmap.Inode, off uint64, insn []byte, arch *install
 	})
 	if ret != nil {
 		u.delConsumerLocked(c)
+		c.on.Store(nil)
 		e.unregisterLocked(u) // _unregister_uprobe: remove what was installed
 	}
 	return ret
@@ -249,10 +265,15 @@ func (e *Engine) Unregister(in *rmap.Inode, off uint64, c *Consumer) error {
 	in.IMutex.Lock() // sync with register/unregister
 	defer in.IMutex.Unlock()
 	u := e.findUprobe(in, off)
+	if u != nil && u.hasConsumer(c) {
+		e.Flush(u) // c's hits up to now are c's
+	}
 	if u == nil || !u.delConsumerLocked(c) {
 		return fmt.Errorf("unregister %v+%#x: %w", in.Key, off, syscall.ENOENT)
 	}
+	c.on.Store(nil)
 	if u.NumConsumers() != 0 {
+		e.Changed(u)
 		return nil // not the last consumer
 	}
 	return e.unregisterLocked(u)

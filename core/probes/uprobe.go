@@ -55,13 +55,32 @@ type Consumer struct {
 	// of the function the uprobe is at the entry of, counted and passed to
 	// RetHandler at each return, never at the entry. Immutable.
 	RetHandler func(u *Uprobe, r Return)
+	// Busy is optional: it reports whether the consumer wants its Handler
+	// called at every hit right now (a reader streams its events); while
+	// it does, the uprobe is not CountOnly (counts.go). When its answer
+	// changes, tell the engine (Engine.Changed). Immutable.
+	Busy func() bool
 
 	// hits is accessed atomically.
 	hits atomic.Uint64
+	// on is the uprobe c is registered on and its engine, while it is
+	// (for Hits to flush the counts kept outside the engine).
+	on atomic.Pointer[consumerOn]
 }
 
-// Hits returns the number of hits counted for c.
-func (c *Consumer) Hits() uint64 { return c.hits.Load() }
+type consumerOn struct {
+	e *Engine
+	u *Uprobe
+}
+
+// Hits returns the number of hits counted for c, those counted outside the
+// engine included (Engine.Flush).
+func (c *Consumer) Hits() uint64 {
+	if on := c.on.Load(); on != nil {
+		on.e.Flush(on.u)
+	}
+	return c.hits.Load()
+}
 
 // Uprobe is a probe on (inode, file offset): one breakpoint in every
 // executable mapping of the inode covering the offset, shared by its

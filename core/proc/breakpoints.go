@@ -44,7 +44,7 @@ func uprobeSite(u *probes.Uprobe) bpSite {
 // verify-opcode install and remove through the world's checked write path.
 // Create the Engine with them.
 func EngineOptions() probes.EngineOptions {
-	return probes.EngineOptions{Install: installHook, Remove: removeHook}
+	return probes.EngineOptions{Install: installHook, Remove: removeHook, Flush: flushHook, Changed: changedHook}
 }
 
 // installHook is install_breakpoint. Preconditions: mm.MmapSem held.
@@ -53,7 +53,11 @@ func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	if !ok {
 		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
 	}
-	return as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
+	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
+	if err == nil || errors.Is(err, syscall.EEXIST) {
+		as.proc.wantJump(vaddr, u) // the int3 is in: it may become a jump
+	}
+	return err
 }
 
 // removeHook is remove_breakpoint. Preconditions: mm.MmapSem held.
@@ -61,6 +65,9 @@ func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	as, ok := mm.AS.(*addressSpace)
 	if !ok {
 		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn)
+	}
+	if err := as.proc.removeJump(vaddr); err != nil {
+		return err
 	}
 	return as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), false)
 }

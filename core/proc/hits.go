@@ -168,6 +168,25 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		}
 		return true
 	}
+	if plan.Jump != nil && !w.opts.NoJump {
+		// A jump site (or one to be): the whole displaced range is
+		// stepped over through the trampoline (jump.go), so that no
+		// thread is ever left between displaced instructions.
+		if s := w.jumpSiteFor(th.proc, addr, u); s.why == "" {
+			err := w.trampFor(th, s)
+			if th.dead {
+				w.dropThread(th)
+				return false
+			}
+			if err == nil {
+				if err := ptracePokeRip(th.tid, s.entry); err != nil {
+					w.errorf("tid %d: poke rip: %v", th.tid, err)
+				}
+				return true
+			}
+			s.why = "no trampoline: " + err.Error()
+		}
+	}
 	switch {
 	case plan.Class == "nop" || plan.Class == "endbr64":
 		// rip alone: PTRACE_POKEUSER is cheaper than SETREGS.

@@ -143,6 +143,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	// the parent runs in between.
 	w.lockMM(pp.mm)
 	c.mm.MmapSem.LockNested(1)
+	w.cleanJumpCopies(pp, c)
 	if err := w.insertMappingsLocked(c, ms); err != nil {
 		w.errorf("fork child %d of %d: %v", tgid, pp.pid, err)
 	}

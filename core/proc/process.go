@@ -104,6 +104,7 @@ type process struct {
 	pokeMu    sync.Mutex
 	pokes     []pokeReq
 	xol       xolState
+	jump      jumpState // jump.go
 	detaching bool
 	gone      bool
 	// rbrk is the vaddr of the internal breakpoint on the loader's
@@ -192,6 +193,7 @@ func (w *World) dropProcess(p *process) {
 		w.eng.MunmapHook(v)
 	}
 	mm.MmapSem.Unlock()
+	w.dropJumps(p) // counts flushed; the trampolines stay in the process
 	p.as.close()
 	p.maps.close()
 	if led := w.opts.Ledger; led != nil {

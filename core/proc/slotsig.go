@@ -75,6 +75,9 @@ type stepping struct {
 	held    *siginfo
 	heldSig int
 	more    []int // further signals that arrived during the step
+	// tramp is the trampoline the thread single-steps out of (jumpsig.go),
+	// 0: none.
+	tramp uint64
 }
 
 // maxFaultTries bounds the fault-code runs of one step: each run either
@@ -134,7 +137,7 @@ func isFault(sig int, si *siginfo) bool {
 // a slot. It reports false if th is not in one (nothing done).
 func (w *World) slotSignal(th *thread, sig int) bool {
 	p := th.proc
-	if p == nil || (len(p.xol.pages) == 0 && th.step == nil) {
+	if p == nil || (len(p.xol.pages) == 0 && len(p.jump.regions) == 0 && th.step == nil) {
 		return false
 	}
 	rip, err := ptracePeekRip(th.tid)
@@ -143,6 +146,10 @@ func (w *World) slotSignal(th *thread, sig int) bool {
 	}
 	if st := th.step; st != nil {
 		w.stepSignal(th, st, sig, rip)
+		return true
+	}
+	if s := p.inTramp(rip); s != nil {
+		w.trampSignal(th, s, sig, rip)
 		return true
 	}
 	slot, o, ok := p.xol.slotAt(rip)
@@ -182,6 +189,9 @@ func (w *World) stepSignal(th *thread, st *stepping, sig int, rip uint64) {
 	if ptraceGetSiginfo(th.tid, &si) != nil {
 		th.step = nil
 		w.deliverHeld(th, st, sig)
+		return
+	}
+	if st.tramp != 0 && w.trampStep(th, st, sig, &si, rip) {
 		return
 	}
 	var start, end uint64 // the fault code

@@ -164,6 +164,25 @@ func (t *tracer) enqueue(f func(), poke bool) error {
 	return nil
 }
 
+// post queues f to run on the tracer thread and returns at once, also
+// when called on the tracer thread (f then runs at the loop's next round):
+// for callers that may hold locks the tracer takes. f does not run if the
+// tracer stops first.
+func (t *tracer) post(f func()) {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.reqs = append(t.reqs, func() {
+		if !t.quit {
+			f()
+		}
+	})
+	t.mu.Unlock()
+	t.bell.ring()
+}
+
 // stopLoop ends the loop; call it from a request. The loop returns after
 // the current round.
 func (t *tracer) stopLoop() { t.quit = true }

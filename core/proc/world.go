@@ -79,6 +79,9 @@ type Options struct {
 	// found by /proc rescans instead, as where fanotify is unavailable
 	// (for tests).
 	NoFanotify bool
+	// NoJump keeps every breakpoint on the trap path: no jump sites
+	// (jump.go), as the trap mount option asks.
+	NoJump bool
 	// RescanInterval is the period of the /proc rescans used without
 	// fanotify (default 100ms).
 	RescanInterval time.Duration
@@ -146,9 +149,16 @@ type World struct {
 	skipMu sync.Mutex
 	skips  map[rmap.InodeKey]map[int]string
 
+	// jumpMu is a leaf lock guarding the jump sites' counting (jump.go):
+	// jumpBy, the sites of each uprobe, and each process's jump.sites
+	// and jump.want.
+	jumpMu sync.Mutex
+	jumpBy map[*probes.Uprobe]map[*jumpSite]bool
+
 	// Counters, accessed atomically.
 	nProcs, nThreads atomic.Int64
 	nHits, nErrors   atomic.Int64
+	nJumpHits        atomic.Int64 // counted by jump sites (nHits: by traps)
 	closed           atomic.Bool
 }
 
@@ -187,6 +197,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		t.do(func() { t.profile = true })
 	}
 	w.startDiscovery()
+	addLiveWorld(w)
 	return w, nil
 }
 
@@ -369,7 +380,7 @@ func (w *World) Stats() Stats {
 		s = Stats{
 			Processes: int(w.nProcs.Load()),
 			Threads:   int(w.nThreads.Load()),
-			Hits:      int(w.nHits.Load()),
+			Hits:      int(w.nHits.Load() + w.nJumpHits.Load()),
 			Errors:    int(w.nErrors.Load()),
 		}
 	}
@@ -394,6 +405,7 @@ func (w *World) Close() error {
 	if w.closed.Swap(true) {
 		return nil
 	}
+	defer removeLiveWorld(w)
 	if w.fan != nil {
 		// Every held process is let go (they are not attached any more).
 		if err := w.fan.Close(); err != nil {

@@ -254,7 +254,7 @@ func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, hint := range xolHints(ms, addr) {
+	for _, hint := range gapHints(ms, addr, xolPageSize) {
 		r, err := w.injectSyscall(th, sys, unix.SYS_MMAP, hint, xolPageSize,
 			unix.PROT_READ|unix.PROT_EXEC, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED_NOREPLACE,
 			^uint64(0), 0)
@@ -297,11 +297,11 @@ func mmapMinAddr() uint64 {
 	return 0x10000
 }
 
-// xolHints returns candidate page addresses for a slot page near addr,
-// nearest first: the top page of each free gap (just below the next
-// mapping, so that no gap shrinks from below: a heap grows upwards into its
-// gap) within reach of addr.
-func xolHints(ms []procfs.Mapping, addr uint64) []uint64 {
+// gapHints returns candidate addresses for size bytes (a slot page, a jump
+// region) near addr, nearest first: the top of each free gap (just below
+// the next mapping, so that no gap shrinks from below: a heap grows upwards
+// into its gap) within reach of addr.
+func gapHints(ms []procfs.Mapping, addr, size uint64) []uint64 {
 	lo := mmapMinAddr()
 	const top = 0x7fff_ffff_f000
 	var hints []uint64
@@ -311,8 +311,8 @@ func xolHints(ms []procfs.Mapping, addr uint64) []uint64 {
 		if i < len(ms) {
 			next = ms[i].Start
 		}
-		if next >= prevEnd+xolPageSize && i < len(ms) {
-			h := next - xolPageSize
+		if next >= prevEnd+size && i < len(ms) {
+			h := next - size
 			if dist(h, addr) <= reach {
 				hints = append(hints, h)
 			}

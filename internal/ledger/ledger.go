@@ -38,7 +38,14 @@ type Entry struct {
 	Ino   uint64
 	Off   uint64
 	Orig  byte
+	// Tail, for a jump site (core/proc), are the original bytes after
+	// Orig that the jump overwrites (at most MaxTail): while byte 0 is
+	// an int3, the guardian puts them back before Orig.
+	Tail []byte
 }
+
+// MaxTail is how many bytes after Orig an entry keeps.
+const MaxTail = slotSize - sTail
 
 // The memory layout: a header, then fixed-size slots.
 const (
@@ -58,6 +65,8 @@ const (
 	sIno   = 32
 	sOff   = 40
 	sOrig  = 48
+	sTailN = 49 // uint8: len(Tail)
+	sTail  = 50
 )
 
 // DefaultSlots is the table's first capacity: 64 Ki breakpoints (4 MiB of
@@ -186,6 +195,7 @@ func (l *Ledger) Add(e Entry) error {
 	binary.LittleEndian.PutUint64(s[sIno:], e.Ino)
 	binary.LittleEndian.PutUint64(s[sOff:], e.Off)
 	s[sOrig] = e.Orig
+	s[sTailN] = byte(copy(s[sTail:], e.Tail))
 	atomic.StoreUint32(state(s), 1)
 	l.index[k] = i
 	if l.byOwn[e.Owner] == nil {
@@ -215,6 +225,23 @@ func (l *Ledger) grow() error {
 	l.mem = mem
 	binary.LittleEndian.PutUint32(l.mem[hSlots:], uint32(2*n))
 	return nil
+}
+
+// SetTail records the Tail of the live entry of owner at vaddr, before the
+// daemon writes a jump over those bytes (its count last, after the bytes).
+// It reports false if there is no such entry or tail is longer than
+// MaxTail.
+func (l *Ledger) SetTail(owner int, vaddr uint64, tail []byte) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, ok := l.index[key{owner, vaddr}]
+	if !ok || len(tail) > MaxTail {
+		return false
+	}
+	s := l.slot(i)
+	copy(s[sTail:], tail)
+	s[sTailN] = byte(len(tail)) // the guardian reads only after the daemon died
+	return true
 }
 
 // Remove forgets the entry of owner at vaddr (after its byte was restored).
@@ -286,6 +313,7 @@ func (l *Ledger) Live() []Entry {
 			Ino:   binary.LittleEndian.Uint64(s[sIno:]),
 			Off:   binary.LittleEndian.Uint64(s[sOff:]),
 			Orig:  s[sOrig],
+			Tail:  append([]byte(nil), s[sTail:sTail+min(int(s[sTailN]), MaxTail)]...),
 		})
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"reflect"
 	"syscall"
 	"testing"
 	"time"
@@ -52,7 +53,7 @@ func TestTable(t *testing.T) {
 	}
 	l.DropOwner(10)
 	live := g.Live()
-	if len(live) != 1 || live[0] != (Entry{Owner: 11, Pid: 11, Vaddr: 0x1003, Orig: 3}) {
+	if len(live) != 1 || !reflect.DeepEqual(live[0], Entry{Owner: 11, Pid: 11, Vaddr: 0x1003, Orig: 3}) {
 		t.Errorf("after dropping owner 10: %+v", live)
 	}
 	if err := l.Add(Entry{Owner: 12, Vaddr: 7}); err != nil || l.Len() != 2 {
@@ -79,7 +80,11 @@ func dupFile(t *testing.T, f *os.File) *os.File {
 // sleep, records them, and restores them: the text equals the file again;
 // an entry whose byte is not an int3 any more, or whose address maps
 // another file, is skipped and left as it is.
-func TestRestore(t *testing.T) {
+// sleeper starts a private copy of sleep and returns its pid, its text
+// mapping once it sleeps (none of its text running), the file and its
+// /proc/PID/mem.
+func sleeper(t *testing.T) (int, procfs.Mapping, []byte, *os.File) {
+	t.Helper()
 	bin := testfix.Copy(t, "/bin/sleep")
 	cmd := exec.Command(bin, "60")
 	if err := cmd.Start(); err != nil {
@@ -113,7 +118,12 @@ func TestRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer mem.Close()
+	t.Cleanup(func() { mem.Close() })
+	return pid, text, file, mem
+}
+
+func TestRestore(t *testing.T) {
+	pid, text, file, mem := sleeper(t)
 	l, err := Create(16)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +153,48 @@ func TestRestore(t *testing.T) {
 	if !bytes.Equal(got, file[text.Off:text.Off+uint64(len(got))]) {
 		t.Error("text differs from the file after Restore")
 	}
+}
+
+// TestRestoreJump: a jump site's entry whose byte 0 is an int3 gets its
+// tail back, then byte 0; one whose jump is in place is left alone (its
+// process runs on through the trampoline).
+func TestRestoreJump(t *testing.T) {
+	pid, text, file, mem := sleeper(t)
+	l, err := Create(16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	junk := []byte{0x11, 0x22, 0x33, 0x44}
+	va := text.Start + 0x40
+	off := text.Off + 0x40
+	l.Add(Entry{Owner: pid, Pid: pid, Vaddr: va, Dev: text.Dev, Ino: text.Ino, Off: off, Orig: file[off]})
+	if !l.SetTail(pid, va, file[off+1:off+5]) {
+		t.Fatal("SetTail of a live entry failed")
+	}
+	mem.WriteAt(append([]byte{0xcc}, junk...), int64(va)) // int3, then the jump's tail
+	va2, off2 := va+0x20, off+0x20
+	l.Add(Entry{Owner: pid, Pid: pid, Vaddr: va2, Dev: text.Dev, Ino: text.Ino, Off: off2, Orig: file[off2]})
+	l.SetTail(pid, va2, file[off2+1:off2+5])
+	jump := append([]byte{0xe9}, junk...)
+	mem.WriteAt(jump, int64(va2))
+	if l.SetTail(pid, va+1, nil) {
+		t.Error("SetTail of no entry succeeded")
+	}
+	r := Restore(l.Live())
+	if r.Restored != 1 || r.Skipped != 1 {
+		t.Errorf("Restore: %+v, want 1 restored, 1 skipped", r)
+	}
+	got := make([]byte, 5)
+	mem.ReadAt(got, int64(va))
+	if !bytes.Equal(got, file[off:off+5]) {
+		t.Errorf("int3 site after Restore: % x, want % x", got, file[off:off+5])
+	}
+	mem.ReadAt(got, int64(va2))
+	if !bytes.Equal(got, jump) {
+		t.Errorf("jump site after Restore: % x, want it left: % x", got, jump)
+	}
+	mem.WriteAt(file[off2:off2+5], int64(va2))
 }
 
 // TestGrowth: past its first size the table doubles, to MaxSlots; entries

@@ -18,8 +18,11 @@ type Result struct {
 // Restore puts back the original byte of every entry whose address still
 // maps the entry's file at the entry's offset, executable, and still holds
 // an int3 (0xcc): through /proc/PID/mem, which writes private text
-// copy-on-write, never the file. Anything else is skipped: the process
-// exited or exec'd, or the pid is another process now.
+// copy-on-write, never the file. The Tail of a jump site's entry goes back
+// first (no thread runs past an int3, so none is inside it). Anything else
+// is skipped: the process exited or exec'd, or the pid is another process
+// now; a jump site whose jump is in place is left as it is: the process
+// runs on through its trampoline, which lives as long as the process.
 func Restore(entries []Entry) Result {
 	var r Result
 	byPid := map[int][]Entry{}
@@ -62,6 +65,12 @@ func restorePid(pid int, es []Entry) (restored, skipped int, err error) {
 		if _, err := mem.ReadAt(b[:], int64(e.Vaddr)); err != nil || b[0] != 0xcc {
 			skipped++
 			continue
+		}
+		if len(e.Tail) > 0 {
+			if _, werr := mem.WriteAt(e.Tail, int64(e.Vaddr)+1); werr != nil {
+				err = fmt.Errorf("pid %d %#x: %w", pid, e.Vaddr, werr)
+				continue
+			}
 		}
 		if _, werr := mem.WriteAt([]byte{e.Orig}, int64(e.Vaddr)); werr != nil {
 			err = fmt.Errorf("pid %d %#x: %w", pid, e.Vaddr, werr)

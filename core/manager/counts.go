@@ -1,0 +1,38 @@
+package manager
+
+import (
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
+
+// Hits counted outside the engine. Where the world counts a probe's hits in
+// the traced process itself (core/proc's jump sites: no trap), the counts
+// reach the probe's consumer when the engine is asked to flush them, which
+// every read of its hit count does (probes.Consumer.Hits). A probe whose events someone reads needs
+// every hit on the trap path (only it pushes events), so its consumer is
+// Busy while its ring streams, and the engine is told when that changes;
+// a new reader waits until the world has moved the probe's sites back to
+// the trap path, so that it sees every hit from then on.
+
+// WorldSettler is implemented by a world whose reaction to Engine.Changed
+// is asynchronous: Settle waits until it has acted on every Changed call
+// made before.
+type WorldSettler interface{ Settle() }
+
+// countOutside sets up p (before its registration) for hits counted
+// outside the engine.
+func (m *Manager) countOutside(in *rmap.Inode, p *Probe) {
+	off := p.probeOff()
+	uprobe := func() *probes.Uprobe { return m.eng.UprobeAt(in, off) }
+	if p.consumer.Handler == nil || p.consumer.WantRegs || p.consumer.RetHandler != nil {
+		return // never CountOnly anyway
+	}
+	ring := p.events
+	p.consumer.Busy = ring.Streaming
+	ring.onStream = func() {
+		m.eng.Changed(uprobe())
+		if s, ok := m.world.(WorldSettler); ok {
+			s.Settle()
+		}
+	}
+}

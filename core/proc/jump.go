@@ -1,0 +1,433 @@
+package proc
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/internal/ledger"
+	"github.com/uprobefs/uprobefs/internal/procfs"
+)
+
+// Jump sites: hits that never stop the process. Where the engine has a
+// breakpoint whose uprobe only counts (probes.Uprobe.CountOnly) and whose
+// instructions can be displaced (install.Plan.Jump, decided from the file
+// by core/objfile), the tracer replaces the int3 by a 5-byte jmp into a
+// trampoline (install.JumpPlan.Trampoline) that counts the hit with a
+// locked increment in memory shared with the daemon, runs the displaced
+// instructions relocated and jumps back: the tracee never stops.
+//
+// Memory. A process's trampolines and counters live in jump regions: one
+// memfd per region, created in the tracee by injected system calls
+// (memfd_create, ftruncate, two mmaps: jumpCodeSize bytes of trampolines
+// mapped shared r-x, then jumpCtrSize bytes of counters mapped shared rw,
+// within ±1 GiB of the site), and taken into the daemon by pidfd_getfd and
+// mapped there too: the daemon writes trampolines and reads counters
+// through its own mapping, without a system call, and still reads them
+// after the tracee died (SIGKILL included). A region is never unmapped nor
+// a trampoline rewritten while the address space lives (a signal frame
+// may point into it); a site removed and registered again gets its old
+// trampoline back.
+//
+// Counts. Each site has one counter; World.flush (the engine's
+// EngineOptions.Flush) moves what it counted since the last flush to the
+// uprobe's consumers (probes.Engine.DispatchCount, with the consumers'
+// process filters): before every hit count is read, before the consumer
+// set changes, and when the site or its process goes away.
+//
+// Patching (jumppatch.go): the int3 goes in first (the engine's install
+// hook); then the tracer stops every thread of the process, checks that
+// none is inside the displaced range, and writes the jmp in one write while
+// they are stopped. A trap on the int3 of a jump site meanwhile (or while
+// the site is back on the trap path) steps over the whole displaced range
+// through the trampoline's relocated instructions, so no thread is ever
+// left between displaced instructions. Removal: int3 first, then the
+// jmp's tail restored, then byte 0 (the remove hook).
+
+const (
+	jumpCodeSize   = 64 << 10
+	jumpCtrSize    = 4 << 10
+	jumpRegionSize = jumpCodeSize + jumpCtrSize
+	jumpSlots      = min(jumpCodeSize/install.MaxTrampSize, jumpCtrSize/8)
+)
+
+// jumpName is the name of the memfds, as /proc/PID/maps shows them
+// ("/memfd:uprobefs-jump (deleted)").
+var jumpName = []byte("uprobefs-jump\x00")
+
+// jumpRegion is one memfd of trampolines and counters in a process.
+type jumpRegion struct {
+	addr  uint64 // in the tracee: trampolines at addr, counters at addr+jumpCodeSize
+	local []byte // the daemon's mapping of the whole memfd
+	used  int    // trampolines written
+}
+
+// jumpSite is one (process, address) where a jump site may be or is.
+// Created on the tracer thread; live changes under the MM's mmap_sem (see
+// jumppatch.go); u, pid, ctr and last under World.jumpMu.
+type jumpSite struct {
+	vaddr uint64
+	site  bpSite
+	plan  *install.JumpPlan
+	tramp uint64 // trampoline address in the tracee (0: none yet)
+	entry uint64 // its relocated instructions
+	ctr   *uint64
+	last  uint64 // the counter's value already dispatched
+	// u is the uprobe counted (nil while the engine has no breakpoint
+	// here), pid the process the counts are dispatched for.
+	u   *probes.Uprobe
+	pid int
+	// live: the jmp is written (else byte 0 is the engine's int3).
+	live bool
+	// why is, when not empty, why this site stays on the trap path in
+	// this process.
+	why string
+	// tries counts the attempts to switch to the jump that found a
+	// thread inside the displaced range.
+	tries int
+}
+
+// jumpState is a process's jump regions and sites. Tracer-owned, except
+// as jumpSite says.
+type jumpState struct {
+	regions []*jumpRegion
+	sites   map[uint64]*jumpSite // by vaddr; under World.jumpMu
+	// want are the sites whose int3 went in since the tracer last
+	// looked (the install hook), under World.jumpMu; posted says a
+	// tracer request for them is queued.
+	want   map[uint64]*probes.Uprobe
+	posted bool
+}
+
+// jumpable returns why the breakpoint of plan cannot become a jump site
+// ("" if it can), from the plan and the options alone. Any goroutine.
+func (w *World) jumpable(plan *install.Plan) string {
+	switch {
+	case plan == nil || plan.Jump == nil:
+		if plan != nil && plan.NoJump != "" {
+			return plan.NoJump
+		}
+		return "no jump plan"
+	case w.opts.NoJump:
+		return "jump sites disabled (trap mount option)"
+	case len(plan.Jump.Orig)-1 > ledger.MaxTail:
+		return fmt.Sprintf("displaced range of %d bytes too long for the ledger", plan.Jump.Len)
+	}
+	return ""
+}
+
+// jumpableIn is jumpable, and the process's threads: a call emulated in a
+// trampoline would leave a shadow stack behind. On the tracer thread.
+func (w *World) jumpableIn(p *process, plan *install.Plan) string {
+	if why := w.jumpable(plan); why != "" {
+		return why
+	}
+	if jumpHasCall(plan.Jump) {
+		for _, th := range p.threads {
+			if w.shadowStack(th) {
+				return "a call in the displaced range and a shadow stack"
+			}
+		}
+	}
+	return ""
+}
+
+// jumpSiteFor returns p's site at vaddr for uprobe u, made on first use.
+// Preconditions: on the tracer thread.
+func (w *World) jumpSiteFor(p *process, vaddr uint64, u *probes.Uprobe) *jumpSite {
+	w.jumpMu.Lock()
+	defer w.jumpMu.Unlock()
+	s := p.jump.sites[vaddr]
+	if s != nil && s.plan != nil && u.Arch != nil && u.Arch.Jump != nil && string(s.plan.Orig) != string(u.Arch.Jump.Orig) {
+		s = nil // another instruction here now (a new mapping): a new site
+	}
+	if s == nil {
+		s = &jumpSite{vaddr: vaddr, site: uprobeSite(u), pid: p.pid}
+		if u.Arch != nil {
+			s.plan = u.Arch.Jump
+		}
+		s.why = w.jumpableIn(p, u.Arch)
+		if p.jump.sites == nil {
+			p.jump.sites = map[uint64]*jumpSite{}
+		}
+		p.jump.sites[vaddr] = s
+	}
+	if s.u != u {
+		w.unindexLocked(s)
+		s.u = u
+		if s.ctr != nil {
+			s.last = atomic.LoadUint64(s.ctr)
+		}
+		w.indexLocked(s)
+	}
+	return s
+}
+
+// indexLocked and unindexLocked keep World.jumpBy, the sites of each
+// uprobe, that flush walks. Preconditions: w.jumpMu held.
+func (w *World) indexLocked(s *jumpSite) {
+	if s.u == nil || s.ctr == nil {
+		return
+	}
+	if w.jumpBy == nil {
+		w.jumpBy = map[*probes.Uprobe]map[*jumpSite]bool{}
+	}
+	if w.jumpBy[s.u] == nil {
+		w.jumpBy[s.u] = map[*jumpSite]bool{}
+	}
+	w.jumpBy[s.u][s] = true
+}
+
+func (w *World) unindexLocked(s *jumpSite) {
+	if s.u == nil {
+		return
+	}
+	w.flushSiteLocked(s)
+	if m := w.jumpBy[s.u]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(w.jumpBy, s.u)
+		}
+	}
+}
+
+// flushJumps is the engine's EngineOptions.Flush: the hits the jump sites of u
+// counted go to u's consumers. Any goroutine.
+func (w *World) flushJumps(u *probes.Uprobe) {
+	w.jumpMu.Lock()
+	defer w.jumpMu.Unlock()
+	for s := range w.jumpBy[u] {
+		w.flushSiteLocked(s)
+	}
+}
+
+func (w *World) flushSiteLocked(s *jumpSite) {
+	if s.ctr == nil || s.u == nil {
+		return
+	}
+	v := atomic.LoadUint64(s.ctr)
+	if d := v - s.last; d != 0 {
+		s.last = v
+		w.nJumpHits.Add(int64(d))
+		w.eng.DispatchCount(s.u, s.pid, d)
+	}
+}
+
+// forgetSite ends the counting of s (its breakpoint was removed): its
+// counts so far are flushed. Any goroutine.
+func (w *World) forgetSite(s *jumpSite) {
+	w.jumpMu.Lock()
+	w.unindexLocked(s)
+	s.u = nil
+	w.jumpMu.Unlock()
+}
+
+// dropJumps flushes and forgets every site of p and unmaps the daemon's
+// view of its regions (p's address space is gone or being detached).
+// Preconditions: on the tracer thread.
+func (w *World) dropJumps(p *process) {
+	w.jumpMu.Lock()
+	for _, s := range p.jump.sites {
+		w.unindexLocked(s)
+		s.u, s.ctr = nil, nil
+	}
+	p.jump.sites, p.jump.want = nil, nil
+	w.jumpMu.Unlock()
+	for _, r := range p.jump.regions {
+		unix.Munmap(r.local)
+	}
+	p.jump.regions = nil
+}
+
+// trampFor gives s its trampoline (writing it on first use, mapping a
+// region through th when none has room within reach).
+// Preconditions: on the tracer thread; th is a stopped thread of p.
+func (w *World) trampFor(th *thread, s *jumpSite) error {
+	if s.tramp != 0 {
+		return nil
+	}
+	p := th.proc
+	var lastErr error
+	for i := 0; i <= len(p.jump.regions); i++ {
+		var r *jumpRegion
+		if i < len(p.jump.regions) {
+			r = p.jump.regions[i]
+			if r.used >= jumpSlots || dist(r.addr, s.vaddr) > reach {
+				continue
+			}
+		} else {
+			nr, err := w.mapJumpRegion(th, s.vaddr)
+			if err != nil {
+				return err
+			}
+			p.jump.regions = append(p.jump.regions, nr)
+			r = nr
+		}
+		at := r.addr + uint64(r.used*install.MaxTrampSize)
+		ctrOff := jumpCodeSize + r.used*8
+		code, entry, err := s.plan.Trampoline(s.vaddr, at, r.addr+uint64(ctrOff))
+		if err != nil {
+			lastErr = err
+			if errors.Is(err, install.ErrSlotRange) {
+				continue
+			}
+			return err
+		}
+		copy(r.local[r.used*install.MaxTrampSize:], code)
+		r.used++
+		w.jumpMu.Lock()
+		s.tramp, s.entry = at, at+uint64(entry)
+		s.ctr = (*uint64)(unsafe.Pointer(&r.local[ctrOff]))
+		s.last = 0
+		w.indexLocked(s)
+		w.jumpMu.Unlock()
+		return nil
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("no jump region within reach of %#x", s.vaddr)
+	}
+	return lastErr
+}
+
+// mapJumpRegion makes a jump region near addr in th's process (see the top
+// of this file). Preconditions: on the tracer thread; th is stopped.
+func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
+	p := th.proc
+	sys, err := w.syscallInsn(p)
+	if err != nil {
+		return nil, err
+	}
+	var regs install.Regs
+	if err := ptraceGetRegs(th.tid, &regs); err != nil {
+		return nil, err
+	}
+	name := (regs.Rsp - 256) &^ 15 // below the red zone
+	if err := p.as.WriteMemory(name, jumpName); err != nil {
+		return nil, fmt.Errorf("jump region: write name: %w", err)
+	}
+	sysErr := func(what string, r uint64) error {
+		if e := int64(r); e < 0 && e >= -4095 {
+			return fmt.Errorf("jump region: injected %s: %w", what, syscall.Errno(-e))
+		}
+		return nil
+	}
+	r, err := w.injectSyscall(th, sys, unix.SYS_MEMFD_CREATE, name, unix.MFD_CLOEXEC)
+	if err == nil {
+		err = sysErr("memfd_create", r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	fd := r
+	defer w.injectSyscall(th, sys, unix.SYS_CLOSE, fd)
+	r, err = w.injectSyscall(th, sys, unix.SYS_FTRUNCATE, fd, jumpRegionSize)
+	if err == nil {
+		err = sysErr("ftruncate", r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	ms, err := procfs.ReadMaps(p.procPid())
+	if err != nil {
+		return nil, err
+	}
+	at := uint64(0)
+	for _, hint := range gapHints(ms, addr, jumpRegionSize) {
+		r, err := w.injectSyscall(th, sys, unix.SYS_MMAP, hint, jumpCodeSize,
+			unix.PROT_READ|unix.PROT_EXEC, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, 0)
+		if err != nil {
+			return nil, err
+		}
+		if e := int64(r); e < 0 && e >= -4095 {
+			if syscall.Errno(-e) == syscall.EEXIST {
+				continue
+			}
+			return nil, sysErr("mmap", r)
+		}
+		if r != hint {
+			w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, jumpCodeSize)
+			continue
+		}
+		r, err = w.injectSyscall(th, sys, unix.SYS_MMAP, hint+jumpCodeSize, jumpCtrSize,
+			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, jumpCodeSize)
+		if err != nil {
+			return nil, err
+		}
+		if r != hint+jumpCodeSize {
+			w.injectSyscall(th, sys, unix.SYS_MUNMAP, hint, jumpCodeSize)
+			if int64(r) > 0 {
+				w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, jumpCtrSize)
+			}
+			continue
+		}
+		at = hint
+		break
+	}
+	if at == 0 {
+		return nil, fmt.Errorf("no free range within %d MiB of %#x for a jump region", reach>>20, addr)
+	}
+	local, err := takeMemfd(th.tgid, th.tid, int(fd))
+	if err != nil {
+		// Mapped in the tracee but not here: leave it (never unmapped),
+		// unused.
+		return nil, err
+	}
+	return &jumpRegion{addr: at, local: local}, nil
+}
+
+// takeMemfd maps the tracee's memfd fd (of thread tid of tgid) into the
+// daemon: pidfd_getfd, then mmap of the whole region.
+func takeMemfd(tgid, tid, fd int) ([]byte, error) {
+	pidfd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
+	if err != nil {
+		pidfd, err = unix.PidfdOpen(tgid, 0)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("jump region: pidfd_open: %w", err)
+	}
+	defer unix.Close(pidfd)
+	lfd, err := unix.PidfdGetfd(pidfd, fd, 0)
+	if err != nil {
+		return nil, fmt.Errorf("jump region: pidfd_getfd: %w", err)
+	}
+	defer unix.Close(lfd)
+	mem, err := unix.Mmap(lfd, 0, jumpRegionSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("jump region: mmap: %w", err)
+	}
+	return mem, nil
+}
+
+// inTramp returns p's site whose trampoline rip is in, if any.
+func (p *process) inTramp(rip uint64) *jumpSite {
+	for _, r := range p.jump.regions {
+		if rip < r.addr || rip >= r.addr+uint64(r.used*install.MaxTrampSize) {
+			continue
+		}
+		tramp := rip - (rip-r.addr)%install.MaxTrampSize
+		for _, s := range p.jump.sites {
+			if s.tramp == tramp {
+				return s
+			}
+		}
+	}
+	return nil
+}
+
+// jumpHasCall reports whether j displaces a call (emulated in the
+// trampoline by a push and a jump, which a shadow stack would not follow).
+func jumpHasCall(j *install.JumpPlan) bool {
+	for _, a := range j.Asm {
+		if strings.HasPrefix(a, "call") {
+			return true
+		}
+	}
+	return false
+}
