@@ -1,7 +1,7 @@
 // Command uprobefs mounts the uprobefs filesystem: user-space uprobes for
 // Linux x86-64, driven from the shell.
 //
-//	uprobefs mount [--allow-other] [--debug] MOUNTPOINT
+//	uprobefs mount [--allow-other] [--trap] [--debug] MOUNTPOINT
 //	uprobefs umount MOUNTPOINT
 //	uprobefs help [COMMAND]
 //
@@ -35,7 +35,7 @@ import (
 const usage = `uprobefs — Linux x86-64 user-space probes through a FUSE filesystem
 
 Usage:
-  uprobefs mount [--allow-other] [--debug] [--fuse-debug] MOUNTPOINT
+  uprobefs mount [--allow-other] [--trap] [--debug] [--fuse-debug] MOUNTPOINT
   uprobefs umount MOUNTPOINT
   uprobefs help [COMMAND]
 
@@ -133,8 +133,9 @@ fusermount3 (or fusermount) installed, and can trace only its own processes.
 Logs go to stderr.`
 
 func cmdMount(args []string, stdout, stderr io.Writer) int {
-	f := newFlagSet("mount", "[--allow-other] [--debug] [--fuse-debug] MOUNTPOINT", mountHelp, stdout, stderr)
+	f := newFlagSet("mount", "[--allow-other] [--trap] [--debug] [--fuse-debug] MOUNTPOINT", mountHelp, stdout, stderr)
 	allowOther := f.Bool("allow-other", false, "let other users use the mount; a non-root caller may then probe only\nfiles that every process mapping them runs as that caller, and sees only\nits own processes' events")
+	trap := f.Bool("trap", false, "never replace a breakpoint by a jump site: every hit stops the process\n(for comparisons, and as an escape hatch)")
 	debug := f.Bool("debug", false, "log debug messages (each registration, the tracer's diagnostics)")
 	fuseDebug := f.Bool("fuse-debug", false, "log every FUSE request (very verbose)")
 	if code, ok := parse(f, args, stdout, 1); !ok {
@@ -168,6 +169,7 @@ func cmdMount(args []string, stdout, stderr io.Writer) int {
 	world, err := proc.NewWorld(eng, inodes, proc.Options{
 		Log:    func(format string, args ...any) { log.Debug("tracer: " + fmt.Sprintf(format, args...)) },
 		Ledger: g.led,
+		NoJump: *trap,
 	})
 	if err != nil {
 		log.Error("cannot start the tracer", "err", err)

@@ -36,6 +36,15 @@ type WorldSkipper interface {
 	Skipped(in *rmap.Inode) []Skip
 }
 
+// WorldJumps is implemented by worlds that may hit a breakpoint without a
+// trap (core/proc's jump sites). SiteMode says how the breakpoint the
+// engine has at vaddr of mm is hit: "jump", or "trap: REASON" ("": the
+// world does not know). It is called with mm.MmapSem held for reading.
+// Optional.
+type WorldJumps interface {
+	SiteMode(mm *rmap.MM, vaddr uint64) string
+}
+
 // WorldStatser is implemented by worlds that keep statistics. Optional.
 type WorldStatser interface {
 	Stats() WorldStats
