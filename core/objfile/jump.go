@@ -108,3 +108,15 @@ func (f *File) funcBounds(off uint64) (lo, hi uint64, name string, err error) {
 	}
 	return st.off, hi, st.sym, nil
 }
+
+// FunctionStarts returns the distinct file offsets at which function
+// symbols (those Resolve knows) start, sorted: the function entries.
+func (f *File) FunctionStarts() []uint64 {
+	var offs []uint64
+	for i, s := range f.syms {
+		if i == 0 || s.off != f.syms[i-1].off {
+			offs = append(offs, s.off)
+		}
+	}
+	return offs
+}
