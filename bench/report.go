@@ -75,7 +75,7 @@ type row struct {
 	MaxRatio float64
 	MaxValue float64
 	MinValue float64 // uShare rows: Ours must be >= MinValue
-	Detail   string // a note printed under the table
+	Detail   string  // a note printed under the table
 }
 
 func fmtVal(u unit, x float64) string {
