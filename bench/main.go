@@ -2,7 +2,7 @@
 // uprobes, measured in one run on private copies of the same binary, printed
 // as a table and written with the machine's facts to BENCHMARKS.md.
 //
-//	go run ./bench [-out BENCHMARKS.md] [-runs 5] [-budget 9m] [-only hit,threads,...]
+//	go run ./bench [-out BENCHMARKS.md] [-runs 5] [-budget 9m] [-only hit,threads,jump,...]
 //
 // It builds what it needs (the C workload in bench/testdata, ./cmd/uprobefs),
 // starts every process it measures in its own process group and kills it by
@@ -36,7 +36,7 @@ var (
 	flagOut      = flag.String("out", "BENCHMARKS.md", "write the report here (\"\" = do not write)")
 	flagRuns     = flag.Int("runs", 7, "runs per figure (at least 5 for the report)")
 	flagBudget   = flag.Duration("budget", 8*time.Minute, "start no new measurement after this long; give up (clean up, exit 2) a minute later")
-	flagOnly     = flag.String("only", "", "comma-separated sections to run: engine,hit,threads,idle,exec,reg,rss,retargs,death (default all)")
+	flagOnly     = flag.String("only", "", "comma-separated sections to run: engine,hit,threads,idle,exec,reg,rss,retargs,death,jump (default all)")
 	flagUprobefs = flag.String("uprobefs", "", "a built uprobefs binary (default: go build ./cmd/uprobefs)")
 	flagGo       = flag.String("go", "go", "the go command (for go build and go test -bench)")
 	flagKeep     = flag.Bool("keep", false, "keep the temporary directory")
@@ -229,6 +229,7 @@ func run() (code int) {
 		{"rss", 30 * time.Second, phaseRSS},
 		{"retargs", 30 * time.Second, phaseRetArgs},
 		{"death", 20 * time.Second, phaseDeath},
+		{"jump", 20 * time.Second, phaseJump},
 	}
 	only := map[string]bool{}
 	for _, s := range strings.Split(*flagOnly, ",") {
@@ -324,6 +325,8 @@ func sectionOf(phase string) string {
 		return "Return probes and fetch arguments"
 	case "death":
 		return "Daemon death (the guardian)"
+	case "jump":
+		return "Jump-site eligibility (function entries)"
 	}
 	return phase
 }

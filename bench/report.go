@@ -20,6 +20,7 @@ const (
 	uPct                // percent
 	uKiB                // KiB
 	uCount              // plain number
+	uShare              // a share in percent, higher is better (MinValue)
 )
 
 // value is the samples of one figure, or why there are none.
@@ -73,7 +74,8 @@ type row struct {
 	Target   string
 	MaxRatio float64
 	MaxValue float64
-	Detail   string // a note printed under the table
+	MinValue float64 // uShare rows: Ours must be >= MinValue
+	Detail   string  // a note printed under the table
 }
 
 func fmtVal(u unit, x float64) string {
@@ -102,6 +104,8 @@ func fmtVal(u unit, x float64) string {
 		}
 	case uPct:
 		return fmt.Sprintf("%+.2f %%", x)
+	case uShare:
+		return fmt.Sprintf("%.1f %%", x)
 	case uKiB:
 		if x >= 10*1024 {
 			return fmt.Sprintf("%.1f MiB", x/1024)
@@ -190,6 +194,15 @@ func (r row) verdict() string {
 			return "met"
 		}
 		return fmt.Sprintf("MISSED by %.2f× (%.0f %% over)", x/r.MaxRatio, (x/r.MaxRatio-1)*100)
+	}
+	if r.Unit == uShare {
+		if !r.Ours.ok() {
+			return "not measured"
+		}
+		if r.Ours.med() >= r.MinValue {
+			return "met"
+		}
+		return fmt.Sprintf("MISSED by %.1f points", r.MinValue-r.Ours.med())
 	}
 	if r.Unit == uPct {
 		if !r.Ours.ok() {

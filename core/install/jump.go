@@ -50,6 +50,8 @@ type jinsn struct {
 	cc      byte  // jJcc: the condition code (low nibble of the opcode)
 	target  int64 // jJcc, jJmp, jCall: branch target; jPlain with dispOff >= 0: data target (from the probe address)
 	dispOff int   // jPlain: offset in insn of the RIP-relative disp32, -1 if none
+	// noAccess: the memory operand is not accessed (lea, nop).
+	noAccess bool
 }
 
 // String shows the plan for logs: "jump 5 bytes: push %rbp; mov %rsp,%rbp".
@@ -128,7 +130,7 @@ func AnalyzeJump(code []byte) (*JumpPlan, error) {
 			if in.target > 0 && in.target < int64(j.Len) {
 				return nil, refused("branch into the displaced range (%s at +%d to +%d)", in.name(), in.off, in.target)
 			}
-		case in.dispOff >= 0:
+		case in.dispOff >= 0 && !in.noAccess:
 			// The site's bytes are not what the file holds once patched.
 			if in.target > -64 && in.target < int64(j.Len) {
 				return nil, refused("rip-relative operand at +%d reads the displaced bytes", in.off)
@@ -233,7 +235,7 @@ func jumpInsn(code []byte, off int) (jinsn, error) {
 		return jinsn{}, refused("rip-relative operand not relocatable at +%d", off)
 	}
 	if d >= 0 {
-		in.dispOff = d
+		in.dispOff, in.noAccess = d, inst.Op == x86asm.LEA || inst.Op == x86asm.NOP
 		in.target = int64(off+inst.Len) + int64(int32(le32at(in.insn[d:])))
 	}
 	return in, nil

@@ -161,6 +161,9 @@ func TestAnalyzeJump(t *testing.T) {
 		{"6774039090", 0, "size prefix on a branch"},
 		{"488b0500000000", 7, ""},
 		{"488b05f9ffffff", 0, "rip-relative operand at +0 reads the displaced bytes"},
+		{"488d05f9ffffff", 7, ""},                                                       // lea of the function's own address: nothing read
+		{"90488b05b9ffffff", 0, "rip-relative operand at +1 reads the displaced bytes"}, // from -63: may overlap
+		{"90488b05b8ffffff", 8, ""},                                                     // from -64: 64 bytes at most, no overlap
 		{"64488b042528000000", 9, ""},
 		{"0f1f440000", 5, ""},
 		{"06909090", 0, "undecodable bytes at +0"},

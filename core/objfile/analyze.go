@@ -13,7 +13,8 @@ import (
 // an instruction, or where no known start covers it, is refused. Errors
 // wrap ErrNotExecutable (off outside the executable segments or past the
 // end of the file), ErrNotBoundary, or ErrRefused, each with the reason
-// and the location as Symbolize names it.
+// and the location as Symbolize names it. The plan carries the jump-site
+// decision: p.Jump from JumpAt, or p.NoJump with its reason.
 func (f *File) Analyze(off uint64) (*install.Plan, error) {
 	if err := f.checkExec(off); err != nil {
 		return nil, err
@@ -48,6 +49,11 @@ func (f *File) Analyze(off uint64) (*install.Plan, error) {
 		return nil, fmt.Errorf("%s (offset %#x): %w", where, off, err)
 	}
 	p.Offset = off
+	if j, err := f.JumpAt(off); err == nil {
+		p.Jump = j
+	} else {
+		p.NoJump = install.RefusalReason(err)
+	}
 	return p, nil
 }
 

@@ -36,6 +36,9 @@ type File struct {
 	isGo bool
 	// throws: the file has C++ exception tables (returns.go).
 	throws bool
+	// scan is the branch index of the executable code, built on first
+	// use (scan.go).
+	scan scanState
 }
 
 type segment struct {

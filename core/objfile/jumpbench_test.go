@@ -1,0 +1,58 @@
+package objfile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+const libpython = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
+
+// privateCopy copies path into a temp dir of tb (skipping if it is absent).
+func privateCopy(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		tb.Skipf("%s: %v", path, err)
+	}
+	out := filepath.Join(tb.TempDir(), filepath.Base(path))
+	if err := os.WriteFile(out, b, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkJumpScan measures the whole-file branch scan of a private copy
+// of libpython3.11 (the first JumpAt of a File pays it once).
+func BenchmarkJumpScan(b *testing.B) {
+	path := privateCopy(b, libpython)
+	var insns, branches int
+	for b.Loop() {
+		f, err := Open(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		insns, branches, _, _ = f.ScanStats()
+		f.Close()
+	}
+	b.ReportMetric(float64(insns), "insns")
+	b.ReportMetric(float64(branches), "branches")
+}
+
+// BenchmarkJumpAt measures JumpAt of every function entry of libpython
+// after the scan (the per-probe cost).
+func BenchmarkJumpAt(b *testing.B) {
+	path := privateCopy(b, libpython)
+	f := openT(b, path)
+	f.ScanStats()
+	var offs []uint64
+	for _, s := range f.syms {
+		offs = append(offs, s.off)
+	}
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		f.JumpAt(offs[i%len(offs)])
+		i++
+	}
+}
