@@ -46,14 +46,16 @@ func (e *Engine) DispatchCount(u *Uprobe, pid int, n uint64) {
 
 // CountOnly reports whether the hits of u need nothing but counting now:
 // no consumer wants registers (WantRegs) or returns (RetHandler), and none
-// is Busy. Safe on the hit path.
+// wants its Handler called (a consumer with a Handler wants it at every
+// hit unless it has Busy, and then while Busy says so). Safe on the hit
+// path.
 func (u *Uprobe) CountOnly() bool {
 	p := u.consumers.Load()
 	if p == nil {
 		return false
 	}
 	for _, c := range *p {
-		if c.WantRegs || c.RetHandler != nil || (c.Busy != nil && c.Busy()) {
+		if c.WantRegs || c.RetHandler != nil || (c.Handler != nil && (c.Busy == nil || c.Busy())) {
 			return false
 		}
 	}

@@ -57,8 +57,9 @@ type Consumer struct {
 	RetHandler func(u *Uprobe, r Return)
 	// Busy is optional: it reports whether the consumer wants its Handler
 	// called at every hit right now (a reader streams its events); while
-	// it does, the uprobe is not CountOnly (counts.go). When its answer
-	// changes, tell the engine (Engine.Changed). Immutable.
+	// it does, the uprobe is not CountOnly (counts.go). Without Busy a
+	// Handler is wanted at every hit. When its answer changes, tell the
+	// engine (Engine.Changed). Immutable.
 	Busy func() bool
 
 	// hits is accessed atomically.

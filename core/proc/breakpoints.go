@@ -53,6 +53,9 @@ func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	if !ok {
 		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
 	}
+	if err := as.proc.coverJump(vaddr); err != nil {
+		return err
+	}
 	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
 	if err == nil || errors.Is(err, syscall.EEXIST) {
 		as.proc.wantJump(vaddr, u) // the int3 is in: it may become a jump
@@ -69,7 +72,11 @@ func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	if err := as.proc.removeJump(vaddr); err != nil {
 		return err
 	}
-	return as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), false)
+	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), false)
+	if err == nil {
+		as.proc.uncoverJumps(vaddr)
+	}
+	return err
 }
 
 // writeBreakpointLocked is the one checked write path (see the top of this

@@ -168,11 +168,18 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		}
 		return true
 	}
-	if plan.Jump != nil && !w.opts.NoJump {
+	if plan.Jump != nil && u.Inode != nil && !w.opts.NoJump { // not an internal breakpoint
 		// A jump site (or one to be): the whole displaced range is
 		// stepped over through the trampoline (jump.go), so that no
 		// thread is ever left between displaced instructions.
-		if s := w.jumpSiteFor(th.proc, addr, u); s.why == "" {
+		s := w.jumpSiteFor(th.proc, addr, u)
+		p := th.proc
+		p.mm.MmapSem.RLock()
+		other := w.othersInside(p, s)
+		p.mm.MmapSem.RUnlock()
+		w.setBlocked(s, other)
+		if s.why == "" && other == 0 {
+			fresh := s.tramp == 0
 			err := w.trampFor(th, s)
 			if th.dead {
 				w.dropThread(th)
@@ -181,6 +188,10 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 			if err == nil {
 				if err := ptracePokeRip(th.tid, s.entry); err != nil {
 					w.errorf("tid %d: poke rip: %v", th.tid, err)
+				}
+				if fresh && u.CountOnly() {
+					// Its switch may have waited for this trampoline.
+					w.t.post(func() { w.switchJumps(p, map[uint64]*probes.Uprobe{addr: u}) })
 				}
 				return true
 			}

@@ -92,6 +92,11 @@ type jumpSite struct {
 	// tries counts the attempts to switch to the jump that found a
 	// thread inside the displaced range.
 	tries int
+	// blocked is the address of another breakpoint inside the displaced
+	// range (0: none), under World.jumpMu: while there is one the site
+	// is no jump and its trap steps over its first instruction alone
+	// (the trampoline would run the other one without its trap).
+	blocked uint64
 }
 
 // jumpState is a process's jump regions and sites. Tracer-owned, except

@@ -2,8 +2,6 @@ package proc
 
 import (
 	"fmt"
-	"github.com/uprobefs/uprobefs/core/install"
-	"os"
 	"testing"
 	"time"
 
@@ -65,10 +63,6 @@ func TestJumpSites(t *testing.T) {
 	var ps []*probe
 	for _, loc := range locs {
 		p := e.register(bin, loc)
-		if p.plan.Jump == nil && p.plan.NoJump == "" {
-			tmpJump(t, bin, p) // TEMP until objfile sets it
-			e.eng.Changed(e.eng.UprobeAt(p.in, p.off))
-		}
 		if p.plan.Jump == nil {
 			t.Logf("%s: no jump plan: %s", loc, p.plan.NoJump)
 			e.unregister(p)
@@ -95,14 +89,4 @@ func TestJumpSites(t *testing.T) {
 	}
 	textEqualsFile(t, f.Pid, bin)
 	release(t, []*fixture{f})
-}
-
-func tmpJump(t *testing.T, bin string, p *probe) {
-	b, _ := os.ReadFile(bin)
-	j, err := install.AnalyzeJump(b[p.off : p.off+64])
-	if err != nil {
-		p.plan.NoJump = err.Error()
-		return
-	}
-	p.plan.Jump = j
 }

@@ -3,15 +3,13 @@ package proc
 import (
 	"bytes"
 	"fmt"
-	"strings"
-	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // Switching breakpoints to jump sites and back (see jump.go for the
@@ -27,49 +25,6 @@ const (
 	maxJumpTries = 30
 	jumpRetry    = time.Millisecond
 )
-
-// liveWorlds are the worlds whose engines' Flush and Changed hooks reach
-// (EngineOptions): the hooks carry no world, and a process has one World.
-var liveWorlds struct {
-	sync.Mutex
-	ws []*World
-}
-
-func addLiveWorld(w *World) {
-	liveWorlds.Lock()
-	liveWorlds.ws = append(liveWorlds.ws, w)
-	liveWorlds.Unlock()
-}
-
-func removeLiveWorld(w *World) {
-	liveWorlds.Lock()
-	for i, x := range liveWorlds.ws {
-		if x == w {
-			liveWorlds.ws = append(liveWorlds.ws[:i:i], liveWorlds.ws[i+1:]...)
-			break
-		}
-	}
-	liveWorlds.Unlock()
-}
-
-func eachWorld(f func(w *World)) {
-	liveWorlds.Lock()
-	ws := append([]*World(nil), liveWorlds.ws...)
-	liveWorlds.Unlock()
-	for _, w := range ws {
-		f(w)
-	}
-}
-
-// flushHook and changedHook are the engine's EngineOptions.Flush and
-// Changed.
-func flushHook(u *probes.Uprobe)   { eachWorld(func(w *World) { w.flushJumps(u) }) }
-func changedHook(u *probes.Uprobe) { eachWorld(func(w *World) { w.changed(u) }) }
-
-// Settle waits until the world has acted on every Engine.Changed call made
-// before (core/manager's WorldSettler): a probe's sites are back on the
-// trap path when a reader of its events starts.
-func (w *World) Settle() { w.t.do(func() {}) }
 
 // wantJump notes, from the install hook, that the engine's breakpoint of u
 // at vaddr is in: the tracer will try to make it a jump site. Any
@@ -101,48 +56,6 @@ func (w *World) serveJumps(p *process) {
 	w.switchJumps(p, want)
 }
 
-// changed is the engine's Changed hook for this world: the tracer looks at
-// every site of u again. Any goroutine; must not wait.
-func (w *World) changed(u *probes.Uprobe) {
-	if u.Arch == nil || u.Arch.Jump == nil || w.opts.NoJump {
-		return
-	}
-	w.t.post(func() { w.reconsider(u) })
-}
-
-// reconsider switches every site of u to the jump (u is CountOnly) or back
-// to the trap path (it is not). On the tracer thread.
-func (w *World) reconsider(u *probes.Uprobe) {
-	want := map[*process]map[uint64]*probes.Uprobe{}
-	w.eng.Sites(u.Inode, u.Offset, func(s probes.Site) bool {
-		if as, ok := s.MM.AS.(*addressSpace); ok && as.w == w && s.Installed {
-			if want[as.proc] == nil {
-				want[as.proc] = map[uint64]*probes.Uprobe{}
-			}
-			want[as.proc][s.Vaddr] = u
-		}
-		return true
-	})
-	for p, m := range want {
-		if u.CountOnly() {
-			w.switchJumps(p, m)
-			continue
-		}
-		w.lockMM(p.mm)
-		for vaddr := range m {
-			w.jumpMu.Lock()
-			s := p.jump.sites[vaddr]
-			w.jumpMu.Unlock()
-			if s != nil {
-				if err := p.unjumpLocked(s); err != nil {
-					w.errorf("pid %d: jump site %#x back to the trap path: %v", p.pid, vaddr, err)
-				}
-			}
-		}
-		p.mm.MmapSem.Unlock()
-	}
-}
-
 // switchJumps makes the sites of want (vaddr → uprobe) jump sites where
 // they can be: every thread of p stopped, none inside a displaced range,
 // the jmp written in one write while they are stopped (jump.go). Sites
@@ -167,16 +80,32 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			}
 		}
 	}
-	th := p.stoppedThread()
-	if th == nil {
-		return
+	if w.deferredEvent(p, unix.PTRACE_EVENT_EXEC) {
+		return // a new image: these sites are gone
 	}
+	th := w.injectable(p)
 	for _, s := range todo {
+		if s.tramp != 0 {
+			continue
+		}
+		if th == nil {
+			// No thread to inject the mapping of a region through
+			// (each is in an event stop): the next trap on the site
+			// makes its trampoline; try again then.
+			s.tries++
+			continue
+		}
 		if err := w.trampFor(th, s); err != nil {
 			s.why = "no trampoline: " + err.Error()
 		}
 		if th.dead {
 			return // dropped when its deferred stop is handled
+		}
+	}
+	retry := map[uint64]*probes.Uprobe{}
+	for _, s := range todo {
+		if s.tramp == 0 && s.why == "" && s.u != nil && s.tries < maxJumpTries {
+			retry[s.vaddr] = s.u
 		}
 	}
 	rips := map[int]uint64{}
@@ -187,11 +116,14 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			}
 		}
 	}
-	retry := map[uint64]*probes.Uprobe{}
 	w.lockMM(p.mm)
 	for _, s := range todo {
 		u := s.u
-		if s.why != "" || u == nil || w.eng.LookupLocked(p.mm, s.vaddr) != u {
+		if s.why != "" || u == nil || s.tramp == 0 || w.eng.LookupLocked(p.mm, s.vaddr) != u {
+			continue
+		}
+		if a := w.othersInside(p, s); a != 0 {
+			w.setBlocked(s, a) // the removal of the other one asks again
 			continue
 		}
 		if tid, inside := w.threadInside(p, s, rips); inside {
@@ -237,11 +169,49 @@ func (w *World) threadInside(p *process, s *jumpSite, rips map[int]uint64) (int,
 	return 0, false
 }
 
+// injectable returns a stopped thread of p that a system call can be
+// injected through: one in the interrupt stop stopThread put it in (not
+// an event stop inside a clone, fork or exec, whose event message and
+// system call an injection would lose), or nil.
+func (w *World) injectable(p *process) *thread {
+	for _, d := range w.deferred {
+		th := w.threads[d.tid]
+		if th == nil || th.proc != p || th.dead || th.execed || !d.st.Stopped() {
+			continue
+		}
+		if d.st.StopSignal() != unix.SIGTRAP || d.st.TrapCause() != unix.PTRACE_EVENT_STOP {
+			continue
+		}
+		// Nothing pending for it: an interrupt that came with the
+		// SIGTRAP of an int3 it just executed stops it first, and the
+		// injection would lose that trap (the thread would run on
+		// after the int3, its instruction skipped).
+		st, err := procfs.ReadStatus(fmt.Sprintf("/proc/%d/task/%d/status", th.tgid, th.tid))
+		if err == nil && st.SigPnd == 0 {
+			return th
+		}
+	}
+	return nil
+}
+
+// deferredEvent reports whether a stop deferred for a thread of p is the
+// ptrace event ev.
+func (w *World) deferredEvent(p *process, ev int) bool {
+	for _, d := range w.deferred {
+		if th := w.threads[d.tid]; th != nil && th.proc == p && d.st.Stopped() && d.st.TrapCause() == ev {
+			return true
+		}
+	}
+	return false
+}
+
 // deferredTrap reports whether the stop reaped for tid and deferred (by
-// stopThread) is a SIGTRAP.
+// stopThread) is a SIGTRAP signal-delivery stop (an int3's).
 func (w *World) deferredTrap(tid int) bool {
 	for _, d := range w.deferred {
-		if d.tid == tid && d.st.Stopped() && d.st.StopSignal() == unix.SIGTRAP {
+		// A signal-delivery stop, not the interrupt's PTRACE_EVENT_STOP
+		// (whose stop signal is SIGTRAP too).
+		if d.tid == tid && d.st.Stopped() && d.st.StopSignal() == unix.SIGTRAP && d.st.TrapCause() == 0 {
 			return true
 		}
 	}
@@ -298,6 +268,71 @@ func (p *process) unjumpLocked(s *jumpSite) error {
 	return nil
 }
 
+// othersInside returns the address of a breakpoint other than s's inside
+// its displaced range (the engine's, or the world's own), or 0.
+// Preconditions: on the tracer thread; p.mm.MmapSem held.
+func (w *World) othersInside(p *process, s *jumpSite) uint64 {
+	for a := s.vaddr + 1; a < s.vaddr+uint64(s.plan.Len); a++ {
+		if w.eng.LookupLocked(p.mm, a) != nil || p.internalBp(a) {
+			return a
+		}
+	}
+	return 0
+}
+
+// setBlocked records the result of othersInside for s.
+func (w *World) setBlocked(s *jumpSite, a uint64) {
+	w.jumpMu.Lock()
+	s.blocked = a
+	w.jumpMu.Unlock()
+}
+
+// coverJump is the install hook's part for a breakpoint about to go in at
+// vaddr: a jump site whose displaced range holds vaddr goes back to its
+// int3 first (its jmp may cover the bytes, and its trampoline would run
+// the instruction without its trap), and stays so while the other is in.
+// Preconditions: p.mm.MmapSem held, and the i_mutex of the inode mapped
+// there (the live flag of the covering site, of the same file, is stable).
+func (p *process) coverJump(vaddr uint64) error {
+	w := p.as.w
+	var cover []*jumpSite
+	w.jumpMu.Lock()
+	for _, s := range p.jump.sites {
+		if s.plan != nil && s.vaddr < vaddr && vaddr < s.vaddr+uint64(s.plan.Len) {
+			s.blocked = vaddr
+			cover = append(cover, s)
+		}
+	}
+	w.jumpMu.Unlock()
+	for _, s := range cover {
+		if err := p.unjumpLocked(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// uncoverJumps is the remove hook's part after the breakpoint at vaddr
+// went: the sites it blocked may become jump sites again.
+// Preconditions: p.mm.MmapSem held.
+func (p *process) uncoverJumps(vaddr uint64) {
+	w := p.as.w
+	var again []*jumpSite
+	w.jumpMu.Lock()
+	for _, s := range p.jump.sites {
+		if s.blocked == vaddr {
+			s.blocked = 0
+			if s.u != nil {
+				again = append(again, s)
+			}
+		}
+	}
+	w.jumpMu.Unlock()
+	for _, s := range again {
+		p.wantJump(s.vaddr, s.u)
+	}
+}
+
 // removeJump is the remove hook's part for a jump site at vaddr: the jmp
 // goes (unjumpLocked) and its counts are flushed and its counting ends.
 // Preconditions: p.mm.MmapSem held.
@@ -312,57 +347,6 @@ func (p *process) removeJump(vaddr uint64) error {
 	err := p.unjumpLocked(s)
 	w.forgetSite(s)
 	return err
-}
-
-// SiteMode says how the breakpoint the engine has at vaddr of mm is hit:
-// "jump", or "trap: REASON" (core/manager's WorldJumps, for status).
-// Preconditions: mm.MmapSem held for reading.
-func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
-	as, ok := mm.AS.(*addressSpace)
-	if !ok || as.w != w {
-		return ""
-	}
-	u := w.eng.LookupLocked(mm, vaddr)
-	if u == nil {
-		return ""
-	}
-	w.jumpMu.Lock()
-	s := as.proc.jump.sites[vaddr]
-	var live bool
-	var why string
-	if s != nil {
-		live, why = s.live, s.why
-	}
-	w.jumpMu.Unlock()
-	switch {
-	case live:
-		return "jump"
-	case why != "":
-		return "trap: " + why
-	}
-	if why = w.jumpable(u.Arch); why != "" {
-		return "trap: " + why
-	}
-	if why = notCountOnly(u); why != "" {
-		return "trap: " + why
-	}
-	return "trap: not switched yet"
-}
-
-// notCountOnly says why u is not CountOnly ("" if it is).
-func notCountOnly(u *probes.Uprobe) string {
-	var why []string
-	for _, c := range u.Consumers() {
-		switch {
-		case c.RetHandler != nil:
-			why = append(why, "a return probe")
-		case c.WantRegs:
-			why = append(why, "fetch arguments")
-		case c.Busy != nil && c.Busy():
-			why = append(why, "its events are being read")
-		}
-	}
-	return strings.Join(why, ", ")
 }
 
 // cleanJumpCopies puts an int3 (and the original bytes after it) back where

@@ -1,6 +1,8 @@
 package proc
 
 import (
+	"encoding/binary"
+
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
@@ -17,10 +19,15 @@ import (
 //     the displaced range, where a handler that returns would resume: the
 //     site goes back to the trap path in this process first (int3, then the
 //     original bytes after it), for good.
-//   - Any other signal is held while the thread single-steps out of the
-//     trampoline, then delivered with its own siginfo, as slotsig.go does
-//     for a slot: after the displaced instructions, where the program could
-//     have been natively.
+//   - Any other signal, in the counting prologue before the count: the
+//     thread goes back to the site (rsp and flags as there) and gets the
+//     signal there, as if it had not jumped yet.
+//   - Any other signal after the count: it is held while the thread
+//     single-steps out of the trampoline (from its relocated instructions,
+//     where a thread in the prologue is moved with its own rsp and flags),
+//     then delivered with its own siginfo, as slotsig.go does for a slot:
+//     after the displaced instructions, where the program could have been
+//     natively.
 
 // trampSignal handles a signal-delivery-stop (sig) of th at rip in the
 // trampoline of s.
@@ -30,7 +37,37 @@ func (w *World) trampSignal(th *thread, s *jumpSite, sig int, rip uint64) {
 		w.resume(th, sig)
 		return
 	}
-	if isFault(sig, &si) {
+	if rip < s.entry {
+		// In the counting prologue: before the count, the thread goes
+		// back to the site as if it had not jumped, the signal is
+		// delivered there; after it, the thread goes on at the entry
+		// with its own rsp and flags, and single-steps out (the
+		// prologue's pushf/popf are never single-stepped: the kernel
+		// would leave the trap flag set for the program).
+		below, counted, ok := install.TrampPrologue(int(rip - s.tramp))
+		var regs install.Regs
+		if !ok || ptraceGetRegs(th.tid, &regs) != nil {
+			w.resume(th, sig)
+			return
+		}
+		if below == 136 && counted {
+			var fl [8]byte
+			if th.proc.as.ReadMemory(regs.Rsp, fl[:]) != nil {
+				w.resume(th, sig)
+				return
+			}
+			regs.Eflags = binary.LittleEndian.Uint64(fl[:])
+		}
+		regs.Rsp += below
+		regs.Rip = s.vaddr
+		if counted {
+			regs.Rip = s.entry
+		}
+		if ptraceSetRegs(th.tid, &regs) != nil || !counted {
+			w.resume(th, sig)
+			return
+		}
+	} else if isFault(sig, &si) {
 		w.trampFault(th, s, rip)
 		w.resume(th, sig)
 		return

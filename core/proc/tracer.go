@@ -221,6 +221,10 @@ func (t *tracer) serve() {
 		}
 		for _, f := range reqs {
 			f()
+			// The stops a request reaped and deferred (stopThread) are
+			// handled before the next request runs: one that detached
+			// a thread held at a deferred trap would lose the trap.
+			t.h.flush()
 		}
 	}
 }
