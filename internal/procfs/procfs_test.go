@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -129,5 +130,25 @@ func TestTask(t *testing.T) {
 			t.Fatalf("sleep: syscall %d running %v", nr, running)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLines(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a\n", []string{"a"}},
+		{"a\n\nb", []string{"a", "", "b"}},
+		{"a\nb\n", []string{"a", "b"}},
+	} {
+		var got []string
+		for l := range Lines([]byte(c.in)) {
+			got = append(got, string(l))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Lines(%q) = %q, want %q", c.in, got, c.want)
+		}
 	}
 }
