@@ -106,13 +106,7 @@ func compareArgs(t *testing.T, bin, kind string, args []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kernel string
-	for _, l := range strings.Split(string(trace), "\n") {
-		if i := strings.Index(l, " "+name+": ("); i >= 0 {
-			rest := l[i:]
-			kernel = rest[strings.Index(rest, ")")+1:]
-		}
-	}
+	kernel := kuprobe.EventArgs(trace, name)
 	if kernel == "" {
 		t.Fatalf("no event in the kernel's trace:\n%s", trace)
 	}
@@ -142,18 +136,8 @@ func compareArgs(t *testing.T, bin, kind string, args []string) {
 		}
 	}
 	if ours != kernel {
-		kf, of := strings.Fields(kernel), strings.Fields(ours)
-		for j := range max(len(kf), len(of)) {
-			var kv, ov string
-			if j < len(kf) {
-				kv = kf[j]
-			}
-			if j < len(of) {
-				ov = of[j]
-			}
-			if kv != ov {
-				t.Errorf("field %d: kernel %q, uprobefs %q", j, kv, ov)
-			}
+		for _, d := range kuprobe.FieldDiffs(kernel, ours) {
+			t.Error(d)
 		}
 		t.Fatalf("kernel:\n%s\nuprobefs:\n%s", kernel, ours)
 	}
