@@ -84,17 +84,7 @@ func TestKernelValues(t *testing.T) {
 	}
 
 	cmd := exec.Command(bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testfix.StartPiped(t, cmd)
 	t.Cleanup(func() {
 		stdin.Close()
 		done := make(chan error, 1)

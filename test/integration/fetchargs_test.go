@@ -30,17 +30,7 @@ var fetchArgs = []string{
 func runArgs(t *testing.T, bin string) {
 	t.Helper()
 	cmd := exec.Command("setarch", "-R", bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, out := testfix.StartPiped(t, cmd)
 	done := make(chan error, 1)
 	go func() {
 		bufio.NewReader(out).ReadString('\n') // it has called probed
