@@ -200,3 +200,18 @@ func SymOff(tb testing.TB, path, sym string) uint64 {
 	tb.Fatalf("%s: no symbol %s in a loaded segment", path, sym)
 	return 0
 }
+
+// Reachable makes the directory of each file and the one above it (a
+// test's temp dir and its parent, which testing makes 0700) 0755, so that
+// other users, and the daemon's checks on their behalf, can reach the
+// files. The test fails if it cannot.
+func Reachable(tb testing.TB, files ...string) {
+	tb.Helper()
+	for _, f := range files {
+		for _, d := range []string{filepath.Dir(f), filepath.Dir(filepath.Dir(f))} {
+			if err := os.Chmod(d, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -57,9 +56,7 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 		t.Fatalf("kernel uprobes: %v (make prereq mounts tracefs)", err)
 	}
 	bin := testfix.Copy(t, testfix.CC(t, "../../core/fetch/testdata/args.c", "-O0", "-fcf-protection=none"))
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	entry := append(append([]string{}, fetchArgs...), fmt.Sprintf("h=@+%#x:string", testfix.SymOff(t, bin, "hello")))
 	t.Run("entry", func(t *testing.T) { compareArgs(t, bin, "p", entry) })
 	t.Run("return", func(t *testing.T) {
