@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -133,15 +132,11 @@ func (w *filterWorld) filterCalls() string {
 // filters.
 func TestFilterStaging(t *testing.T) {
 	path := testfix.Target(t)
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	w := &filterWorld{Watcher: sim.NewWatcher(eng, inodes)}
-	m := NewManager(eng, inodes, w, nil)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var w *filterWorld
+	m, _, key := newMgrOn(t, path, nil, func(sw *sim.Watcher) World {
+		w = &filterWorld{Watcher: sw}
+		return w
+	})
 	self := os.Getpid()
 	f := fmt.Sprintf(" pid=%d", self)
 	if err := m.Write(Root, path, []byte("a=tick pid=1\nb=tock pid=2\n")); !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), "share one filter") {

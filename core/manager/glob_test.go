@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -23,21 +22,8 @@ import (
 // function symbols).
 func newGlobMgr(t *testing.T) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
 	t.Helper()
-	return newGlobMgrLog(t, nil)
-}
-
-func newGlobMgrLog(t *testing.T, log *slog.Logger) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
-	t.Helper()
 	path := testfix.Glob(t)
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	w := sim.NewWatcher(eng, inodes)
-	m := NewManager(eng, inodes, w, log)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w, key := newMgrOn(t, path, nil, nil)
 	return m, w, path, key
 }
 
@@ -86,7 +72,8 @@ func TestParsePatterns(t *testing.T) {
 // breakpoints; hits count per probe; refusals leave nothing behind.
 func TestPatternRegister(t *testing.T) {
 	var logBuf syncBuf
-	m, w, path, key := newGlobMgrLog(t, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	path := testfix.Glob(t)
+	m, w, key := newMgrOn(t, path, slog.New(slog.NewTextHandler(&logBuf, nil)), nil)
 	off := func(sym string) uint64 { return testfix.SymOff(t, path, sym) }
 	if err := m.Write(Root, path, []byte("alpha_*\nalpha_t??\n")); !errnoIs(err, syscall.EEXIST) || !strings.Contains(err.Error(), `"alpha_two"`) {
 		t.Fatalf("alpha_* then alpha_t?? in one write: %v, want EEXIST for alpha_two", err)
@@ -294,14 +281,7 @@ func TestPatternAmbiguous(t *testing.T) {
 		}
 	}
 	bin := testfix.CC(t, a, "-O0", "-fcf-protection=none", b) // gcc ... b.c a.c
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	m := NewManager(eng, inodes, sim.NewWatcher(eng, inodes), nil)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, key := newMgrOn(t, bin, nil, nil)
 	if err := m.Write(Root, bin, []byte("dup_f*\n")); !errnoIs(err, syscall.ENOENT) || !strings.Contains(err.Error(), "dup_fn is ambiguous") {
 		t.Fatalf("dup_f*: %v, want ENOENT naming the ambiguous dup_fn", err)
 	}
