@@ -37,6 +37,16 @@ type fixture struct {
 	status int
 }
 
+// startFixtures starts k fixtures "bin args..." (startFixture).
+func startFixtures(t testing.TB, k int, bin string, args ...string) []*fixture {
+	t.Helper()
+	fs := make([]*fixture, k)
+	for i := range fs {
+		fs[i] = startFixture(t, bin, args...)
+	}
+	return fs
+}
+
 // startFixture runs bin args... under the relay and returns once its pid is
 // known. The fixture's cleanup kills it (by pid) and the relay.
 func startFixture(t testing.TB, bin string, args ...string) *fixture {
