@@ -4,7 +4,6 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
 	"syscall"
 	"time"
@@ -118,7 +117,7 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	}
 	l, ok := w.ldsos[k]
 	if !ok {
-		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), lm.Start, lm.End)
+		path := procfs.MapFile(p.procPid(), lm)
 		var err error
 		if l, err = loadLdso(path); err != nil {
 			w.log("pid %d: loader %s: no r_brk: %v", p.pid, lm.Path, err)

@@ -2,7 +2,6 @@ package proc
 
 import (
 	"errors"
-	"fmt"
 	"syscall"
 
 	"github.com/uprobefs/uprobefs/core/install"
@@ -62,7 +61,7 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		}
 		f, ok := w.sigFiles[k]
 		if !ok {
-			f = loadSigHookFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), m.Start, m.End))
+			f = loadSigHookFile(procfs.MapFile(p.procPid(), m))
 			w.sigFiles[k] = f
 		}
 		if f == nil || f.off < m.Off || f.off >= m.Off+(m.End-m.Start) {

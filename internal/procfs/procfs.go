@@ -27,6 +27,13 @@ type Mapping struct {
 // Exec reports whether the mapping is executable.
 func (m *Mapping) Exec() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
+// MapFile is the path, in /proc/PID/map_files, of the file that the
+// mapping m of process pid maps: it opens that very file (also when its
+// path is gone or leads elsewhere now).
+func MapFile(pid int, m *Mapping) string {
+	return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End)
+}
+
 // Lines yields the lines of b without their '\n' (a last line may lack
 // one), as the /proc text files are read line by line.
 func Lines(b []byte) iter.Seq[[]byte] {
