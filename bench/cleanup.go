@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,11 +47,8 @@ func atExit(what string, fn func()) (forget func()) {
 	return func() {
 		clean.mu.Lock()
 		defer clean.mu.Unlock()
-		for i, c := range clean.fns {
-			if c.id == id {
-				clean.fns = append(clean.fns[:i], clean.fns[i+1:]...)
-				return
-			}
+		if i := slices.IndexFunc(clean.fns, func(c cleanup) bool { return c.id == id }); i >= 0 {
+			clean.fns = slices.Delete(clean.fns, i, i+1)
 		}
 	}
 }
