@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,7 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -71,7 +69,7 @@ func TestParsePatterns(t *testing.T) {
 // symbols of the fixture, named after them, at their offsets, with their
 // breakpoints; hits count per probe; refusals leave nothing behind.
 func TestPatternRegister(t *testing.T) {
-	var logBuf syncBuf
+	var logBuf testfix.SyncBuffer
 	path := testfix.Glob(t)
 	m, w, key := newMgrOn(t, path, slog.New(slog.NewTextHandler(&logBuf, nil)), nil)
 	off := func(sym string) uint64 { return testfix.SymOff(t, path, sym) }
@@ -221,24 +219,6 @@ func TestPatternRemove(t *testing.T) {
 	if got := w.Calls(); len(got) != 2 || !strings.HasPrefix(got[1], "unwatch ") {
 		t.Fatalf("world calls = %v, want watch, unwatch", got)
 	}
-}
-
-// syncBuf is a bytes.Buffer safe for concurrent writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestBatchOneWatch: a write of 1,000 lines has the world find and attach

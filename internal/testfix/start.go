@@ -1,8 +1,10 @@
 package testfix
 
 import (
+	"bytes"
 	"io"
 	"os/exec"
+	"sync"
 	"testing"
 )
 
@@ -29,4 +31,24 @@ func StartPiped(tb testing.TB, cmd *exec.Cmd) (stdin io.WriteCloser, stdout io.R
 		cmd.Wait()
 	})
 	return stdin, stdout
+}
+
+// SyncBuffer is a bytes.Buffer safe for concurrent writers and readers:
+// the log of a daemon or of a Manager, read by the test while it runs.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written so far.
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

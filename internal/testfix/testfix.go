@@ -6,6 +6,11 @@
 // Build compiles each (source, flags) once per test binary into a cache
 // directory that Main removes at the end; callers that probe a fixture take
 // a private copy of it (Copy: a new inode) per test.
+//
+// It also holds the few helpers that tests of several packages share:
+// starting a fixture over pipes (StartPiped), opening a fixture's temp dirs
+// to other users (Reachable, User), a buffer for a concurrent log
+// (SyncBuffer). It imports only the standard library.
 package testfix
 
 import (

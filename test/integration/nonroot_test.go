@@ -38,7 +38,7 @@ func TestNonRootMount(t *testing.T) {
 	os.Chown(bin, uid, gid)
 	fx := startFixture(t, bin, uid)
 
-	d := &daemon{t: t, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(uprobefsBin, "mount", mnt)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
