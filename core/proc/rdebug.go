@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/install"
@@ -131,15 +130,12 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	bias := base - l.first
 	for i := range ms {
 		m := &ms[i]
-		if m.Dev != lm.Dev || m.Ino != lm.Ino || !m.Exec() || l.off < m.Off || l.off >= m.Off+(m.End-m.Start) {
+		va, ok := m.Vaddr(l.off)
+		if m.Dev != lm.Dev || m.Ino != lm.Ino || !m.Exec() || !ok {
 			continue
 		}
-		va := m.Start + (l.off - m.Off)
 		site := bpSite{key: k, off: l.off, insn: l.plan.Insn}
-		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
-			if !errors.Is(err, syscall.ESRCH) {
-				w.errorf("pid %d: r_brk at %#x: %v", p.pid, va, err)
-			}
+		if !w.insertInternal(p, va, site, "r_brk") {
 			return
 		}
 		p.rbrk, p.rbrkPlan, p.rbrkSite = va, l.plan, site
@@ -156,9 +152,7 @@ func (w *World) removeRbrk(p *process) {
 	if p.rbrk == 0 {
 		return
 	}
-	if err := w.writeBreakpoint(p, p.rbrk, p.rbrkSite, false); err != nil && !errors.Is(err, syscall.ESRCH) {
-		w.errorf("pid %d: restore r_brk at %#x: %v", p.pid, p.rbrk, err)
-	}
+	w.removeInternal(p, p.rbrk, p.rbrkSite, "r_brk")
 	p.rbrk = 0
 }
 

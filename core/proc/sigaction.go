@@ -1,9 +1,6 @@
 package proc
 
 import (
-	"errors"
-	"syscall"
-
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
@@ -64,18 +61,15 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 			f = loadSigHookFile(procfs.MapFile(p.procPid(), m))
 			w.sigFiles[k] = f
 		}
-		if f == nil || f.off < m.Off || f.off >= m.Off+(m.End-m.Start) {
+		if f == nil {
 			continue
 		}
-		va := m.Start + (f.off - m.Off)
-		if p.sigHooks[va] != nil {
+		va, ok := m.Vaddr(f.off)
+		if !ok || p.sigHooks[va] != nil {
 			continue
 		}
 		site := bpSite{key: k, off: f.off, insn: f.plan.Insn}
-		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
-			if !errors.Is(err, syscall.ESRCH) {
-				w.errorf("pid %d: sigaction hook at %#x: %v", p.pid, va, err)
-			}
+		if !w.insertInternal(p, va, site, "sigaction hook") {
 			continue
 		}
 		if p.sigHooks == nil {
@@ -110,9 +104,7 @@ func loadSigHookFile(path string) *sigHookFile {
 // Preconditions: on the tracer thread.
 func (w *World) removeSigHooks(p *process) {
 	for va, h := range p.sigHooks {
-		if err := w.writeBreakpoint(p, va, h.site, false); err != nil && !errors.Is(err, syscall.ESRCH) {
-			w.errorf("pid %d: restore sigaction hook at %#x: %v", p.pid, va, err)
-		}
+		w.removeInternal(p, va, h.site, "sigaction hook")
 	}
 	p.sigHooks = nil
 }

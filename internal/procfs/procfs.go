@@ -27,6 +27,15 @@ type Mapping struct {
 // Exec reports whether the mapping is executable.
 func (m *Mapping) Exec() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
+// Vaddr returns the address at which m maps the file offset off, and
+// whether m maps it at all.
+func (m *Mapping) Vaddr(off uint64) (uint64, bool) {
+	if off < m.Off || off-m.Off >= m.End-m.Start {
+		return 0, false
+	}
+	return m.Start + (off - m.Off), true
+}
+
 // MapFile is the path, in /proc/PID/map_files, of the file that the
 // mapping m of process pid maps: it opens that very file (also when its
 // path is gone or leads elsewhere now).
