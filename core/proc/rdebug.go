@@ -10,7 +10,6 @@ import (
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -107,23 +106,14 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	if lm == nil {
 		return
 	}
-	k := rmap.InodeKey{Dev: lm.Dev, Ino: lm.Ino}
-	if w.watched[k] != nil {
-		// The loader itself is watched: the engine's breakpoints and
-		// ours must not share bytes. Maps are then synchronized only
-		// by the fallback paths.
-		return
-	}
-	l, ok := w.ldsos[k]
-	if !ok {
-		path := procfs.MapFile(p.procPid(), lm)
-		var err error
-		if l, err = loadLdso(path); err != nil {
+	l, k := internalFile(w, p, lm, w.ldsos, func(path string) *ldso {
+		l, err := loadLdso(path)
+		if err != nil {
 			w.log("pid %d: loader %s: no r_brk: %v", p.pid, lm.Path, err)
-			l = nil
+			return nil
 		}
-		w.ldsos[k] = l
-	}
+		return l
+	})
 	if l == nil {
 		return
 	}

@@ -4,7 +4,6 @@ import (
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -52,15 +51,7 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		if m.Ino == 0 || !m.Exec() {
 			continue
 		}
-		k := rmap.InodeKey{Dev: m.Dev, Ino: m.Ino}
-		if w.watched[k] != nil {
-			continue
-		}
-		f, ok := w.sigFiles[k]
-		if !ok {
-			f = loadSigHookFile(procfs.MapFile(p.procPid(), m))
-			w.sigFiles[k] = f
-		}
+		f, k := internalFile(w, p, m, w.sigFiles, loadSigHookFile)
 		if f == nil {
 			continue
 		}
