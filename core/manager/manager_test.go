@@ -93,6 +93,18 @@ func errnoIs(err error, want syscall.Errno) bool {
 	return errors.As(err, &e) && e.Errno == want
 }
 
+// wantParseRefusals checks that ParseProbeLines refuses each input of
+// cases with EINVAL and a reason that contains the case's text.
+func wantParseRefusals(t *testing.T, cases map[string]string) {
+	t.Helper()
+	for in, reason := range cases {
+		_, err := ParseProbeLines(in)
+		if !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), reason) {
+			t.Errorf("ParseProbeLines(%q) = %v, want EINVAL with %q", in, err, reason)
+		}
+	}
+}
+
 func names(ps []*Probe) string {
 	var s []string
 	for _, p := range ps {
