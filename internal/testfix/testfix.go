@@ -209,11 +209,16 @@ func SymOff(tb testing.TB, path, sym string) uint64 {
 // Reachable makes the directory of each file and the one above it (a
 // test's temp dir and its parent, which testing makes 0700) 0755, so that
 // other users, and the daemon's checks on their behalf, can reach the
-// files. The test fails if it cannot.
+// files. Both must lie below the system's temp dir (never the temp dir
+// itself, whose mode stays as it is). The test fails if it cannot.
 func Reachable(tb testing.TB, files ...string) {
 	tb.Helper()
+	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
 	for _, f := range files {
 		for _, d := range []string{filepath.Dir(f), filepath.Dir(filepath.Dir(f))} {
+			if !strings.HasPrefix(d, tmp) {
+				tb.Fatalf("Reachable(%s): %s is not below %s", f, d, tmp)
+			}
 			if err := os.Chmod(d, 0o755); err != nil {
 				tb.Fatal(err)
 			}

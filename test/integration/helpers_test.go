@@ -80,10 +80,8 @@ type daemon struct {
 // makes sure nothing stays mounted.
 func startDaemon(t testing.TB, flags ...string) *daemon {
 	t.Helper()
-	base := t.TempDir()
-	os.Chmod(base, 0o755)
-	os.Chmod(filepath.Dir(base), 0o755)
-	mnt := filepath.Join(base, "mnt")
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	testfix.Reachable(t, mnt)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
