@@ -242,9 +242,7 @@ func (a *agentTracer) Close() error {
 	default:
 	}
 	c.stdin.Close()
-	select {
-	case <-c.done:
-	case <-time.After(30 * time.Second):
+	if !c.exited(30 * time.Second) {
 		logf("bench agent did not exit 30s after EOF: killing it")
 		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
 		<-c.done

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,11 +47,8 @@ func atExit(what string, fn func()) (forget func()) {
 	return func() {
 		clean.mu.Lock()
 		defer clean.mu.Unlock()
-		for i, c := range clean.fns {
-			if c.id == id {
-				clean.fns = append(clean.fns[:i], clean.fns[i+1:]...)
-				return
-			}
+		if i := slices.IndexFunc(clean.fns, func(c cleanup) bool { return c.id == id }); i >= 0 {
+			clean.fns = slices.Delete(clean.fns, i, i+1)
 		}
 	}
 }
@@ -222,11 +220,31 @@ func (c *child) send(s string) error {
 	return err
 }
 
-// wait waits for the child to exit, killing it after d.
-func (c *child) wait(d time.Duration) error {
+// exited waits up to d for the child to exit and reports whether it did.
+func (c *child) exited(d time.Duration) bool {
 	select {
 	case <-c.done:
+		return true
 	case <-time.After(d):
+		return false
+	}
+}
+
+// signal sends sig to the child unless it has exited, then waits up to d
+// for it to exit; it reports whether it did.
+func (c *child) signal(sig syscall.Signal, d time.Duration) bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+	}
+	_ = c.cmd.Process.Signal(sig)
+	return c.exited(d)
+}
+
+// wait waits for the child to exit, killing it after d.
+func (c *child) wait(d time.Duration) error {
+	if !c.exited(d) {
 		c.kill()
 		return fmt.Errorf("%s did not exit in %v: killed", c.cmd.Path, d)
 	}
@@ -245,14 +263,9 @@ func (c *child) kill() {
 	case <-c.done:
 	default:
 		c.stdin.Close()
-		select {
-		case <-c.done:
-		case <-time.After(2 * time.Second):
-		}
+		c.exited(2 * time.Second)
 		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
-		select {
-		case <-c.done:
-		case <-time.After(10 * time.Second):
+		if !c.exited(10 * time.Second) {
 			logf("bench: pid %d not reaped after SIGKILL", c.cmd.Process.Pid)
 		}
 	}

@@ -89,24 +89,34 @@ func deathRun(e *env, bin string, run int) (deathResult, error) {
 	if err != nil {
 		return r, err
 	}
-	var busy, idle []*child
-	for range deathBusy {
-		c, err := startChild(w, "hit", "emul_push", "2000000000", "1")
-		if err != nil {
-			return r, err
+	// k hitters of calls calls each, ready for "go".
+	var all []*child
+	defer func() {
+		for _, c := range all {
+			c.kill()
 		}
-		defer c.kill()
-		busy = append(busy, c)
-	}
-	for range deathIdle {
-		c, err := startChild(w, "hit", "emul_push", "1000", "1")
-		if err != nil {
-			return r, err
+	}()
+	hitters := func(k int, calls string) ([]*child, error) {
+		var cs []*child
+		for range k {
+			c, err := startChild(w, "hit", "emul_push", calls, "1")
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, c)
+			cs = append(cs, c)
 		}
-		defer c.kill()
-		idle = append(idle, c)
+		return cs, nil
 	}
-	for _, c := range append(append([]*child{}, busy...), idle...) {
+	busy, err := hitters(deathBusy, "2000000000")
+	if err != nil {
+		return r, err
+	}
+	idle, err := hitters(deathIdle, "1000")
+	if err != nil {
+		return r, err
+	}
+	for _, c := range all {
 		if err := c.expect("ready", 30*time.Second); err != nil {
 			return r, err
 		}
@@ -134,9 +144,7 @@ func deathRun(e *env, bin string, run int) (deathResult, error) {
 		time.Sleep(500 * time.Microsecond)
 	}
 	r.unmounted = time.Since(t0)
-	select {
-	case <-d.done: // with the guardian, which shares its stderr
-	case <-time.After(10 * time.Second):
+	if !d.exited(10 * time.Second) { // with the guardian, which shares its stderr
 		return r, fmt.Errorf("death: guardian still running")
 	}
 	m := guardianLine.FindStringSubmatch(d.Stderr())

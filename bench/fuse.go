@@ -154,16 +154,9 @@ func (f *fuseTracer) lastError() string {
 func (f *fuseTracer) stop() {
 	defer f.forget()
 	d := f.daemon
-	select {
-	case <-d.done:
-	default:
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(20 * time.Second):
-			logf("uprobefs mount did not exit 20s after SIGTERM: killing it")
-			d.kill()
-		}
+	if !d.signal(syscall.SIGTERM, 20*time.Second) {
+		logf("uprobefs mount did not exit 20s after SIGTERM: killing it")
+		d.kill()
 	}
 	d.forget()
 	if isMounted(f.mnt) {

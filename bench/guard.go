@@ -58,15 +58,7 @@ func (g *guarded) giveUp(why string) {
 	}
 	// A Go daemon dumps every goroutine's stack on SIGQUIT (and exits):
 	// that is what says where it is stuck.
-	select {
-	case <-c.done:
-	default:
-		_ = c.cmd.Process.Signal(syscall.SIGQUIT)
-		select {
-		case <-c.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
+	c.signal(syscall.SIGQUIT, 5*time.Second)
 	logf("%s: its stderr (goroutine dump on SIGQUIT) follows:\n%s", g.t.Name(), tail(c.Stderr(), 200<<10))
 }
 

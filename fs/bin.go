@@ -13,42 +13,25 @@ import (
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
-// binDir is a real regular file, shown as the directory of its probes.
-type binDir struct {
+// probeSet is what binDir and inodeDir share: the directory of one
+// inode's probes, holding its probes file and one directory per probe. The
+// two differ only in the fields below: where a write of the probes file
+// goes, who may read its listing, how rmdir removes a probe, and the probes
+// file's inode number.
+type probeSet struct {
 	node
-	key rmap.InodeKey // the file's identity when it was looked up
+	key       rmap.InodeKey // the file's identity when it was looked up; immutable
+	probesIno uint64        // of the probes file
+	write     func(c manager.Caller, data []byte) error
+	listable  func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno)
+	remove    func(c manager.Caller, name string) error
 }
 
-var (
-	_ = (fusefs.NodeLookuper)((*binDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*binDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*binDir)(nil))
-	_ = (fusefs.NodeRmdirer)((*binDir)(nil))
-	_ = (fusefs.NodeUnlinker)((*binDir)(nil))
-	_ = (fusefs.NodeCreater)((*binDir)(nil))
-)
-
-func (d *binDir) real() string { return d.fsys.real(d.mpath) }
-
-func (d *binDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	var st syscall.Stat_t
-	if err := syscall.Stat(d.real(), &st); err != nil {
-		return err.(syscall.Errno)
-	}
-	out.Attr.FromStat(&st)
-	binAttr(&out.Attr)
-	return 0
-}
-
-func (d *binDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
+func (d *probeSet) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	if name == "probes" {
-		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key,
-			write: func(c manager.Caller, data []byte) error { return d.fsys.m.Write(c, d.real(), data) },
-			listable: func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno) {
-				return ps, d.checkAccess(ctx, 4) // only to who may read the file
-			}}
+		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key, write: d.write, listable: d.listable}
 		n.synthAttr(&out.Attr, syscall.S_IFREG|0644, d.fsys.uid)
-		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: inoOf("probes", d.mpath, u64(d.key.Dev), u64(d.key.Ino))}), 0
+		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: d.probesIno}), 0
 	}
 	p := d.fsys.m.Probe(d.key, name)
 	if p == nil {
@@ -63,10 +46,10 @@ func probeIno(mpath string, p *manager.Probe) uint64 {
 	return inoOf("probe", mpath, u64(p.Key.Dev), u64(p.Key.Ino), strconv.FormatUint(p.ID, 10))
 }
 
-func (d *binDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
+func (d *probeSet) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
 	ps := d.fsys.m.Probes(d.key)
 	list := make([]fuse.DirEntry, 0, len(ps)+1)
-	list = append(list, fuse.DirEntry{Name: "probes", Mode: syscall.S_IFREG, Ino: inoOf("probes", d.mpath, u64(d.key.Dev), u64(d.key.Ino))})
+	list = append(list, fuse.DirEntry{Name: "probes", Mode: syscall.S_IFREG, Ino: d.probesIno})
 	for _, p := range ps {
 		list = append(list, fuse.DirEntry{Name: p.Name, Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)})
 	}
@@ -74,18 +57,58 @@ func (d *binDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) 
 }
 
 // Rmdir unregisters the probe name.
-func (d *binDir) Rmdir(ctx context.Context, name string) syscall.Errno {
+func (d *probeSet) Rmdir(ctx context.Context, name string) syscall.Errno {
 	if name == "probes" {
 		return d.refuse(ctx, d.child(name), "rmdir", syscall.ENOTDIR, "probes is a file, not a probe")
 	}
-	return errnoOf(d.fsys.m.Remove(callerOf(ctx), d.real(), name))
+	return errnoOf(d.remove(callerOf(ctx), name))
 }
 
-func (d *binDir) Unlink(ctx context.Context, name string) syscall.Errno {
+func (d *probeSet) Unlink(ctx context.Context, name string) syscall.Errno {
 	if name != "probes" && d.fsys.m.Probe(d.key, name) != nil {
 		return d.refuse(ctx, d.child(name), "unlink", syscall.EISDIR, "%s is a probe directory: remove it with rmdir (or rm -r)", name)
 	}
 	return d.node.Unlink(ctx, name)
+}
+
+// binDir is a real regular file, shown as the directory of its probes.
+type binDir struct{ probeSet }
+
+var (
+	_ = (fusefs.NodeLookuper)((*binDir)(nil))
+	_ = (fusefs.NodeReaddirer)((*binDir)(nil))
+	_ = (fusefs.NodeGetattrer)((*binDir)(nil))
+	_ = (fusefs.NodeRmdirer)((*binDir)(nil))
+	_ = (fusefs.NodeUnlinker)((*binDir)(nil))
+	_ = (fusefs.NodeCreater)((*binDir)(nil))
+)
+
+// newBinDir is the directory of the probes of the regular file at mpath,
+// whose identity is key: its probes file registers and unregisters by path,
+// and lists to who may read the file.
+func newBinDir(fsys *filesys, mpath string, key rmap.InodeKey) *binDir {
+	d := &binDir{}
+	d.probeSet = probeSet{node: node{fsys: fsys, mpath: mpath}, key: key,
+		probesIno: inoOf("probes", mpath, u64(key.Dev), u64(key.Ino)),
+		write:     func(c manager.Caller, data []byte) error { return fsys.m.Write(c, d.real(), data) },
+		listable: func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno) {
+			return ps, d.checkAccess(ctx, 4) // only to who may read the file
+		},
+		remove: func(c manager.Caller, name string) error { return fsys.m.Remove(c, d.real(), name) },
+	}
+	return d
+}
+
+func (d *binDir) real() string { return d.fsys.real(d.mpath) }
+
+func (d *binDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	var st syscall.Stat_t
+	if err := syscall.Stat(d.real(), &st); err != nil {
+		return err.(syscall.Errno)
+	}
+	out.Attr.FromStat(&st)
+	binAttr(&out.Attr)
+	return 0
 }
 
 // probesFile is FILE/probes: written to register and unregister, read for

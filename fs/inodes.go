@@ -42,7 +42,7 @@ func (d *inodesDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 	if !ok || len(d.fsys.m.Probes(key)) == 0 {
 		return nil, syscall.ENOENT
 	}
-	n := &inodeDir{node: node{fsys: d.fsys, mpath: d.child(name)}, key: key}
+	n := newInodeDir(d.fsys, d.child(name), key)
 	n.synthAttr(&out.Attr, syscall.S_IFDIR|0755, d.fsys.uid)
 	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("inode", name)}), 0
 }
@@ -58,11 +58,9 @@ func (d *inodesDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errn
 }
 
 // inodeDir is .uprobefs/inodes/DEV:INO: the probes of one inode, as a
-// binDir shows them, without its path.
-type inodeDir struct {
-	node
-	key rmap.InodeKey // immutable
-}
+// binDir shows them, without its path: its probes file only removes, and
+// lists to others only their own probes.
+type inodeDir struct{ probeSet }
 
 var (
 	_ = (fusefs.NodeLookuper)((*inodeDir)(nil))
@@ -72,56 +70,21 @@ var (
 	_ = (fusefs.NodeUnlinker)((*inodeDir)(nil))
 )
 
+func newInodeDir(fsys *filesys, mpath string, key rmap.InodeKey) *inodeDir {
+	return &inodeDir{probeSet{node: node{fsys: fsys, mpath: mpath}, key: key,
+		probesIno: inoOf("inodeprobes", u64(key.Dev), u64(key.Ino)),
+		write:     func(c manager.Caller, data []byte) error { return fsys.m.WriteInode(c, key, data) },
+		listable:  ownProbes,
+		remove:    func(c manager.Caller, name string) error { return fsys.m.RemoveInode(c, key, name) },
+	}}
+}
+
 func (d *inodeDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	if len(d.fsys.m.Probes(d.key)) == 0 {
 		return syscall.ENOENT
 	}
 	d.synthAttr(&out.Attr, syscall.S_IFDIR|0755, d.fsys.uid)
 	return 0
-}
-
-func (d *inodeDir) probesIno() uint64 { return inoOf("inodeprobes", u64(d.key.Dev), u64(d.key.Ino)) }
-
-func (d *inodeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
-	if name == "probes" {
-		n := &probesFile{node: node{fsys: d.fsys, mpath: d.child(name)}, key: d.key,
-			write:    func(c manager.Caller, data []byte) error { return d.fsys.m.WriteInode(c, d.key, data) },
-			listable: ownProbes}
-		n.synthAttr(&out.Attr, syscall.S_IFREG|0644, d.fsys.uid)
-		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFREG, Ino: d.probesIno()}), 0
-	}
-	p := d.fsys.m.Probe(d.key, name)
-	if p == nil {
-		return nil, syscall.ENOENT
-	}
-	n := &probeDir{node: node{fsys: d.fsys, mpath: d.child(name)}, p: p}
-	n.synthAttr(&out.Attr, syscall.S_IFDIR|0755, p.Owner)
-	return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)}), 0
-}
-
-func (d *inodeDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errno) {
-	ps := d.fsys.m.Probes(d.key)
-	list := make([]fuse.DirEntry, 0, len(ps)+1)
-	list = append(list, fuse.DirEntry{Name: "probes", Mode: syscall.S_IFREG, Ino: d.probesIno()})
-	for _, p := range ps {
-		list = append(list, fuse.DirEntry{Name: p.Name, Mode: syscall.S_IFDIR, Ino: probeIno(d.mpath, p)})
-	}
-	return fusefs.NewListDirStream(list), 0
-}
-
-// Rmdir unregisters the probe name of the inode.
-func (d *inodeDir) Rmdir(ctx context.Context, name string) syscall.Errno {
-	if name == "probes" {
-		return d.refuse(ctx, d.child(name), "rmdir", syscall.ENOTDIR, "probes is a file, not a probe")
-	}
-	return errnoOf(d.fsys.m.RemoveInode(callerOf(ctx), d.key, name))
-}
-
-func (d *inodeDir) Unlink(ctx context.Context, name string) syscall.Errno {
-	if name != "probes" && d.fsys.m.Probe(d.key, name) != nil {
-		return d.refuse(ctx, d.child(name), "unlink", syscall.EISDIR, "%s is a probe directory: remove it with rmdir (or rm -r)", name)
-	}
-	return d.node.Unlink(ctx, name)
 }
 
 // ownProbes keeps, for a caller other than root, its own probes: the file

@@ -78,7 +78,7 @@ func (d *mirrorDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut)
 		return d.NewInode(ctx, n, fusefs.StableAttr{Mode: syscall.S_IFDIR, Ino: inoOf("dir", mpath)}), 0
 	case syscall.S_IFREG:
 		key := rmap.InodeKey{Dev: st.Dev, Ino: st.Ino}
-		n := &binDir{node: node{fsys: d.fsys, mpath: mpath}, key: key}
+		n := newBinDir(d.fsys, mpath, key)
 		binAttr(&out.Attr)
 		// The probe list changes under it: do not cache.
 		out.SetEntryTimeout(0)

@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "../../internal/testfix/testdata/manyfn.h"
 
 __asm__(
     ".data\n"
@@ -67,23 +68,7 @@ __asm__(
     "  pop %rbp\n"
     "  ret\n"
     ".size never_called,.-never_called\n"
-    ".altmacro\n"
-    ".macro manyfn n\n"
-    "  .p2align 4\n"
-    "  .globl many_\\n\n"
-    "  .type many_\\n,@function\n"
-    "many_\\n:\n"
-    "  push %rbp\n"
-    "  pop %rbp\n"
-    "  ret\n"
-    "  .size many_\\n,.-many_\\n\n"
-    ".endm\n"
-    ".set i,0\n"
-    ".rept 1000\n"
-    "  manyfn %i\n"
-    "  .set i,i+1\n"
-    ".endr\n"
-    ".noaltmacro\n");
+    MANY_FNS);
 
 void emul_push(uint64_t *);
 void emul_nop(uint64_t *);

@@ -9,6 +9,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // detachWatch tells when the mount is gone from this mount namespace: after
@@ -69,13 +71,7 @@ func (w *detachWatch) mounted() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range procfs.Lines(b) {
 		f := bytes.Fields(line)
 		if len(f) > 2 && string(f[2]) == w.dev {
 			return true, nil

@@ -117,9 +117,7 @@ func TestHandlerPanic(t *testing.T) {
 	}
 	p := launch(t, fx.launch, fx.hello)
 	p.run(t)
-	if out := p.finish(t); out != "hello\n" {
-		t.Errorf("output = %q", out)
-	}
+	p.finishWith(t, "hello\n")
 	if s := w.Stats(); s.Panics != 1 || s.Handled != 1 {
 		t.Errorf("stats = %+v, want 1 panic handled", s)
 	}
@@ -192,9 +190,7 @@ func TestNoLeak(t *testing.T) {
 			defer p.out.Close()
 			defer p.in.Close()
 			p.run(t)
-			if out := p.finish(t); out != "hello\n" {
-				t.Errorf("output %q", out)
-			}
+			p.finishWith(t, "hello\n")
 		}()
 	}
 	if _, err := os.ReadFile(lib); err != nil { // a self event
@@ -242,9 +238,7 @@ func TestExecAndOpenMarks(t *testing.T) {
 	}
 	p := launch(t, fx.launch, fx.hello)
 	p.run(t)
-	if out := p.finish(t); out != "hello\n" {
-		t.Errorf("output = %q", out)
-	}
+	p.finishWith(t, "hello\n")
 	if len(rec) != 2 {
 		t.Fatalf("%d events, want 2", len(rec))
 	}

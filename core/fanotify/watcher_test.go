@@ -186,6 +186,14 @@ func (p *proc) finish(t *testing.T) string {
 	return string(b)
 }
 
+// finishWith is finish for a child whose whole output must be want.
+func (p *proc) finishWith(t *testing.T, want string) {
+	t.Helper()
+	if out := p.finish(t); out != want {
+		t.Errorf("%s: output %q, want %q", p.cmd.Args[1], out, want)
+	}
+}
+
 // checkHeld checks that pid is blocked in its exec or open: still running
 // launcher's image, blocked, no output, not exited.
 func checkHeld(t *testing.T, p *proc, ev Event, image, output string) {
@@ -292,9 +300,7 @@ func TestExecHeldUntilHandlerReturns(t *testing.T) {
 	}
 
 	close(g.release)
-	if out := p.finish(t); out != "hello\n" {
-		t.Errorf("output = %q, want hello", out)
-	}
+	p.finishWith(t, "hello\n")
 	if s := w.Stats(); s.Handled != 1 || s.Pending != 0 || s.Deadline != 0 || s.Errors != 0 {
 		t.Errorf("stats = %+v, want 1 handled", s)
 	}
@@ -375,9 +381,7 @@ func TestCloseReleasesPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []*proc{p1, p2} {
-		if out := p.finish(t); out != "hello\n" {
-			t.Errorf("output = %q", out)
-		}
+		p.finishWith(t, "hello\n")
 	}
 	t.Logf("released by Close in %v", time.Since(t0))
 	if s := w.Stats(); s.Closed != 2 || s.Pending != 0 || s.Handled != 0 {
@@ -419,9 +423,7 @@ func TestUnmarkedNotHeld(t *testing.T) {
 		t.Helper()
 		p := launch(t, fx.launch, bin)
 		p.run(t)
-		if out := p.finish(t); out != "hello\n" {
-			t.Errorf("%s: output %q", bin, out)
-		}
+		p.finishWith(t, "hello\n")
 	}
 	run(b)
 	if len(rec) != 0 {
@@ -472,9 +474,7 @@ func TestDlopenHeld(t *testing.T) {
 		t.Errorf("dev/ino = %d/%d, want %d/%d", ev.Dev, ev.Ino, k.Dev, k.Ino)
 	}
 	close(g.release)
-	if out := p.finish(t); out != "answer 42\n" {
-		t.Errorf("output = %q", out)
-	}
+	p.finishWith(t, "answer 42\n")
 	if s := w.Stats(); s.Handled != 1 || s.Events != 1 {
 		t.Errorf("stats = %+v", s)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,55 +57,34 @@ func TestKernelValues(t *testing.T) {
 	ret := []string{"$retval", "$retval:s32", "$retval:u8", "%ax:s64", "$comm"}
 
 	name := fmt.Sprintf("ufsval%d", os.Getpid())
-	inst := filepath.Join(kuprobe.Dir, "instances", name)
-	write := func(file, line string) error {
-		f, err := os.OpenFile(file, os.O_WRONLY|os.O_APPEND, 0)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = f.WriteString(line + "\n")
-		return err
-	}
-	events := filepath.Join(kuprobe.Dir, "uprobe_events")
-	if err := write(events, fmt.Sprintf("p:uprobes/%s_p %s:%#x %s", name, bin, off, strings.Join(entry, " "))); err != nil {
+	kp, err := kuprobe.AddSpec("p", name+"_p", bin, off, strings.Join(entry, " "))
+	if err != nil {
 		t.Fatalf("kernel refuses the entry probe: %v", err)
 	}
-	t.Cleanup(func() { write(events, "-:uprobes/"+name+"_p") })
-	if err := write(events, fmt.Sprintf("r:uprobes/%s_r %s:%#x %s", name, bin, off, strings.Join(ret, " "))); err != nil {
+	t.Cleanup(func() { kp.Remove() })
+	kr, err := kuprobe.AddSpec("r", name+"_r", bin, off, strings.Join(ret, " "))
+	if err != nil {
 		t.Fatalf("kernel refuses the return probe: %v", err)
 	}
-	t.Cleanup(func() { write(events, "-:uprobes/"+name+"_r") })
+	t.Cleanup(func() { kr.Remove() })
 	// A private trace instance: its own buffer, nobody else's events.
-	if err := os.Mkdir(inst, 0o755); err != nil {
+	inst, err := kuprobe.NewInstance(name)
+	if err != nil {
 		t.Skipf("no trace instance: %v", err)
 	}
 	t.Cleanup(func() {
-		for _, ev := range []string{"_p", "_r"} {
-			os.WriteFile(filepath.Join(inst, "events/uprobes", name+ev, "enable"), []byte("0\n"), 0)
-		}
-		if err := os.Remove(inst); err != nil {
+		if err := inst.Close(); err != nil {
 			t.Errorf("remove trace instance: %v", err)
 		}
 	})
-	for _, ev := range []string{"_p", "_r"} {
-		if err := os.WriteFile(filepath.Join(inst, "events/uprobes", name+ev, "enable"), []byte("1\n"), 0); err != nil {
+	for _, p := range []*kuprobe.Probe{kp, kr} {
+		if err := inst.Enable(p); err != nil {
 			t.Fatal(err)
 		}
 	}
 
 	cmd := exec.Command(bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, stdout := testfix.StartPiped(t, cmd)
 	t.Cleanup(func() {
 		stdin.Close()
 		done := make(chan error, 1)
@@ -140,17 +118,14 @@ func TestKernelValues(t *testing.T) {
 	}
 	// The events were written by the fixture's thread at the hits, before
 	// it printed: the trace holds them now.
-	b, err := os.ReadFile(filepath.Join(inst, "trace"))
+	b, err := inst.Trace()
 	if err != nil {
 		t.Fatal(err)
 	}
 	kernel := map[string]string{}
-	for _, l := range strings.Split(string(b), "\n") {
-		for _, ev := range []string{"_p", "_r"} {
-			if i := strings.Index(l, " "+name+ev+": ("); i >= 0 {
-				rest := l[i:]
-				kernel[ev] = rest[strings.Index(rest, ")")+1:]
-			}
+	for _, ev := range []string{"_p", "_r"} {
+		if k := kuprobe.EventArgs(b, name+ev); k != "" {
+			kernel[ev] = k
 		}
 	}
 	mf, err := os.Open(fmt.Sprintf("/proc/%d/mem", cmd.Process.Pid))
@@ -180,18 +155,8 @@ func TestKernelValues(t *testing.T) {
 		}
 		ours := Format(parsed, c.ctx)
 		if ours != k {
-			kf, of := strings.Fields(k), strings.Fields(ours)
-			for i := range max(len(kf), len(of)) {
-				var kv, ov string
-				if i < len(kf) {
-					kv = kf[i]
-				}
-				if i < len(of) {
-					ov = of[i]
-				}
-				if kv != ov {
-					t.Errorf("%s field %d: kernel %q, ours %q", c.ev, i, kv, ov)
-				}
+			for _, d := range kuprobe.FieldDiffs(k, ours) {
+				t.Errorf("%s %s", c.ev, d)
 			}
 			t.Errorf("%s: kernel\n%s\nours\n%s", c.ev, k, ours)
 		}

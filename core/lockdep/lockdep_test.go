@@ -16,6 +16,18 @@ func record(t *testing.T) func() []*Violation {
 	return got
 }
 
+// wantNone fails t at once if got has recorded a violation (what says of
+// which sequence), and if this goroutine still holds a lock.
+func wantNone(t *testing.T, got func() []*Violation, what string) {
+	t.Helper()
+	if v := got(); len(v) != 0 {
+		t.Fatalf("%s: violations: %v", what, v)
+	}
+	if hc := HeldClasses(); len(hc) != 0 {
+		t.Fatalf("%s: still held: %v", what, hc)
+	}
+}
+
 func TestInOrderIsSilent(t *testing.T) {
 	got := record(t)
 	i := NewMutex(IMutex, "i")
@@ -36,12 +48,7 @@ func TestInOrderIsSilent(t *testing.T) {
 	u.Unlock()
 	s.RUnlock()
 	i.Unlock()
-	if v := got(); len(v) != 0 {
-		t.Fatalf("violations: %v", v)
-	}
-	if hc := HeldClasses(); len(hc) != 0 {
-		t.Errorf("still held: %v", hc)
-	}
+	wantNone(t, got, "in order")
 }
 
 func TestOutOfOrderReportedWithBothSites(t *testing.T) {
@@ -66,9 +73,7 @@ func TestSameClassNeedsNesting(t *testing.T) {
 	b.LockNested(1)
 	b.Unlock()
 	a.Unlock()
-	if v := got(); len(v) != 0 {
-		t.Fatalf("nested: %v", v)
-	}
+	wantNone(t, got, "nested")
 	a.Lock()
 	b.Lock()
 	b.Unlock()
@@ -88,9 +93,7 @@ func TestTryLockIsChecked(t *testing.T) {
 	m.Lock()
 	m.Unlock()
 	s.Unlock()
-	if v := got(); len(v) != 0 {
-		t.Fatalf("in order: %v", v)
-	}
+	wantNone(t, got, "in order")
 	m.Lock()
 	if !s.TryRLock() {
 		t.Fatal("TryRLock failed")
@@ -172,9 +175,7 @@ func TestPerGoroutine(t *testing.T) {
 	}()
 	<-done
 	m.Unlock()
-	if v := got(); len(v) != 0 {
-		t.Fatalf("violations: %v", v)
-	}
+	wantNone(t, got, "another goroutine")
 }
 
 func TestDefaultReporterPanics(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -39,7 +38,7 @@ func TestParseFilters(t *testing.T) {
 			t.Errorf("ParseProbeLines(%q) = %s, want %s", in, got, want)
 		}
 	}
-	for in, reason := range map[string]string{
+	wantParseRefusals(t, map[string]string{
 		"tick pid=":                        "empty pid= filter",
 		"tick pid=-1":                      "not a positive decimal number",
 		"tick pid=0":                       "not a positive decimal number",
@@ -54,12 +53,7 @@ func TestParseFilters(t *testing.T) {
 		"tick pid=5 extra":                 `probe name "tick pid" contains`, // a filter comes last
 		"x=alpha_* pid=5":                  "cannot be given with a pattern",
 		"ok\ntick pid=1\ntick comm=a,,b\n": "line 3: ",
-	} {
-		_, err := ParseProbeLines(in)
-		if !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), reason) {
-			t.Errorf("ParseProbeLines(%q) = %v, want EINVAL with %q", in, err, reason)
-		}
-	}
+	})
 }
 
 // TestFilterSelects checks the predicate against real processes: a child
@@ -133,15 +127,11 @@ func (w *filterWorld) filterCalls() string {
 // filters.
 func TestFilterStaging(t *testing.T) {
 	path := testfix.Target(t)
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	w := &filterWorld{Watcher: sim.NewWatcher(eng, inodes)}
-	m := NewManager(eng, inodes, w, nil)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var w *filterWorld
+	m, _, key := newMgrOn(t, path, nil, func(sw *sim.Watcher) World {
+		w = &filterWorld{Watcher: sw}
+		return w
+	})
 	self := os.Getpid()
 	f := fmt.Sprintf(" pid=%d", self)
 	if err := m.Write(Root, path, []byte("a=tick pid=1\nb=tock pid=2\n")); !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), "share one filter") {

@@ -1,7 +1,6 @@
 package manager
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -9,11 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
-	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -23,21 +20,8 @@ import (
 // function symbols).
 func newGlobMgr(t *testing.T) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
 	t.Helper()
-	return newGlobMgrLog(t, nil)
-}
-
-func newGlobMgrLog(t *testing.T, log *slog.Logger) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
-	t.Helper()
 	path := testfix.Glob(t)
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	w := sim.NewWatcher(eng, inodes)
-	m := NewManager(eng, inodes, w, log)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, w, key := newMgrOn(t, path, nil, nil)
 	return m, w, path, key
 }
 
@@ -64,7 +48,7 @@ func TestParsePatterns(t *testing.T) {
 			t.Errorf("ParseProbeLines(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for in, reason := range map[string]string{
+	wantParseRefusals(t, map[string]string{
 		"x=alpha_*":     "NAME= (or p:NAME) cannot be given with a pattern",
 		"p:x alpha_*":   "NAME= (or p:NAME) cannot be given with a pattern",
 		"x*=alpha_one":  "contains a wildcard",
@@ -73,20 +57,16 @@ func TestParsePatterns(t *testing.T) {
 		"alpha_*+4":     "a pattern takes no +OFF",
 		"0x1*":          "an offset cannot be a pattern",
 		"ok\nalpha_*+1": "line 2: ",
-	} {
-		_, err := ParseProbeLines(in)
-		if !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), reason) {
-			t.Errorf("ParseProbeLines(%q) = %v, want EINVAL with %q", in, err, reason)
-		}
-	}
+	})
 }
 
 // TestPatternRegister: a pattern registers exactly the matching function
 // symbols of the fixture, named after them, at their offsets, with their
 // breakpoints; hits count per probe; refusals leave nothing behind.
 func TestPatternRegister(t *testing.T) {
-	var logBuf syncBuf
-	m, w, path, key := newGlobMgrLog(t, slog.New(slog.NewTextHandler(&logBuf, nil)))
+	var logBuf testfix.SyncBuffer
+	path := testfix.Glob(t)
+	m, w, key := newMgrOn(t, path, slog.New(slog.NewTextHandler(&logBuf, nil)), nil)
 	off := func(sym string) uint64 { return testfix.SymOff(t, path, sym) }
 	if err := m.Write(Root, path, []byte("alpha_*\nalpha_t??\n")); !errnoIs(err, syscall.EEXIST) || !strings.Contains(err.Error(), `"alpha_two"`) {
 		t.Fatalf("alpha_* then alpha_t?? in one write: %v, want EEXIST for alpha_two", err)
@@ -236,24 +216,6 @@ func TestPatternRemove(t *testing.T) {
 	}
 }
 
-// syncBuf is a bytes.Buffer safe for concurrent writers.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestBatchOneWatch: a write of 1,000 lines has the world find and attach
 // the file's processes once (one Watch), and one pattern write removing
 // them all unwatches once.
@@ -294,14 +256,7 @@ func TestPatternAmbiguous(t *testing.T) {
 		}
 	}
 	bin := testfix.CC(t, a, "-O0", "-fcf-protection=none", b) // gcc ... b.c a.c
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	m := NewManager(eng, inodes, sim.NewWatcher(eng, inodes), nil)
-	t.Cleanup(func() { m.Close() })
-	key, err := KeyOf(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, _, key := newMgrOn(t, bin, nil, nil)
 	if err := m.Write(Root, bin, []byte("dup_f*\n")); !errnoIs(err, syscall.ENOENT) || !strings.Contains(err.Error(), "dup_fn is ambiguous") {
 		t.Fatalf("dup_f*: %v, want ENOENT naming the ambiguous dup_fn", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,19 +34,34 @@ func offsetsOf(t *testing.T, path string) offsets {
 
 func hex(off uint64) string { return fmt.Sprintf("%#x", off) }
 
+// newMgr is newMgrOn for a private copy of the target fixture.
 func newMgr(t *testing.T) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
 	t.Helper()
 	path := testfix.Target(t)
+	m, w, key := newMgrOn(t, path, nil, nil)
+	return m, w, path, key
+}
+
+// newMgrOn is a Manager, closed at the end of the test, over a new engine
+// and a simulated world (sim), for the file at path (a private copy),
+// logging to log (nil: nowhere). wrap, when set, makes of the sim watcher
+// the world given to the Manager (one with more abilities).
+func newMgrOn(t *testing.T, path string, log *slog.Logger, wrap func(*sim.Watcher) World) (*Manager, *sim.Watcher, rmap.InodeKey) {
+	t.Helper()
 	eng := probes.NewEngine(probes.EngineOptions{})
 	inodes := &rmap.Inodes{}
 	w := sim.NewWatcher(eng, inodes)
-	m := NewManager(eng, inodes, w, nil)
+	var world World = w
+	if wrap != nil {
+		world = wrap(w)
+	}
+	m := NewManager(eng, inodes, world, log)
 	t.Cleanup(func() { m.Close() })
 	key, err := KeyOf(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return m, w, path, key
+	return m, w, key
 }
 
 // byteAt returns the byte at file offset off in the process of key's Watch.
@@ -75,6 +91,18 @@ func fileByte(t *testing.T, path string, off uint64) byte {
 func errnoIs(err error, want syscall.Errno) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Errno == want
+}
+
+// wantParseRefusals checks that ParseProbeLines refuses each input of
+// cases with EINVAL and a reason that contains the case's text.
+func wantParseRefusals(t *testing.T, cases map[string]string) {
+	t.Helper()
+	for in, reason := range cases {
+		_, err := ParseProbeLines(in)
+		if !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), reason) {
+			t.Errorf("ParseProbeLines(%q) = %v, want EINVAL with %q", in, err, reason)
+		}
+	}
 }
 
 func names(ps []*Probe) string {

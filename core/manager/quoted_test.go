@@ -6,9 +6,6 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
-	"github.com/uprobefs/uprobefs/core/sim"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
@@ -18,12 +15,7 @@ import (
 // the probes are at the symbols' offsets.
 func TestQuotedGoSymbols(t *testing.T) {
 	path := testfix.GoTarget(t)
-	eng := probes.NewEngine(probes.EngineOptions{})
-	inodes := &rmap.Inodes{}
-	w := sim.NewWatcher(eng, inodes)
-	m := NewManager(eng, inodes, w, nil)
-	t.Cleanup(func() { m.Close() })
-	key := must(KeyOf(path))
+	m, _, key := newMgrOn(t, path, nil, nil)
 	tick, tock := testfix.SymOff(t, path, testfix.GoTick), testfix.SymOff(t, path, testfix.GoTock)
 
 	in := `"` + testfix.GoTick + `"` + "\n" +

@@ -86,19 +86,7 @@ func TestEventRingDropOldest(t *testing.T) {
 	for i := range EventRingSize + 10 {
 		r.Push(probes.Hit{Pid: i, Tid: i, Vaddr: uint64(i), Time: int64(i) * 1e9})
 	}
-	var all strings.Builder
-	buf := make([]byte, 1000)
-	for {
-		n, err := s.Read(context.Background(), buf, true)
-		if errors.Is(err, ErrWouldBlock) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		all.Write(buf[:n])
-	}
-	lines := strings.Split(strings.TrimSuffix(all.String(), "\n"), "\n")
+	lines := drain(t, s, 1000)
 	if lines[0] != "# lost 10 events" || len(lines) != EventRingSize+1 {
 		t.Fatalf("first line %q, %d lines", lines[0], len(lines))
 	}
@@ -108,6 +96,7 @@ func TestEventRingDropOldest(t *testing.T) {
 	if s.Lost != 10 || r.Lost() != 20 && r.Lost() != 10 {
 		t.Fatalf("lost %d / ring %d", s.Lost, r.Lost())
 	}
+	buf := make([]byte, 1000)
 	n, _ := slow.Read(context.Background(), buf, true)
 	if !strings.HasPrefix(string(buf[:n]), "# lost 10 events\n10.000000000 pid=10 ") || strings.Contains(string(buf[:n]), "pid=11 ") {
 		t.Fatalf("filtered read %q", buf[:n])

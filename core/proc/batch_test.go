@@ -18,10 +18,7 @@ import (
 // counts exactly.
 func TestBatchInOneFunction(t *testing.T) {
 	bin, other := treeBins(t)
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	var locs []string
 	for off := uint64(0); ; {
 		loc := fmt.Sprintf("mixed+%#x", off)

@@ -24,6 +24,7 @@
 //	lifecycle.go    clone, fork, vfork, exec, orphans, the expect window
 //	mappings.go     the MM against /proc/PID/maps: insert, remove, resync
 //	rdebug.go       the loader's r_brk, which announces dlopen and dlclose
+//	internalbp.go   the tracer's own breakpoints (r_brk, sigaction hooks): write, restore, per-inode cache
 //	breakpoints.go  the engine's install/remove hooks: every breakpoint write
 //	hits.go         a trap: count, step over (emulation or slot), restart
 //	xol.go          out-of-line slot pages

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
@@ -12,6 +13,11 @@ import (
 // for real, or around which signals arrive. The program's output (what its
 // handlers saw: si_code, si_addr, and rip, err, trapno, cr2 of the signal
 // context) must equal the unprobed run's, and every call counts.
+
+// classIs reports whether a plan's instruction class is class.
+func classIs(class string) func(*install.Plan) bool {
+	return func(p *install.Plan) bool { return p.Class == class }
+}
 
 func faultBin(t *testing.T) string {
 	return testfix.Copy(t, buildOnce(t, "fault", "-O2"))
@@ -30,15 +36,7 @@ func TestFaultInSlot(t *testing.T) {
 		{"retbad", "f_retbad+3", "ret"},
 	} {
 		t.Run(c.mode, func(t *testing.T) {
-			e := newEnv(t, Options{})
-			const n = 200
-			ps := harmRun(t, e, bin, []string{c.loc}, c.mode, "200")
-			if ps[0].plan.Class != c.class {
-				t.Fatalf("%s is %s, want a %s", c.loc, ps[0].plan, c.class)
-			}
-			if got := ps[0].c.Hits(); got != n {
-				t.Errorf("%d hits, want %d", got, n)
-			}
+			harmCase{loc: c.loc, mode: c.mode, n: 200, hits: 200, what: "a " + c.class, is: classIs(c.class)}.run(t, bin)
 		})
 	}
 }
@@ -50,14 +48,7 @@ func TestFaultInSlot(t *testing.T) {
 // made by the process (fault code), and the call emulated after it.
 func TestEmulatedCallGrowsStack(t *testing.T) {
 	bin := faultBin(t)
-	e := newEnv(t, Options{})
-	ps := harmRun(t, e, bin, []string{"f_stackcall+6"}, "stackcall", "50")
-	if ps[0].plan.Class != "call" {
-		t.Fatalf("f_stackcall+6 is %s, want a call", ps[0].plan)
-	}
-	if got := ps[0].c.Hits(); got != 50 {
-		t.Errorf("%d hits, want 50", got)
-	}
+	harmCase{loc: "f_stackcall+6", mode: "stackcall", n: 50, hits: 50, what: "a call", is: classIs("call")}.run(t, bin)
 }
 
 // TestPopfSetsTF: a probed popf that sets TF: the program's SIGTRAP
@@ -65,14 +56,8 @@ func TestEmulatedCallGrowsStack(t *testing.T) {
 // slot's jump back trapped too).
 func TestPopfSetsTF(t *testing.T) {
 	bin := faultBin(t)
-	e := newEnv(t, Options{})
-	ps := harmRun(t, e, bin, []string{"f_popf+9"}, "popf", "1000")
-	if !strings.HasPrefix(ps[0].plan.Asm, "popf") {
-		t.Fatalf("f_popf+9 is %s, want the popf", ps[0].plan)
-	}
-	if got := ps[0].c.Hits(); got != 1000 {
-		t.Errorf("%d hits, want 1000", got)
-	}
+	harmCase{loc: "f_popf+9", mode: "popf", n: 1000, hits: 1000, what: "the popf",
+		is: func(p *install.Plan) bool { return strings.HasPrefix(p.Asm, "popf") }}.run(t, bin)
 }
 
 // TestSignalsAroundSlot: SIGALRM every 50 us while a slotted instruction
@@ -81,12 +66,6 @@ func TestPopfSetsTF(t *testing.T) {
 // handler counts contexts outside the program's text (0 natively).
 func TestSignalsAroundSlot(t *testing.T) {
 	bin := faultBin(t)
-	e := newEnv(t, Options{})
-	ps := harmRun(t, e, bin, []string{"f_slot"}, "async", "2000")
-	if ps[0].plan.Kind.String() != "slot" {
-		t.Fatalf("f_slot is %s, want a slot", ps[0].plan)
-	}
-	if got := ps[0].c.Hits(); got != 2000 {
-		t.Errorf("%d hits, want 2000", got)
-	}
+	harmCase{loc: "f_slot", mode: "async", n: 2000, hits: 2000, what: "a slot",
+		is: func(p *install.Plan) bool { return p.Kind.String() == "slot" }}.run(t, bin)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
@@ -40,6 +41,30 @@ func harmRun(t *testing.T, e *env, bin string, locs []string, args ...string) []
 	return ps
 }
 
+// harmCase is one probed run of harm or fault: "bin mode n" under one
+// probe on loc, with its output equal to the unprobed run's (harmRun).
+type harmCase struct {
+	loc, mode string
+	n         int    // the calls asked for
+	hits      uint64 // the hits wanted
+	what      string // what the probed instruction must be, for is
+	is        func(*install.Plan) bool
+}
+
+// run runs c in an env of its own: loc must be what c says (when c.is is
+// set) and the probe must count c.hits.
+func (c harmCase) run(t *testing.T, bin string) {
+	t.Helper()
+	e := newEnv(t, Options{})
+	ps := harmRun(t, e, bin, []string{c.loc}, c.mode, fmt.Sprint(c.n))
+	if c.is != nil && !c.is(ps[0].plan) {
+		t.Fatalf("%s is %s, want %s", c.loc, ps[0].plan, c.what)
+	}
+	if got := ps[0].c.Hits(); got != c.hits {
+		t.Errorf("%d hits, want %d", got, c.hits)
+	}
+}
+
 // TestSharedMMClone: children made by clone(CLONE_VM|SIGCHLD) share their
 // parent's address space without being its threads; they call the probed
 // function while the probe is registered. Every process must survive (it
@@ -50,11 +75,7 @@ func TestSharedMMClone(t *testing.T) {
 	const n = 2000
 	for round := range 4 {
 		t.Run(fmt.Sprint(round), func(t *testing.T) {
-			e := newEnv(t, Options{})
-			ps := harmRun(t, e, bin, []string{"h_func"}, "clonevm", fmt.Sprint(n))
-			if got := ps[0].c.Hits(); got != 4*n {
-				t.Errorf("%d hits, want %d", got, 4*n)
-			}
+			harmCase{loc: "h_func", mode: "clonevm", n: n, hits: 4 * n}.run(t, bin)
 		})
 	}
 }
@@ -126,11 +147,7 @@ func TestSignalMasksKept(t *testing.T) {
 	bin := harmBin(t)
 	for _, mode := range []string{"blocktrap", "blockall", "ignored"} {
 		t.Run(mode, func(t *testing.T) {
-			e := newEnv(t, Options{})
-			ps := harmRun(t, e, bin, []string{"h_func"}, mode, "20")
-			if got := ps[0].c.Hits(); got != 20 {
-				t.Errorf("%d hits, want 20", got)
-			}
+			harmCase{loc: "h_func", mode: mode, n: 20, hits: 20}.run(t, bin)
 		})
 	}
 }
@@ -140,11 +157,7 @@ func TestSignalMasksKept(t *testing.T) {
 // reach it.
 func TestProbeOnTrapHandler(t *testing.T) {
 	bin := harmBin(t)
-	e := newEnv(t, Options{})
-	ps := harmRun(t, e, bin, []string{"h_trap"}, "ontrap", "5")
-	if got := ps[0].c.Hits(); got != 5 {
-		t.Errorf("%d hits, want 5", got)
-	}
+	harmCase{loc: "h_trap", mode: "ontrap", n: 5, hits: 5}.run(t, bin)
 }
 
 // TestExecFromThread: a thread other than the leader execs the probed

@@ -37,6 +37,16 @@ type fixture struct {
 	status int
 }
 
+// startFixtures starts k fixtures "bin args..." (startFixture).
+func startFixtures(t testing.TB, k int, bin string, args ...string) []*fixture {
+	t.Helper()
+	fs := make([]*fixture, k)
+	for i := range fs {
+		fs[i] = startFixture(t, bin, args...)
+	}
+	return fs
+}
+
 // startFixture runs bin args... under the relay and returns once its pid is
 // known. The fixture's cleanup kills it (by pid) and the relay.
 func startFixture(t testing.TB, bin string, args ...string) *fixture {
@@ -44,22 +54,12 @@ func startFixture(t testing.TB, bin string, args ...string) *fixture {
 	relay := buildOnce(t, "relay", "-O2")
 	cmd := exec.Command(relay, append([]string{bin}, args...)...)
 	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	outp, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cmd.ExtraFiles = []*os.File{pw}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	in, outp := testfix.StartPiped(t, cmd)
 	pw.Close()
 	f := &fixture{t: t, relay: cmd, stdin: in, out: bufio.NewReader(outp)}
 	t.Cleanup(f.kill)

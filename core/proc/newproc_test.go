@@ -92,10 +92,7 @@ func procsOf(bins ...string) []int {
 // a row.
 func TestNewProcessExact(t *testing.T) {
 	bin, _ := treeBins(t)
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	p := e.register(bin, "probed")
 	const n, runs = 5, 100
 	start := time.Now()
@@ -143,10 +140,7 @@ func TestDlopen(t *testing.T) {
 			if _, code := wf.Wait(10 * time.Second); code != 0 {
 				t.Fatalf("unprobed: exit %d", code)
 			}
-			e := newEnv(t, Options{})
-			if e.w.fan == nil {
-				t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-			}
+			e := newFanEnv(t, Options{})
 			var pp *probe
 			if tc.progToo {
 				pp = e.register(bin, "probed")
@@ -211,10 +205,7 @@ func TestDlopen(t *testing.T) {
 // is left (no zombie, nothing stuck) and nothing stays traced.
 func TestForkTree(t *testing.T) {
 	bin, other := treeBins(t)
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	p := e.register(bin, "probed")
 	const n, k = 20, 50
 	start := time.Now()
@@ -285,10 +276,7 @@ func TestBashVsKernel(t *testing.T) {
 		t.Fatalf("kernel run: exit %d output %q, %d hits", kcode, kout, kh)
 	}
 
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	p := e.register(bash, fn)
 	out, code := run(t, 30*time.Second, bash, args...)
 	if code != 0 || out != kout {

@@ -15,10 +15,7 @@ func TestPlaceFollow(t *testing.T) {
 	e := newEnv(t, Options{Placement: PlaceFollow})
 	f := startFixture(t, bin, "2000", "1", "l")
 	p := e.register(bin, "f_load")
-	outs, codes := runAll(t, []*fixture{f}, 120*time.Second)
-	if codes[0] != 0 || outs[0] != want {
-		t.Errorf("exit %d output %q, want 0 %q", codes[0], outs[0], want)
-	}
+	runAllWant(t, []*fixture{f}, 120*time.Second, want)
 	if got := p.c.Hits(); got != n {
 		t.Errorf("%d hits, want %d", got, n)
 	}

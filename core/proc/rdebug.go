@@ -4,15 +4,12 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"os"
-	"syscall"
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -109,38 +106,26 @@ func (w *World) setRbrk(p *process, ms []procfs.Mapping) {
 	if lm == nil {
 		return
 	}
-	k := rmap.InodeKey{Dev: lm.Dev, Ino: lm.Ino}
-	if w.watched[k] != nil {
-		// The loader itself is watched: the engine's breakpoints and
-		// ours must not share bytes. Maps are then synchronized only
-		// by the fallback paths.
-		return
-	}
-	l, ok := w.ldsos[k]
-	if !ok {
-		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), lm.Start, lm.End)
-		var err error
-		if l, err = loadLdso(path); err != nil {
+	l, k := internalFile(w, p, lm, w.ldsos, func(path string) *ldso {
+		l, err := loadLdso(path)
+		if err != nil {
 			w.log("pid %d: loader %s: no r_brk: %v", p.pid, lm.Path, err)
-			l = nil
+			return nil
 		}
-		w.ldsos[k] = l
-	}
+		return l
+	})
 	if l == nil {
 		return
 	}
 	bias := base - l.first
 	for i := range ms {
 		m := &ms[i]
-		if m.Dev != lm.Dev || m.Ino != lm.Ino || !m.Exec() || l.off < m.Off || l.off >= m.Off+(m.End-m.Start) {
+		va, ok := m.Vaddr(l.off)
+		if m.Dev != lm.Dev || m.Ino != lm.Ino || !m.Exec() || !ok {
 			continue
 		}
-		va := m.Start + (l.off - m.Off)
 		site := bpSite{key: k, off: l.off, insn: l.plan.Insn}
-		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
-			if !errors.Is(err, syscall.ESRCH) {
-				w.errorf("pid %d: r_brk at %#x: %v", p.pid, va, err)
-			}
+		if !w.insertInternal(p, va, site, "r_brk") {
 			return
 		}
 		p.rbrk, p.rbrkPlan, p.rbrkSite = va, l.plan, site
@@ -157,9 +142,7 @@ func (w *World) removeRbrk(p *process) {
 	if p.rbrk == 0 {
 		return
 	}
-	if err := w.writeBreakpoint(p, p.rbrk, p.rbrkSite, false); err != nil && !errors.Is(err, syscall.ESRCH) {
-		w.errorf("pid %d: restore r_brk at %#x: %v", p.pid, p.rbrk, err)
-	}
+	w.removeInternal(p, p.rbrk, p.rbrkSite, "r_brk")
 	p.rbrk = 0
 }
 

@@ -1,14 +1,9 @@
 package proc
 
 import (
-	"errors"
-	"fmt"
-	"syscall"
-
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/core/probes"
-	"github.com/uprobefs/uprobefs/core/rmap"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -56,27 +51,16 @@ func (w *World) placeSigHooks(p *process, ms []procfs.Mapping) {
 		if m.Ino == 0 || !m.Exec() {
 			continue
 		}
-		k := rmap.InodeKey{Dev: m.Dev, Ino: m.Ino}
-		if w.watched[k] != nil {
+		f, k := internalFile(w, p, m, w.sigFiles, loadSigHookFile)
+		if f == nil {
 			continue
 		}
-		f, ok := w.sigFiles[k]
-		if !ok {
-			f = loadSigHookFile(fmt.Sprintf("/proc/%d/map_files/%x-%x", p.procPid(), m.Start, m.End))
-			w.sigFiles[k] = f
-		}
-		if f == nil || f.off < m.Off || f.off >= m.Off+(m.End-m.Start) {
-			continue
-		}
-		va := m.Start + (f.off - m.Off)
-		if p.sigHooks[va] != nil {
+		va, ok := m.Vaddr(f.off)
+		if !ok || p.sigHooks[va] != nil {
 			continue
 		}
 		site := bpSite{key: k, off: f.off, insn: f.plan.Insn}
-		if err := w.writeBreakpoint(p, va, site, true); err != nil && !errors.Is(err, syscall.EEXIST) {
-			if !errors.Is(err, syscall.ESRCH) {
-				w.errorf("pid %d: sigaction hook at %#x: %v", p.pid, va, err)
-			}
+		if !w.insertInternal(p, va, site, "sigaction hook") {
 			continue
 		}
 		if p.sigHooks == nil {
@@ -111,9 +95,7 @@ func loadSigHookFile(path string) *sigHookFile {
 // Preconditions: on the tracer thread.
 func (w *World) removeSigHooks(p *process) {
 	for va, h := range p.sigHooks {
-		if err := w.writeBreakpoint(p, va, h.site, false); err != nil && !errors.Is(err, syscall.ESRCH) {
-			w.errorf("pid %d: restore sigaction hook at %#x: %v", p.pid, va, err)
-		}
+		w.removeInternal(p, va, h.site, "sigaction hook")
 	}
 	p.sigHooks = nil
 }

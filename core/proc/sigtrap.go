@@ -116,23 +116,7 @@ func (w *World) readTrapAction(p *process, tgid int, d *sigTrap) error {
 			return err
 		}
 	}
-	sys, err := w.syscallInsn(p)
-	if err != nil {
-		return err
-	}
-	var regs install.Regs
-	if err := ptraceGetRegs(th.tid, &regs); err != nil {
-		return err
-	}
-	at := (regs.Rsp - 192) &^ 15 // below the red zone: free, and within Go's stack guard
-	r, err := w.injectSyscall(th, sys, unix.SYS_RT_SIGACTION, uint64(unix.SIGTRAP), 0, at, sizeofKernelSigset)
-	if err != nil {
-		return err
-	}
-	if e := int64(r); e < 0 {
-		return fmt.Errorf("rt_sigaction: %w", unix.Errno(-e))
-	}
-	return p.as.ReadMemory(at, d.act[:])
+	return w.trapSigaction(th, d.act[:], false)
 }
 
 // stopThread interrupts th and waits (stopTimeout at most) for its next
@@ -191,7 +175,7 @@ func (w *World) restoreSigTrap(th *thread) {
 		if st.SigCgt&sigTrapBit != 0 {
 			return // kept: SIGTRAP was not blocked
 		}
-		if err := w.setTrapAction(th, d.act[:]); err != nil {
+		if err := w.trapSigaction(th, d.act[:], true); err != nil {
 			w.errorf("pid %d tid %d: SIGTRAP handler not restored: %v", th.tgid, th.tid, err)
 			return
 		}
@@ -209,15 +193,18 @@ func (w *World) restoreSigTrap(th *thread) {
 		}
 		var ign [32]byte
 		binary.LittleEndian.PutUint64(ign[:], 1) // SIG_IGN
-		if err := w.setTrapAction(th, ign[:]); err != nil {
+		if err := w.trapSigaction(th, ign[:], true); err != nil {
 			w.errorf("pid %d tid %d: SIG_IGN of SIGTRAP not restored: %v", th.tgid, th.tid, err)
 		}
 	}
 }
 
-// setTrapAction installs the struct sigaction act for SIGTRAP in th's
-// process by an injected rt_sigaction.
-func (w *World) setTrapAction(th *thread, act []byte) error {
+// trapSigaction runs an injected rt_sigaction(SIGTRAP) in th's process,
+// with the struct sigaction in a scratch area below th's red zone (free,
+// and within Go's stack guard): it installs act when set, else reads the
+// current action into act. Preconditions: on the tracer thread; th is
+// stopped.
+func (w *World) trapSigaction(th *thread, act []byte, set bool) error {
 	p := th.proc
 	sys, err := w.syscallInsn(p)
 	if err != nil {
@@ -228,15 +215,22 @@ func (w *World) setTrapAction(th *thread, act []byte) error {
 		return err
 	}
 	at := (regs.Rsp - 192) &^ 15
-	if err := p.as.WriteMemory(at, act); err != nil {
-		return err
+	newAct, oldAct := uint64(0), at
+	if set {
+		if err := p.as.WriteMemory(at, act); err != nil {
+			return err
+		}
+		newAct, oldAct = at, 0
 	}
-	r, err := w.injectSyscall(th, sys, unix.SYS_RT_SIGACTION, uint64(unix.SIGTRAP), at, 0, sizeofKernelSigset)
+	r, err := w.injectSyscall(th, sys, unix.SYS_RT_SIGACTION, uint64(unix.SIGTRAP), newAct, oldAct, sizeofKernelSigset)
 	if err != nil {
 		return err
 	}
 	if e := int64(r); e < 0 {
 		return fmt.Errorf("rt_sigaction: %w", unix.Errno(-e))
 	}
-	return nil
+	if set {
+		return nil
+	}
+	return p.as.ReadMemory(at, act)
 }

@@ -31,10 +31,7 @@ func TestSoak(t *testing.T) {
 	}
 	harm, fault, ret := harmBin(t), faultBin(t), retBin(t)
 	tree, other := treeBins(t)
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	type job struct {
 		bin   string
 		args  []string

@@ -46,10 +46,7 @@ func selfRSS(t *testing.T) int {
 // daemon's resources afterwards.
 func manyProcesses(t *testing.T, count int) {
 	bin, other := treeBins(t)
-	e := newEnv(t, Options{})
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, Options{})
 	p := e.register(bin, "probed")
 	const n = 3
 	// A warm-up run, so that "before" includes what the first run
@@ -168,10 +165,7 @@ func TestStressNewProcesses(t *testing.T) {
 func stressNewProcesses(t *testing.T, o Options) {
 	bin, _ := treeBins(t)
 	liba, _ := libs(t)
-	e := newEnv(t, o)
-	if e.w.fan == nil {
-		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
-	}
+	e := newFanEnv(t, o)
 	sps := []*stressProbe{newStressProbe(t, e, bin, "probed"), newStressProbe(t, e, liba, "lib_f")}
 	var hits atomic.Uint64
 	stop := make(chan struct{})

@@ -33,6 +33,18 @@ func runAll(t *testing.T, fs []*fixture, d time.Duration) ([]string, []int) {
 	return outs, codes
 }
 
+// runAllWant is runAll for fixtures that must all exit 0 with the output
+// want.
+func runAllWant(t *testing.T, fs []*fixture, d time.Duration, want string) {
+	t.Helper()
+	outs, codes := runAll(t, fs, d)
+	for i := range outs {
+		if codes[i] != 0 || outs[i] != want {
+			t.Errorf("fixture %d (pid %d): exit %d output %q, want 0 %q", i, fs[i].Pid, codes[i], outs[i], want)
+		}
+	}
+}
+
 // TestThreads: 8 threads each call the probed function N times.
 func TestThreads(t *testing.T) {
 	t.Parallel() // with TestExactCounts
@@ -43,11 +55,8 @@ func TestThreads(t *testing.T) {
 	f := startFixture(t, bin, n, "8", "l")
 	p := e.register(bin, "f_load")
 	start := time.Now()
-	outs, codes := runAll(t, []*fixture{f}, 120*time.Second)
+	runAllWant(t, []*fixture{f}, 120*time.Second, want)
 	el := time.Since(start)
-	if codes[0] != 0 || outs[0] != want {
-		t.Errorf("exit %d output %q, want 0 %q", codes[0], outs[0], want)
-	}
 	if got := p.c.Hits(); got != 8*nhits64 {
 		t.Errorf("%d hits, want %d", got, 8*nHits)
 	}
@@ -151,10 +160,7 @@ func TestOwnInt3(t *testing.T) {
 	e := newEnv(t, Options{})
 	f := startFixture(t, bin, "1000", "1", "p", "trap")
 	p := e.register(bin, "f_push")
-	outs, codes := runAll(t, []*fixture{f}, 60*time.Second)
-	if codes[0] != 0 || outs[0] != want {
-		t.Errorf("exit %d output %q, want 0 %q", codes[0], outs[0], want)
-	}
+	runAllWant(t, []*fixture{f}, 60*time.Second, want)
 	if got := p.c.Hits(); got != 1000 {
 		t.Errorf("%d hits, want 1000", got)
 	}
@@ -199,10 +205,7 @@ func TestManyProcesses(t *testing.T) {
 	const n = 2000
 	want := checksum(t, bin, fmt.Sprint(n), "1", "ls")
 	e := newEnv(t, Options{})
-	var fs []*fixture
-	for i := 0; i < 20; i++ {
-		fs = append(fs, startFixture(t, bin, fmt.Sprint(n), "1", "ls", "hold"))
-	}
+	fs := startFixtures(t, 20, bin, fmt.Sprint(n), "1", "ls", "hold")
 	var mu sync.Mutex
 	per := map[int]int{}
 	p := e.register(bin, "f_load")
@@ -266,10 +269,7 @@ func TestCloseLive(t *testing.T) {
 	const n = 200000
 	want := checksum(t, bin, fmt.Sprint(n), "2", "lp")
 	e := newEnv(t, Options{})
-	var fs []*fixture
-	for i := 0; i < 3; i++ {
-		fs = append(fs, startFixture(t, bin, fmt.Sprint(n), "2", "lp", "hold"))
-	}
+	fs := startFixtures(t, 3, bin, fmt.Sprint(n), "2", "lp", "hold")
 	p := e.register(bin, "f_load")
 	e.register(bin, "f_push")
 	for _, f := range fs {
@@ -336,12 +336,7 @@ func TestOthersTracee(t *testing.T) {
 	if len(sk) != 1 || sk[0].Pid != a.Pid || !strings.Contains(sk[0].Reason, "traced") {
 		t.Errorf("skipped: %+v", sk)
 	}
-	outs, codes := runAll(t, []*fixture{a, b}, 60*time.Second)
-	for i := range outs {
-		if codes[i] != 0 || outs[i] != want {
-			t.Errorf("fixture %d: exit %d output %q, want %q", i, codes[i], outs[i], want)
-		}
-	}
+	runAllWant(t, []*fixture{a, b}, 60*time.Second, want)
 	if got := p.c.Hits(); got != n {
 		t.Errorf("%d hits, want %d (b's only)", got, n)
 	}
@@ -387,10 +382,7 @@ func TestFork(t *testing.T) {
 			f := startFixture(t, bin, fmt.Sprint(n), "1", "lp", mode)
 			pl := e.register(bin, "f_load")
 			pp := e.register(bin, "f_push")
-			outs, codes := runAll(t, []*fixture{f}, 60*time.Second)
-			if codes[0] != 0 || outs[0] != want {
-				t.Errorf("exit %d output %q, want %q", codes[0], outs[0], want)
-			}
+			runAllWant(t, []*fixture{f}, 60*time.Second, want)
 			wantHits := uint64(n)
 			if mode == "fork" {
 				wantHits = 2 * n

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +44,17 @@ func newEnv(t testing.TB, o Options) *env {
 			t.Errorf("close: %v", err)
 		}
 	})
+	return e
+}
+
+// newFanEnv is newEnv for a test of processes that start after
+// registration: it skips the test where fanotify is unavailable.
+func newFanEnv(t testing.TB, o Options) *env {
+	t.Helper()
+	e := newEnv(t, o)
+	if e.w.fan == nil {
+		t.Skipf("fanotify unavailable: %v", e.w.fanErr)
+	}
 	return e
 }
 
@@ -222,20 +232,7 @@ func TestExactCounts(t *testing.T) {
 	}
 	t.Logf("kinds: %v", kinds)
 	start := time.Now()
-	for _, f := range fs {
-		f.Go()
-	}
-	var wg sync.WaitGroup
-	outs := make([]string, len(fs))
-	codes := make([]int, len(fs))
-	for i, f := range fs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			outs[i], codes[i] = f.Wait(120 * time.Second)
-		}()
-	}
-	wg.Wait()
+	outs, codes := runAll(t, fs, 120*time.Second)
 	el := time.Since(start)
 	total := 0
 	for i, c := range cases {

@@ -22,8 +22,11 @@
 package sim
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"syscall"
@@ -83,15 +86,9 @@ func (w *World) NewFile(k rmap.InodeKey, data []byte) *File {
 func (w *World) Files() []*File {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	fs := make([]*File, 0, len(w.files))
-	for _, f := range w.files {
-		fs = append(fs, f)
-	}
-	sort.Slice(fs, func(i, j int) bool {
-		a, b := fs[i].Inode.Key, fs[j].Inode.Key
-		return a.Dev < b.Dev || (a.Dev == b.Dev && a.Ino < b.Ino)
+	return slices.SortedFunc(maps.Values(w.files), func(a, b *File) int {
+		return cmp.Or(cmp.Compare(a.Inode.Key.Dev, b.Inode.Key.Dev), cmp.Compare(a.Inode.Key.Ino, b.Inode.Key.Ino))
 	})
-	return fs
 }
 
 // Proc is a simulated process: an MM and its memory.
@@ -132,12 +129,7 @@ func (w *World) publish(p *Proc) {
 func (w *World) Procs() []*Proc {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	ps := make([]*Proc, 0, len(w.procs))
-	for _, p := range w.procs {
-		ps = append(ps, p)
-	}
-	sort.Slice(ps, func(i, j int) bool { return ps[i].MM.ID < ps[j].MM.ID })
-	return ps
+	return slices.SortedFunc(maps.Values(w.procs), func(a, b *Proc) int { return cmp.Compare(a.MM.ID, b.MM.ID) })
 }
 
 // allocVMA returns a VMA object: the most recently freed reusable one, or
@@ -348,19 +340,14 @@ func (s *space) add(r *region) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sort.Search(len(s.regions), func(i int) bool { return s.regions[i].start >= r.start })
-	s.regions = append(s.regions, nil)
-	copy(s.regions[i+1:], s.regions[i:])
-	s.regions[i] = r
+	s.regions = slices.Insert(s.regions, i, r)
 }
 
 func (s *space) remove(start uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i, r := range s.regions {
-		if r.start == start {
-			s.regions = append(s.regions[:i], s.regions[i+1:]...)
-			return
-		}
+	if i := slices.IndexFunc(s.regions, func(r *region) bool { return r.start == start }); i >= 0 {
+		s.regions = slices.Delete(s.regions, i, i+1)
 	}
 }
 

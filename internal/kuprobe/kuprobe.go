@@ -181,3 +181,38 @@ func (in *Instance) Close() error {
 	}
 	return os.Remove(in.dir)
 }
+
+// EventArgs returns what the last event of the probe name in trace prints
+// after its "(ADDR)": its fetch arguments, each after a space; "" when
+// trace holds no event of name.
+func EventArgs(trace []byte, name string) string {
+	var args string
+	for _, l := range strings.Split(string(trace), "\n") {
+		if i := strings.Index(l, " "+name+": ("); i >= 0 {
+			rest := l[i:]
+			args = rest[strings.Index(rest, ")")+1:]
+		}
+	}
+	return args
+}
+
+// FieldDiffs compares the kernel's text of an event with ours field by
+// field (separated by white space) and describes each field that differs,
+// a missing field counting as "".
+func FieldDiffs(kernel, ours string) []string {
+	var diffs []string
+	kf, of := strings.Fields(kernel), strings.Fields(ours)
+	for i := range max(len(kf), len(of)) {
+		var kv, ov string
+		if i < len(kf) {
+			kv = kf[i]
+		}
+		if i < len(of) {
+			ov = of[i]
+		}
+		if kv != ov {
+			diffs = append(diffs, fmt.Sprintf("field %d: kernel %q, uprobefs %q", i, kv, ov))
+		}
+	}
+	return diffs
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"iter"
 	"os"
 	"strconv"
 	"strings"
@@ -26,16 +27,38 @@ type Mapping struct {
 // Exec reports whether the mapping is executable.
 func (m *Mapping) Exec() bool { return len(m.Perms) > 2 && m.Perms[2] == 'x' }
 
+// Vaddr returns the address at which m maps the file offset off, and
+// whether m maps it at all.
+func (m *Mapping) Vaddr(off uint64) (uint64, bool) {
+	if off < m.Off || off-m.Off >= m.End-m.Start {
+		return 0, false
+	}
+	return m.Start + (off - m.Off), true
+}
+
+// MapFile is the path, in /proc/PID/map_files, of the file that the
+// mapping m of process pid maps: it opens that very file (also when its
+// path is gone or leads elsewhere now).
+func MapFile(pid int, m *Mapping) string {
+	return fmt.Sprintf("/proc/%d/map_files/%x-%x", pid, m.Start, m.End)
+}
+
+// Lines yields the lines of b without their '\n' (a last line may lack
+// one), as the /proc text files are read line by line.
+func Lines(b []byte) iter.Seq[[]byte] {
+	return func(yield func([]byte) bool) {
+		for line := range bytes.Lines(b) {
+			if !yield(bytes.TrimSuffix(line, []byte{'\n'})) {
+				return
+			}
+		}
+	}
+}
+
 // ParseMaps parses the text of /proc/PID/maps.
 func ParseMaps(b []byte) ([]Mapping, error) {
 	var out []Mapping
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range Lines(b) {
 		if len(line) == 0 {
 			continue
 		}
@@ -276,13 +299,7 @@ func ReadStatus(path string) (Status, error) {
 func ParseStatus(b []byte) Status {
 	var st Status
 	var uids, gids bool
-	for len(b) > 0 {
-		line := b
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			b = nil
-		}
+	for line := range Lines(b) {
 		i := bytes.IndexByte(line, ':')
 		if i < 0 {
 			continue

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -129,5 +130,46 @@ func TestTask(t *testing.T) {
 			t.Fatalf("sleep: syscall %d running %v", nr, running)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLines(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{"a\n", []string{"a"}},
+		{"a\n\nb", []string{"a", "", "b"}},
+		{"a\nb\n", []string{"a", "b"}},
+	} {
+		var got []string
+		for l := range Lines([]byte(c.in)) {
+			got = append(got, string(l))
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("Lines(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestMappingVaddr(t *testing.T) {
+	m := Mapping{Start: 0x401000, End: 0x403000, Off: 0x1000}
+	for _, c := range []struct {
+		off  uint64
+		va   uint64
+		maps bool
+	}{
+		{0x1000, 0x401000, true},
+		{0x2fff, 0x402fff, true},
+		{0x3000, 0, false}, // one past the end
+		{0xfff, 0, false},  // before the start
+	} {
+		if va, ok := m.Vaddr(c.off); va != c.va || ok != c.maps {
+			t.Errorf("Vaddr(%#x) = %#x, %v; want %#x, %v", c.off, va, ok, c.va, c.maps)
+		}
+	}
+	if got, want := MapFile(7, &m), "/proc/7/map_files/401000-403000"; got != want {
+		t.Errorf("MapFile = %q, want %q", got, want)
 	}
 }

@@ -6,6 +6,11 @@
 // Build compiles each (source, flags) once per test binary into a cache
 // directory that Main removes at the end; callers that probe a fixture take
 // a private copy of it (Copy: a new inode) per test.
+//
+// It also holds the few helpers that tests of several packages share:
+// starting a fixture over pipes (StartPiped), opening a fixture's temp dirs
+// to other users (Reachable, User), a buffer for a concurrent log
+// (SyncBuffer). It imports only the standard library.
 package testfix
 
 import (
@@ -199,4 +204,24 @@ func SymOff(tb testing.TB, path, sym string) uint64 {
 	}
 	tb.Fatalf("%s: no symbol %s in a loaded segment", path, sym)
 	return 0
+}
+
+// Reachable makes the directory of each file and the one above it (a
+// test's temp dir and its parent, which testing makes 0700) 0755, so that
+// other users, and the daemon's checks on their behalf, can reach the
+// files. Both must lie below the system's temp dir (never the temp dir
+// itself, whose mode stays as it is). The test fails if it cannot.
+func Reachable(tb testing.TB, files ...string) {
+	tb.Helper()
+	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
+	for _, f := range files {
+		for _, d := range []string{filepath.Dir(f), filepath.Dir(filepath.Dir(f))} {
+			if !strings.HasPrefix(d, tmp) {
+				tb.Fatalf("Reachable(%s): %s is not below %s", f, d, tmp)
+			}
+			if err := os.Chmod(d, 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,17 +29,7 @@ var fetchArgs = []string{
 func runArgs(t *testing.T, bin string) {
 	t.Helper()
 	cmd := exec.Command("setarch", "-R", bin)
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	stdin, out := testfix.StartPiped(t, cmd)
 	done := make(chan error, 1)
 	go func() {
 		bufio.NewReader(out).ReadString('\n') // it has called probed
@@ -67,9 +56,7 @@ func TestFetchArgsAgainstKernel(t *testing.T) {
 		t.Fatalf("kernel uprobes: %v (make prereq mounts tracefs)", err)
 	}
 	bin := testfix.Copy(t, testfix.CC(t, "../../core/fetch/testdata/args.c", "-O0", "-fcf-protection=none"))
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	entry := append(append([]string{}, fetchArgs...), fmt.Sprintf("h=@+%#x:string", testfix.SymOff(t, bin, "hello")))
 	t.Run("entry", func(t *testing.T) { compareArgs(t, bin, "p", entry) })
 	t.Run("return", func(t *testing.T) {
@@ -106,13 +93,7 @@ func compareArgs(t *testing.T, bin, kind string, args []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kernel string
-	for _, l := range strings.Split(string(trace), "\n") {
-		if i := strings.Index(l, " "+name+": ("); i >= 0 {
-			rest := l[i:]
-			kernel = rest[strings.Index(rest, ")")+1:]
-		}
-	}
+	kernel := kuprobe.EventArgs(trace, name)
 	if kernel == "" {
 		t.Fatalf("no event in the kernel's trace:\n%s", trace)
 	}
@@ -142,18 +123,8 @@ func compareArgs(t *testing.T, bin, kind string, args []string) {
 		}
 	}
 	if ours != kernel {
-		kf, of := strings.Fields(kernel), strings.Fields(ours)
-		for j := range max(len(kf), len(of)) {
-			var kv, ov string
-			if j < len(kf) {
-				kv = kf[j]
-			}
-			if j < len(of) {
-				ov = of[j]
-			}
-			if kv != ov {
-				t.Errorf("field %d: kernel %q, uprobefs %q", j, kv, ov)
-			}
+		for _, d := range kuprobe.FieldDiffs(kernel, ours) {
+			t.Error(d)
 		}
 		t.Fatalf("kernel:\n%s\nuprobefs:\n%s", kernel, ours)
 	}

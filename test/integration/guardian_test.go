@@ -26,18 +26,8 @@ type guardProc struct {
 func startGuard(t *testing.T, bin, mode string) *guardProc {
 	t.Helper()
 	g := &guardProc{cmd: exec.Command(bin, mode)}
-	var err error
-	if g.stdin, err = g.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := g.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.cmd.Process.Kill(); g.cmd.Wait() })
+	var r io.Reader
+	g.stdin, r = testfix.StartPiped(t, g.cmd)
 	g.out = bufio.NewReader(r)
 	if b, err := g.out.ReadByte(); err != nil || b != '.' {
 		t.Fatalf("guard %s: no first heartbeat: %v", mode, err)

@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -66,30 +65,12 @@ func testMain(m *testing.M) int {
 	return testfix.Main(m)
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and many readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a running "uprobefs mount".
 type daemon struct {
 	t    testing.TB
 	cmd  *exec.Cmd
 	mnt  string
-	log  *syncBuffer
+	log  *testfix.SyncBuffer
 	done chan struct{} // closed when the process has exited
 	err  error         // its Wait error, valid after done
 }
@@ -99,14 +80,12 @@ type daemon struct {
 // makes sure nothing stays mounted.
 func startDaemon(t testing.TB, flags ...string) *daemon {
 	t.Helper()
-	base := t.TempDir()
-	os.Chmod(base, 0o755)
-	os.Chmod(filepath.Dir(base), 0o755)
-	mnt := filepath.Join(base, "mnt")
+	mnt := filepath.Join(t.TempDir(), "mnt")
+	testfix.Reachable(t, mnt)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	d := &daemon{t: t, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(uprobefsBin, append(append([]string{"mount"}, flags...), mnt)...)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log

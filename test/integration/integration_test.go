@@ -402,9 +402,7 @@ func TestAllowOther(t *testing.T) {
 	d := startDaemon(t, "--allow-other")
 	rootBin := buildFixture(t)
 	userBin := buildFixture(t)
-	for _, p := range []string{filepath.Dir(userBin), filepath.Dir(filepath.Dir(userBin)), filepath.Dir(rootBin), filepath.Dir(filepath.Dir(rootBin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, userBin, rootBin)
 	os.Chown(userBin, nobody, nobodyGid)
 	rootFx := startFixture(t, rootBin, -1)
 	userFx := startFixture(t, userBin, nobody)

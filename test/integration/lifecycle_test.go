@@ -144,9 +144,7 @@ func TestRemovedFileProbesOtherUser(t *testing.T) {
 	uid, _ := testfix.User(t)
 	d := startDaemon(t, "--allow-other")
 	bin := buildFixture(t)
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	fx := startFixture(t, bin, -1)
 	K := strings.TrimSpace(d.must("stat -c %d:%i " + bin))
 	d.must("echo tick > " + d.in(bin) + "/probes")

@@ -25,12 +25,10 @@ func TestNonRootMount(t *testing.T) {
 	}
 	uid, gid := testfix.User(t)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	base := t.TempDir()
-	mnt := filepath.Join(base, "mnt")
+	mnt := filepath.Join(t.TempDir(), "mnt")
 	bin := buildFixture(t)
-	for _, p := range []string{base, filepath.Dir(base), filepath.Dir(bin), filepath.Dir(filepath.Dir(bin)), filepath.Dir(uprobefsBin)} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, mnt, bin)
+	os.Chmod(filepath.Dir(uprobefsBin), 0o755) // its own temp dir (TestMain's)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +36,7 @@ func TestNonRootMount(t *testing.T) {
 	os.Chown(bin, uid, gid)
 	fx := startFixture(t, bin, uid)
 
-	d := &daemon{t: t, mnt: mnt, log: &syncBuffer{}, done: make(chan struct{})}
+	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(uprobefsBin, "mount", mnt)
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log

@@ -2,9 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -44,9 +42,7 @@ func runRet(t *testing.T, bin string, args ...string) string {
 func TestReturnProbeMount(t *testing.T) {
 	d := startDaemon(t)
 	bin := testfix.Copy(t, testfix.CC(t, "../../core/proc/testdata/ret.c", "-O2"))
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	P := d.in(bin)
 	d.must("echo 'r:ret leaf v=$retval:s64' > " + P + "/probes")
 	d.must("echo 'napper%return' > " + P + "/probes")
@@ -113,9 +109,7 @@ func TestReturnProbeMount(t *testing.T) {
 func TestGoReturnProbe(t *testing.T) {
 	d := startDaemon(t)
 	bin := testfix.GoRec(t)
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	P := d.in(bin)
 	d.must("echo 'r:gr main.rec' > " + P + "/probes")
 	if st := d.must("cat " + P + "/gr/status"); !strings.Contains(st, "return instructions (a Go program") {
@@ -146,9 +140,7 @@ func TestGoReturnProbe(t *testing.T) {
 func TestReturnProbeCxxExceptions(t *testing.T) {
 	d := startDaemon(t)
 	bin := testfix.Copy(t, testfix.CXX(t, "testdata/exc.cc", "-O2"))
-	for _, p := range []string{filepath.Dir(bin), filepath.Dir(filepath.Dir(bin))} {
-		os.Chmod(p, 0o755)
-	}
+	testfix.Reachable(t, bin)
 	P := d.in(bin)
 	d.must("printf 'r:mid _Z6middlei\\nr:thr _Z7throweri\\n' > " + P + "/probes")
 	if st := d.must("cat " + P + "/mid/status"); !strings.Contains(st, "C++ exception tables") {

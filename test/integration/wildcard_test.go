@@ -26,17 +26,8 @@ type globProc struct {
 func startGlob(t *testing.T, path string) *globProc {
 	t.Helper()
 	g := &globProc{t: t, cmd: exec.Command(path), out: make(chan string, 16)}
-	var err error
-	if g.in, err = g.cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	r, err := g.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := g.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	var r io.Reader
+	g.in, r = testfix.StartPiped(t, g.cmd)
 	go func() {
 		defer close(g.out)
 		sc := bufio.NewScanner(r)
@@ -44,10 +35,6 @@ func startGlob(t *testing.T, path string) *globProc {
 			g.out <- sc.Text()
 		}
 	}()
-	t.Cleanup(func() {
-		g.cmd.Process.Kill()
-		g.cmd.Wait()
-	})
 	g.round() // running, its text mapped and its calls done once before any probe
 	return g
 }

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "manyfn.h"
 
 volatile unsigned long counter;
 int alpha_data = 42;
@@ -43,23 +44,7 @@ __asm__(
     "  int3\n"
     "  ret\n"
     ".size odd_trap,.-odd_trap\n"
-    ".altmacro\n"
-    ".macro manyfn n\n"
-    "  .p2align 4\n"
-    "  .globl many_\\n\n"
-    "  .type many_\\n,@function\n"
-    "many_\\n:\n"
-    "  push %rbp\n"
-    "  pop %rbp\n"
-    "  ret\n"
-    "  .size many_\\n,.-many_\\n\n"
-    ".endm\n"
-    ".set i,0\n"
-    ".rept 1000\n"
-    "  manyfn %i\n"
-    "  .set i,i+1\n"
-    ".endr\n"
-    ".noaltmacro\n");
+    MANY_FNS);
 
 void many_7(void);
 
