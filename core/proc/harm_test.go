@@ -292,7 +292,7 @@ func TestExecDuringRegistration(t *testing.T) {
 // slot page (one leaked per cycle before: 50 cycles, 50 pages).
 func TestXolPageReused(t *testing.T) {
 	bin := workBin(t)
-	e := newEnv(t, Options{NoJump: true}) // the slot path
+	e := newEnv(t, Options{NoJump: true})                 // the slot path
 	f := startFixture(t, bin, "10000000000000", "1", "l") // runs until killed (cleanup)
 	f.Go()
 	k := keyOf(t, bin)
