@@ -2,6 +2,7 @@ package proc
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,4 +90,107 @@ func TestJumpSites(t *testing.T) {
 	}
 	textEqualsFile(t, f.Pid, bin)
 	release(t, []*fixture{f})
+}
+
+// TestJumpToggle: 8 threads hit a probe at full speed while it is
+// registered and removed 1,000 times, each time switched to a jump site
+// (when the switch makes it before the removal): no process is harmed,
+// every checksum is the unprobed one. Fixtures are restarted as they end.
+func TestJumpToggle(t *testing.T) {
+	bin := workBin(t)
+	const n, threads, cycles = 3000000, 8, 1000
+	args := []string{fmt.Sprint(n), fmt.Sprint(threads), "pl"}
+	want := checksum(t, bin, args...)
+	e := newEnv(t, Options{})
+	start := func() (*fixture, chan string) {
+		f := startFixture(t, bin, args...)
+		f.Go()
+		done := make(chan string, 1)
+		go func() {
+			out, code := f.Wait(5 * time.Minute)
+			done <- fmt.Sprintf("%s exit %d", out, code)
+		}()
+		return f, done
+	}
+	_, done := start()
+	runs, jumps := 0, 0
+	for c := 0; c < cycles; c++ {
+		select {
+		case got := <-done:
+			runs++
+			if got != want+" exit 0" {
+				t.Fatalf("run %d: %q, want %q", runs, got, want+" exit 0")
+			}
+			_, done = start()
+		default:
+		}
+		p := e.register(bin, "f_push")
+		for deadline := time.Now().Add(5 * time.Millisecond); time.Now().Before(deadline); {
+			if m := e.siteModes(p); len(m) == 1 && m[0] == "jump" {
+				jumps++
+				break
+			}
+			time.Sleep(50 * time.Microsecond)
+		}
+		e.unregister(p)
+	}
+	got := <-done
+	runs++
+	if got != want+" exit 0" {
+		t.Fatalf("run %d: %q, want %q", runs, got, want+" exit 0")
+	}
+	t.Logf("%d cycles, %d switched to a jump site, %d runs", cycles, jumps, runs)
+	if jumps == 0 {
+		t.Error("no cycle switched to a jump site")
+	}
+	if s := settle(t, e.w); s.Errors != 0 {
+		t.Errorf("stats: %+v", s)
+	}
+}
+
+// TestJumpFork: a process of 4 threads whose probes are jump sites forks a
+// child that runs the work too: the child gets its own sites (it inherited
+// the jmps, which would count for the parent), every hit counts once, both
+// end well.
+func TestJumpFork(t *testing.T) {
+	bin := workBin(t)
+	const n, threads = 50000, 4
+	args := []string{fmt.Sprint(n), fmt.Sprint(threads), "pl", "fork"}
+	want := checksum(t, bin, args...)
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, args...)
+	ps := []*probe{e.register(bin, "f_push"), e.register(bin, "f_load")}
+	e.awaitJumps(ps, 1)
+	traps := e.w.nHits.Load()
+	runAllWant(t, []*fixture{f}, 60*time.Second, want)
+	for _, p := range ps {
+		if got := p.c.Hits(); got != n*(threads+1) {
+			t.Errorf("%s: %d hits, want %d", p.c.Name, got, n*(threads+1))
+		}
+	}
+	// The parent's hits never trapped; the child's switched after a few.
+	if d := e.w.nHits.Load() - traps; d >= 2*n {
+		t.Errorf("%d traps, want fewer than the child's %d calls", d, 2*n)
+	}
+}
+
+// TestJumpSignals: SIGALRM every 50 µs while probes that are jump sites
+// are hit in a loop: a handler that runs while its thread is in a
+// trampoline sees the program's context (it counts contexts outside the
+// program's text: 0), the hits are exact, the program ends well.
+func TestJumpSignals(t *testing.T) {
+	bin := faultBin(t)
+	const n = 200000
+	want := checksum(t, bin, "async", fmt.Sprint(n))
+	if !strings.HasSuffix(want, " outside 0\n") {
+		t.Fatalf("unprobed: %q", want)
+	}
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, "async", fmt.Sprint(n))
+	p := e.register(bin, "f_slot")
+	e.awaitJumps([]*probe{p}, 1)
+	runAllWant(t, []*fixture{f}, 60*time.Second, want)
+	if got := p.c.Hits(); got != n {
+		t.Errorf("%d hits, want %d", got, n)
+	}
 }

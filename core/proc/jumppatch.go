@@ -2,7 +2,9 @@ package proc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -134,7 +136,9 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			}
 			continue
 		}
-		if err := p.jumpLocked(s); err != nil {
+		if err := p.jumpLocked(s); errors.Is(err, syscall.ESRCH) {
+			continue // exiting, or unmapped: no site here any more
+		} else if err != nil {
 			s.why = err.Error()
 			w.errorf("pid %d: jump site %#x: %v", p.pid, s.vaddr, err)
 		}

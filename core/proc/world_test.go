@@ -193,9 +193,20 @@ func workBin(t *testing.T) string {
 const nHits = 100000
 
 // TestExactCounts: probes on emulated and slotted instructions of every
-// kind count exactly N hits each, and the program's checksum is unchanged.
+// kind count exactly N hits each, and the program's checksum is unchanged:
+// on the trap path (NoJump), and with jump sites where they can be (the
+// trampolines relocate the same instruction kinds).
 func TestExactCounts(t *testing.T) {
 	t.Parallel() // with TestThreads: two tracers keep both CPUs busier
+	for _, m := range []struct {
+		name string
+		o    Options
+	}{{"trap", Options{NoJump: true}}, {"jump", Options{}}} {
+		t.Run(m.name, func(t *testing.T) { exactCounts(t, m.o) })
+	}
+}
+
+func exactCounts(t *testing.T, o Options) {
 	bin := workBin(t)
 	n := fmt.Sprint(nHits)
 	cases := []struct {
@@ -211,7 +222,7 @@ func TestExactCounts(t *testing.T) {
 	for _, c := range cases {
 		want = append(want, checksum(t, bin, n, "1", c.funcs))
 	}
-	e := newEnv(t, Options{})
+	e := newEnv(t, o)
 	var fs []*fixture
 	for _, c := range cases {
 		fs = append(fs, startFixture(t, bin, n, "1", c.funcs))
