@@ -66,7 +66,13 @@ var jumpName = []byte("uprobefs-jump\x00")
 type jumpRegion struct {
 	addr  uint64 // in the tracee: trampolines at addr, counters at addr+jumpCodeSize
 	local []byte // the daemon's mapping of the whole memfd
-	used  int    // trampolines written
+	used  int    // trampoline slots used (slot 0: the header, jumpadopt.go)
+	// adopted: left by an earlier attachment (its trampolines may be
+	// reused, jumpadopt.go).
+	adopted bool
+	// ino is the memfd's inode: a region is counted for one process
+	// only (World.jumpInos), though a fork child maps its parent's too.
+	ino uint64
 }
 
 // jumpSite is one (process, address) where a jump site may be or is.
@@ -109,6 +115,8 @@ type jumpState struct {
 	// tracer request for them is queued.
 	want   map[uint64]*probes.Uprobe
 	posted bool
+	// adopted: the regions an earlier attachment left were looked for.
+	adopted bool
 }
 
 // jumpable returns why the breakpoint of plan cannot become a jump site
@@ -150,8 +158,12 @@ func (w *World) jumpSiteFor(p *process, vaddr uint64, u *probes.Uprobe) *jumpSit
 	w.jumpMu.Lock()
 	defer w.jumpMu.Unlock()
 	s := p.jump.sites[vaddr]
-	if s != nil && s.plan != nil && u.Arch != nil && u.Arch.Jump != nil && string(s.plan.Orig) != string(u.Arch.Jump.Orig) {
-		s = nil // another instruction here now (a new mapping): a new site
+	if s != nil && (s.site.key != u.Inode.Key || s.site.off != u.Offset ||
+		(s.plan != nil && u.Arch != nil && u.Arch.Jump != nil && string(s.plan.Orig) != string(u.Arch.Jump.Orig))) {
+		// Another file or instruction here now (a new mapping): a new
+		// site (the old one's trampoline stays, unused).
+		w.unindexLocked(s)
+		s = nil
 	}
 	if s == nil {
 		s = &jumpSite{vaddr: vaddr, site: uprobeSite(u), pid: p.pid}
@@ -247,6 +259,9 @@ func (w *World) dropJumps(p *process) {
 	w.jumpMu.Unlock()
 	for _, r := range p.jump.regions {
 		unix.Munmap(r.local)
+		w.jumpMu.Lock()
+		delete(w.jumpInos, r.ino)
+		w.jumpMu.Unlock()
 	}
 	p.jump.regions = nil
 }
@@ -259,6 +274,13 @@ func (w *World) trampFor(th *thread, s *jumpSite) error {
 		return nil
 	}
 	p := th.proc
+	if !p.jump.adopted {
+		p.jump.adopted = true
+		w.adoptJumpRegions(p)
+	}
+	if w.reuseTramp(p, s) {
+		return nil
+	}
 	var lastErr error
 	for i := 0; i <= len(p.jump.regions); i++ {
 		var r *jumpRegion
@@ -287,6 +309,7 @@ func (w *World) trampFor(th *thread, s *jumpSite) error {
 		}
 		copy(r.local[r.used*install.MaxTrampSize:], code)
 		r.used++
+		r.setUsed()
 		w.jumpMu.Lock()
 		s.tramp, s.entry = at, at+uint64(entry)
 		s.ctr = (*uint64)(unsafe.Pointer(&r.local[ctrOff]))
@@ -378,36 +401,43 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 	if at == 0 {
 		return nil, fmt.Errorf("no free range within %d MiB of %#x for a jump region", reach>>20, addr)
 	}
-	local, err := takeMemfd(th.tgid, th.tid, int(fd))
+	local, ino, err := takeMemfd(th.tgid, th.tid, int(fd))
 	if err != nil {
 		// Mapped in the tracee but not here: leave it (never unmapped),
 		// unused.
 		return nil, err
 	}
-	return &jumpRegion{addr: at, local: local}, nil
+	nr := &jumpRegion{addr: at, local: local, ino: ino}
+	initJumpHeader(nr)
+	w.claimRegion(nr)
+	return nr, nil
 }
 
 // takeMemfd maps the tracee's memfd fd (of thread tid of tgid) into the
 // daemon: pidfd_getfd, then mmap of the whole region.
-func takeMemfd(tgid, tid, fd int) ([]byte, error) {
+func takeMemfd(tgid, tid, fd int) ([]byte, uint64, error) {
 	pidfd, err := unix.PidfdOpen(tid, unix.PIDFD_THREAD)
 	if err != nil {
 		pidfd, err = unix.PidfdOpen(tgid, 0)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("jump region: pidfd_open: %w", err)
+		return nil, 0, fmt.Errorf("jump region: pidfd_open: %w", err)
 	}
 	defer unix.Close(pidfd)
 	lfd, err := unix.PidfdGetfd(pidfd, fd, 0)
 	if err != nil {
-		return nil, fmt.Errorf("jump region: pidfd_getfd: %w", err)
+		return nil, 0, fmt.Errorf("jump region: pidfd_getfd: %w", err)
 	}
 	defer unix.Close(lfd)
+	var st unix.Stat_t
+	if err := unix.Fstat(lfd, &st); err != nil {
+		return nil, 0, fmt.Errorf("jump region: fstat: %w", err)
+	}
 	mem, err := unix.Mmap(lfd, 0, jumpRegionSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
-		return nil, fmt.Errorf("jump region: mmap: %w", err)
+		return nil, 0, fmt.Errorf("jump region: mmap: %w", err)
 	}
-	return mem, nil
+	return mem, st.Ino, nil
 }
 
 // inTramp returns p's site whose trampoline rip is in, if any.

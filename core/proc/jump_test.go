@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/uprobefs/uprobefs/core/probes"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // siteModes returns the SiteMode of every site of p.
@@ -193,4 +194,37 @@ func TestJumpSignals(t *testing.T) {
 	if got := p.c.Hits(); got != n {
 		t.Errorf("%d hits, want %d", got, n)
 	}
+}
+
+// TestJumpRegionReused: register/unregister cycles with a probe that
+// becomes a jump site in a long-running process, each ending with a
+// detach: the process keeps one jump region, adopted by every later
+// attachment with its trampoline reused (one region per cycle before).
+func TestJumpRegionReused(t *testing.T) {
+	bin := workBin(t)
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, "10000000000000", "1", "l") // runs until killed (cleanup)
+	f.Go()
+	k := keyOf(t, bin)
+	for range 30 {
+		p := e.register(bin, "f_load")
+		e.awaitJumps([]*probe{p}, 1)
+		e.unregister(p)
+		e.w.Unwatch(e.inodes.Get(k))
+		delete(e.watched, k)
+	}
+	ms, err := procfs.ReadMaps(f.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	regions := 0
+	for _, m := range ms {
+		if strings.HasPrefix(m.Path, "/memfd:uprobefs-jump") && m.Perms == "r-xs" {
+			regions++
+		}
+	}
+	if regions != 1 {
+		t.Fatalf("%d jump regions after 30 attach cycles, want 1", regions)
+	}
+	textEqualsFile(t, f.Pid, bin)
 }

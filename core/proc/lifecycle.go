@@ -115,6 +115,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 		return th
 	}
 	c.xol = pp.xol.clone()
+	c.jump.adopted = true // its parent's regions are the parent's (jumpadopt.go)
 	if d := pp.trapDisp(parent.tgid); d != nil {
 		cp := *d // a fork child starts with its parent's dispositions
 		c.sigtrap = map[int]*sigTrap{tgid: &cp}

@@ -154,6 +154,8 @@ type World struct {
 	// and jump.want.
 	jumpMu sync.Mutex
 	jumpBy map[*probes.Uprobe]map[*jumpSite]bool
+	// jumpInos are the memfds of the processes' jump regions (jumpadopt.go).
+	jumpInos map[uint64]bool
 
 	// Counters, accessed atomically.
 	nProcs, nThreads atomic.Int64
