@@ -28,6 +28,11 @@
 //	breakpoints.go  the engine's install/remove hooks: every breakpoint write
 //	hits.go         a trap: count, step over (emulation or slot), restart
 //	xol.go          out-of-line slot pages
+//	jump.go         jump sites: regions (memfds shared with the daemon), trampolines, counts
+//	jumppatch.go    switching a breakpoint to a jump site and back, with every thread stopped
+//	jumpsig.go      signals and faults in trampolines: native contexts
+//	jumpview.go     the engine's Flush/Changed hooks; how status shows a site
+//	jumpadopt.go    jump regions left by an earlier attachment, adopted and reused
 //	slotsig.go      signals and faults in slots: native contexts; fault code; popf
 //	shstk.go        CET shadow stacks: call and ret in branch slots
 //	uretprobe.go    return probes: the trampoline and the threads' return stacks

@@ -195,7 +195,7 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 				}
 				return true
 			}
-			s.why = "no trampoline: " + err.Error()
+			w.setWhy(s, "no trampoline: "+err.Error())
 		}
 	}
 	switch {
@@ -311,19 +311,27 @@ func (w *World) restart(th *thread, addr uint64) bool {
 	if !ever {
 		return false
 	}
+	// The byte first, then the engine's table, under one mmap_sem: an
+	// int3 that a registration writes meanwhile is in the table before
+	// it is in memory, so it is never taken for a stale one.
+	p.mm.MmapSem.RLock()
 	var b [1]byte
 	if p.as.ReadMemory(addr, b[:]) != nil {
+		p.mm.MmapSem.RUnlock()
 		return false
 	}
-	if b[0] == install.BreakpointInsn {
+	if b[0] == install.BreakpointInsn && w.eng.LookupLocked(p.mm, addr) == nil {
 		if s.insn[0] == install.BreakpointInsn {
+			p.mm.MmapSem.RUnlock()
 			return false
 		}
 		w.log("pid %d: stale breakpoint at %#x restored", p.pid, addr)
-		if w.writeBreakpoint(p, addr, s, false) != nil {
+		if p.writeBreakpointLocked(addr, s, false) != nil {
+			p.mm.MmapSem.RUnlock()
 			return false
 		}
 	}
+	p.mm.MmapSem.RUnlock()
 	return ptracePokeRip(th.tid, addr) == nil
 }
 

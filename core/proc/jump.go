@@ -91,9 +91,10 @@ type jumpSite struct {
 	u   *probes.Uprobe
 	pid int
 	// live: the jmp is written (else byte 0 is the engine's int3).
-	live bool
+	// Changed under the MM's mmap_sem (jumppatch.go), read anywhere.
+	live atomic.Bool
 	// why is, when not empty, why this site stays on the trap path in
-	// this process.
+	// this process. Written on the tracer under World.jumpMu (setWhy).
 	why string
 	// tries counts the attempts to switch to the jump that found a
 	// thread inside the displaced range.
@@ -185,6 +186,13 @@ func (w *World) jumpSiteFor(p *process, vaddr uint64, u *probes.Uprobe) *jumpSit
 		w.indexLocked(s)
 	}
 	return s
+}
+
+// setWhy records why s stays on the trap path.
+func (w *World) setWhy(s *jumpSite, why string) {
+	w.jumpMu.Lock()
+	s.why = why
+	w.jumpMu.Unlock()
 }
 
 // indexLocked and unindexLocked keep World.jumpBy, the sites of each

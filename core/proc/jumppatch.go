@@ -68,7 +68,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	}
 	var todo []*jumpSite
 	for vaddr, u := range want {
-		if s := w.jumpSiteFor(p, vaddr, u); s.why == "" && !s.live && u.CountOnly() {
+		if s := w.jumpSiteFor(p, vaddr, u); s.why == "" && u.CountOnly() {
 			todo = append(todo, s)
 		}
 	}
@@ -98,7 +98,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			continue
 		}
 		if err := w.trampFor(th, s); err != nil {
-			s.why = "no trampoline: " + err.Error()
+			w.setWhy(s, "no trampoline: "+err.Error())
 		}
 		if th.dead {
 			return // dropped when its deferred stop is handled
@@ -121,7 +121,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	w.lockMM(p.mm)
 	for _, s := range todo {
 		u := s.u
-		if s.why != "" || u == nil || s.tramp == 0 || w.eng.LookupLocked(p.mm, s.vaddr) != u {
+		if s.why != "" || u == nil || s.tramp == 0 || s.live.Load() || w.eng.LookupLocked(p.mm, s.vaddr) != u {
 			continue
 		}
 		if a := w.othersInside(p, s); a != 0 {
@@ -130,7 +130,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 		}
 		if tid, inside := w.threadInside(p, s, rips); inside {
 			if s.tries++; s.tries >= maxJumpTries {
-				s.why = fmt.Sprintf("thread %d stays inside the displaced instructions", tid)
+				w.setWhy(s, fmt.Sprintf("thread %d stays inside the displaced instructions", tid))
 			} else {
 				retry[s.vaddr] = u
 			}
@@ -139,7 +139,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 		if err := p.jumpLocked(s); errors.Is(err, syscall.ESRCH) {
 			continue // exiting, or unmapped: no site here any more
 		} else if err != nil {
-			s.why = err.Error()
+			w.setWhy(s, err.Error())
 			w.errorf("pid %d: jump site %#x: %v", p.pid, s.vaddr, err)
 		}
 	}
@@ -249,7 +249,7 @@ func (p *process) jumpLocked(s *jumpSite) error {
 	if err := p.as.WriteMemory(s.vaddr, jmp); err != nil {
 		return fmt.Errorf("write the jump: %w", err)
 	}
-	s.live = true
+	s.live.Store(true)
 	return nil
 }
 
@@ -259,7 +259,7 @@ func (p *process) jumpLocked(s *jumpSite) error {
 // the engine's breakpoint, removed (or not) by the caller.
 // Preconditions: p.mm.MmapSem held.
 func (p *process) unjumpLocked(s *jumpSite) error {
-	if !s.live {
+	if !s.live.Load() {
 		return nil
 	}
 	if err := p.as.WriteMemory(s.vaddr, []byte{0xcc}); err != nil {
@@ -268,7 +268,7 @@ func (p *process) unjumpLocked(s *jumpSite) error {
 	if err := p.as.WriteMemory(s.vaddr+1, s.plan.Orig[1:install.JumpLen]); err != nil {
 		return goneIfFault(err)
 	}
-	s.live = false
+	s.live.Store(false)
 	return nil
 }
 
@@ -363,7 +363,7 @@ func (w *World) cleanJumpCopies(pp, c *process) {
 	w.jumpMu.Lock()
 	var live []*jumpSite
 	for _, s := range pp.jump.sites {
-		if s.live {
+		if s.live.Load() {
 			live = append(live, s)
 		}
 	}

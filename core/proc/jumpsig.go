@@ -96,7 +96,7 @@ func (w *World) trampFault(th *thread, s *jumpSite, rip uint64) {
 			w.errorf("pid %d: jump site %#x back to the trap path: %v", p.pid, s.vaddr, err)
 		}
 		p.mm.MmapSem.Unlock()
-		s.why = "a displaced instruction faulted"
+		w.setWhy(s, "a displaced instruction faulted")
 	}
 	if err := ptracePokeRip(th.tid, orig); err != nil {
 		w.errorf("tid %d: poke rip: %v", th.tid, err)

@@ -116,7 +116,7 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	var why string
 	var blocked uint64
 	if s != nil {
-		live, why, blocked = s.live, s.why, s.blocked
+		live, why, blocked = s.live.Load(), s.why, s.blocked
 	}
 	w.jumpMu.Unlock()
 	switch {
