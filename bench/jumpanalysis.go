@@ -41,9 +41,9 @@ func jumpAnalysis(rows []row) []string {
 		why += "What would close it: no pushf/popf where the flags are dead at the site (the displaced instructions or their successor write them before any read), a plain increment of a per-thread counter instead of a locked one."
 		a = append(a, targetPara("Per hit, jump site: ≤ 0.05× the kernel's emulated case", *r, p1, why))
 	}
-	if p1 != "" {
+	if c := costs(p1); c != "" {
 		a = append(a, "**Where a jump-site hit's time goes** — from a perf profile of the workload in this run (cpu-clock samples: the cost of a slow instruction shows mostly at the address after it): "+
-			costs(p1)+".\n\n```\n"+p1+"\n```")
+			c+".\n\n```\n"+p1+"\n```")
 	}
 	if r := find("hits/s, 2 thread(s), jump site"); r != nil {
 		title := "Hits/s at 2 threads, jump site: ≥ 10× the kernel"
@@ -111,6 +111,6 @@ func jumpAnalysis(rows []row) []string {
 			a[len(a)-1] += fmt.Sprintf("\n\nProfile from this run:\n\n```\n%s\n```", strings.TrimRight(p, "\n"))
 		}
 	}
-	a = append(a, "**Older rows and jump sites.** `uprobefs mount` and the Manager API make a count-only probe a jump site by default, so the rows of \"Per-hit overhead\", \"Hit throughput\" and \"Exec\" above measured through them are jump sites where the probed function allows one; with 10,000 calls a run the per-hit rows there cannot resolve nanoseconds. The section \"Jump sites: per hit, throughput, events\" has the jump figures, and its `--trap` rows the trap path's.")
+	a = append(a, "**Older rows and jump sites.** `uprobefs mount` and the Manager API make a count-only probe a jump site by default, so the rows of \"Per-hit overhead\", \"Hit throughput\" and \"Exec\" above measured through them are jump sites where the probed function allows one; with 10,000 calls a run the per-hit rows there cannot resolve nanoseconds (some come out negative, and then \"not measured\"), and the paragraphs above about them (the ptrace round trip, the tracer's breakdown) describe the trap path. The section \"Jump sites: per hit, throughput, events\" has the jump figures, and its `--trap` rows the trap path's.")
 	return a
 }
