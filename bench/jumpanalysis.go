@@ -111,6 +111,6 @@ func jumpAnalysis(rows []row) []string {
 			a[len(a)-1] += fmt.Sprintf("\n\nProfile from this run:\n\n```\n%s\n```", strings.TrimRight(p, "\n"))
 		}
 	}
-	a = append(a, "**Older rows and jump sites.** `uprobefs mount` and the Manager API make a count-only probe a jump site by default, so the rows of \"Per-hit overhead\", \"Hit throughput\" and \"Exec\" above measured through them are jump sites where the probed function allows one; with 10,000 calls a run the per-hit rows there cannot resolve nanoseconds (some come out negative, and then \"not measured\"), and the paragraphs above about them (the ptrace round trip, the tracer's breakdown) describe the trap path. The section \"Jump sites: per hit, throughput, events\" has the jump figures, and its `--trap` rows the trap path's.")
+	a = append(a, "**Older rows and jump sites.** `uprobefs mount` and the Manager API make a count-only probe a jump site by default, so the rows of \"Per-hit overhead\" and \"Hit throughput\" above measured through them are jump sites where the probed function allows one; with 10,000 calls a run the per-hit rows there cannot resolve nanoseconds (some come out negative, and then \"not measured\"), and the paragraphs above about them (the ptrace round trip, the tracer's breakdown) describe the trap path. The section \"Jump sites: per hit, throughput, events\" has the jump figures, and its `--trap` rows the trap path's.")
 	return a
 }
