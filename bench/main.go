@@ -230,6 +230,8 @@ func run() (code int) {
 		{"retargs", 30 * time.Second, phaseRetArgs},
 		{"death", 20 * time.Second, phaseDeath},
 		{"jump", 20 * time.Second, phaseJump},
+		{"jumphit", 40 * time.Second, phaseJumpHit},
+		{"jumpreg", 20 * time.Second, phaseJumpReg},
 	}
 	only := map[string]bool{}
 	for _, s := range strings.Split(*flagOnly, ",") {

@@ -687,6 +687,7 @@ func (e *env) analyse(rows []row) {
 				r.Detail+". The reasons are counted with the costliest first: that rule is what to relax to close it."))
 		}
 	}
+	a = append(a, jumpAnalysis(rows)...)
 	e.analysis = a
 }
 
