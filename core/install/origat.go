@@ -1,13 +1,17 @@
 package install
 
-// OrigAt returns the original address of the displaced instruction whose
+// OrigAt (ev: as the trampoline was made, nil for Trampoline) returns the original address of the displaced instruction whose
 // relocated copy starts at rip in the trampoline of the site at site,
 // placed at at (site itself for a rip in the counting prologue, before
 // the first one), and false for a rip at no such boundary: where a fault
 // or a signal in a trampoline is shown to the program.
-func (j *JumpPlan) OrigAt(site, at, rip uint64) (uint64, bool) {
-	// The counter's address changes no offset: any within reach will do.
-	_, entry, _, starts, err := j.build(site, at, at)
+func (j *JumpPlan) OrigAt(site, at, rip uint64, ev *EvMem) (uint64, bool) {
+	// The memory's addresses change no offset: any within reach will do.
+	var e *EvMem
+	if ev != nil {
+		e = &EvMem{Counter: at, Flag: at, Head: at, Ring: at, Mask: ev.Mask, ID: ev.ID}
+	}
+	_, entry, _, starts, err := j.build(site, at, at, e)
 	if err != nil || rip < at {
 		return 0, false
 	}

@@ -62,14 +62,14 @@ func TestTrampPrologue(t *testing.T) {
 	wantOrig := []uint64{0x400000, 0x400001, 0x400004}
 	for i, w := range wantOrig {
 		rip := 0x500000 + uint64(entry+insnOffset(insns, i))
-		if got, ok := j.OrigAt(0x400000, 0x500000, rip); !ok || got != w {
+		if got, ok := j.OrigAt(0x400000, 0x500000, rip, nil); !ok || got != w {
 			t.Errorf("OrigAt(%#x) = %#x %v, want %#x", rip, got, ok, w)
 		}
 	}
-	if got, ok := j.OrigAt(0x400000, 0x500000, 0x500003); !ok || got != 0x400000 {
+	if got, ok := j.OrigAt(0x400000, 0x500000, 0x500003, nil); !ok || got != 0x400000 {
 		t.Errorf("OrigAt in the prologue = %#x %v", got, ok)
 	}
-	if _, ok := j.OrigAt(0x400000, 0x500000, 0x500000+uint64(entry)+2); ok {
+	if _, ok := j.OrigAt(0x400000, 0x500000, 0x500000+uint64(entry)+2, nil); ok {
 		t.Error("OrigAt inside a relocated instruction is a boundary")
 	}
 }

@@ -81,12 +81,12 @@ func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int,
 // trampoline is Trampoline, and also returns the length of the code
 // before the padding and the address pool (for the tests that decode it).
 func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, insns int, err error) {
-	code, entry, insns, _, err = j.build(site, at, counter)
+	code, entry, insns, _, err = j.build(site, at, counter, nil)
 	return code, entry, insns, err
 }
 
 // build is trampoline, and the offsets of the relocated instructions.
-func (j *JumpPlan) build(site, at, counter uint64) (code []byte, entry, insns int, starts []int, err error) {
+func (j *JumpPlan) build(site, at, counter uint64, ev *EvMem) (code []byte, entry, insns int, starts []int, err error) {
 	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
 	t.code = append(t.code, tPushf[:]...)
@@ -96,6 +96,11 @@ func (j *JumpPlan) build(site, at, counter uint64) (code []byte, entry, insns in
 		return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
 	}
 	t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
+	if ev != nil {
+		if err := t.events(ev); err != nil {
+			return nil, 0, 0, nil, err
+		}
+	}
 	t.code = append(t.code, tPopf[:]...)
 	t.code = append(t.code, tLeaUp[:]...)
 	entry = len(t.code)
@@ -138,7 +143,7 @@ func (j *JumpPlan) build(site, at, counter uint64) (code []byte, entry, insns in
 	}
 	insns = len(t.code)
 	code = t.finish()
-	if len(code) > MaxTrampSize {
+	if max := MaxTrampSize; len(code) > max && (ev == nil || len(code) > MaxTrampEvSize) {
 		return nil, 0, 0, nil, fmt.Errorf("trampoline for %v: %d bytes, over %d: %w", j, len(code), MaxTrampSize, ErrRefused)
 	}
 	return code, entry, insns, t.starts, nil

@@ -1,0 +1,101 @@
+package install
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Events from trampolines. A trampoline made with an EvMem (TrampolineEv)
+// also appends a record of each hit to a ring in memory shared with the
+// daemon while the site's flag word is not zero (someone reads the probe's
+// events), between the count and the popfq:
+//
+//	cmpq $0,flag(%rip); je 1f
+//	push %rax; push %rcx; push %rdx; push %rsi
+//	mov $1,%ecx; lock xadd %rcx,head(%rip)      claim record number n
+//	rdtsc; shl $32,%rdx; or %rdx,%rax           the time stamp counter
+//	mov %rcx,%rdx; and $mask,%edx; shl $5,%rdx; lea ring(%rip),%rsi; add %rsi,%rdx
+//	mov %rax,8(%rdx); rdfsbase %rax; mov %rax,16(%rdx)   TSC, the thread's fs base
+//	movq $id,24(%rdx); inc %rcx; mov %rcx,(%rdx)          site id, then n+1: published
+//	pop %rsi; pop %rdx; pop %rcx; pop %rax
+//	1:
+//
+// A record is EvRecSize bytes: n+1 (written last: x86 stores are seen in
+// order), TSC, fs base, site id. A writer laps a reader that falls behind
+// by more than the ring: the reader finds another n+1 in the slot and
+// counts the record lost. rdfsbase needs the kernel's FSGSBASE (AT_HWCAP2
+// bit 1); the runtime checks before it makes such trampolines.
+
+// EvMem is where a trampoline's events go.
+type EvMem struct {
+	Counter uint64 // the hit counter (as for Trampoline)
+	Flag    uint64 // 8-byte flag word: records are appended while not 0
+	Head    uint64 // 8-byte count of records claimed
+	Ring    uint64 // the ring: Mask+1 records
+	Mask    uint32 // records in the ring minus one (a power of two minus one)
+	ID      uint32 // the site's id, as records carry it (below 2^31)
+}
+
+// EvRecSize is the size of an event record.
+const EvRecSize = 32
+
+// MaxTrampEvSize bounds len(code) of TrampolineEv (the runtime's stride).
+const MaxTrampEvSize = 256
+
+// TrampolineEv is Trampoline with events (above). popf is the offset of the
+// prologue's popfq: a thread stopped between the pushfq (offset
+// TrampPushfEnd) and it is inside the counting and event code.
+func (j *JumpPlan) TrampolineEv(site, at uint64, ev EvMem) (code []byte, entry, popf int, err error) {
+	code, entry, _, _, err = j.build(site, at, ev.Counter, &ev)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	return code, entry, entry - len(tPopf) - len(tLeaUp), nil
+}
+
+// TrampPushfEnd is the offset after the pushfq in every trampoline.
+var TrampPushfEnd = len(tLeaDown) + len(tPushf)
+
+// events appends the event code (see the top of this file).
+func (t *tramp) events(ev *EvMem) error {
+	rip := func(target uint64, end int) ([]byte, error) { // disp32 of an instruction ending at end
+		rel, err := rel32(target, t.at+uint64(len(t.code)+end))
+		if err != nil {
+			return nil, fmt.Errorf("trampoline at %#x: event memory: %w", t.at, err)
+		}
+		return binary.LittleEndian.AppendUint32(nil, uint32(rel)), nil
+	}
+	d, err := rip(ev.Flag, 8)
+	if err != nil {
+		return err
+	}
+	t.code = append(append(append(t.code, 0x48, 0x83, 0x3d), d...), 0x00) // cmpq $0,flag(%rip)
+	t.code = append(t.code, 0x0f, 0x84, 0, 0, 0, 0)                       // je skip (below)
+	je := len(t.code)
+	t.code = append(t.code, 0x50, 0x51, 0x52, 0x56) // push %rax, %rcx, %rdx, %rsi
+	t.code = append(t.code, 0xb9, 1, 0, 0, 0)       // mov $1,%ecx
+	if d, err = rip(ev.Head, 9); err != nil {
+		return err
+	}
+	t.code = append(append(t.code, 0xf0, 0x48, 0x0f, 0xc1, 0x0d), d...)            // lock xadd %rcx,head(%rip)
+	t.code = append(t.code, 0x0f, 0x31)                                            // rdtsc
+	t.code = append(t.code, 0x48, 0xc1, 0xe2, 0x20)                                // shl $32,%rdx
+	t.code = append(t.code, 0x48, 0x09, 0xd0)                                      // or %rdx,%rax
+	t.code = append(t.code, 0x48, 0x89, 0xca)                                      // mov %rcx,%rdx
+	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x81, 0xe2), ev.Mask) // and $mask,%edx
+	t.code = append(t.code, 0x48, 0xc1, 0xe2, 0x05)                                // shl $5,%rdx
+	if d, err = rip(ev.Ring, 7); err != nil {
+		return err
+	}
+	t.code = append(append(t.code, 0x48, 0x8d, 0x35), d...)                                  // lea ring(%rip),%rsi
+	t.code = append(t.code, 0x48, 0x01, 0xf2)                                                // add %rsi,%rdx
+	t.code = append(t.code, 0x48, 0x89, 0x42, 0x08)                                          // mov %rax,8(%rdx)
+	t.code = append(t.code, 0xf3, 0x48, 0x0f, 0xae, 0xc0)                                    // rdfsbase %rax
+	t.code = append(t.code, 0x48, 0x89, 0x42, 0x10)                                          // mov %rax,16(%rdx)
+	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x48, 0xc7, 0x42, 0x18), ev.ID) // movq $id,24(%rdx)
+	t.code = append(t.code, 0x48, 0xff, 0xc1)                                                // inc %rcx
+	t.code = append(t.code, 0x48, 0x89, 0x0a)                                                // mov %rcx,(%rdx)
+	t.code = append(t.code, 0x5e, 0x5a, 0x59, 0x58)                                          // pop %rsi, %rdx, %rcx, %rax
+	binary.LittleEndian.PutUint32(t.code[je-4:], uint32(len(t.code)-je))
+	return nil
+}
