@@ -2,9 +2,9 @@ package objfile
 
 import (
 	"os"
-	"time"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 const libpython = "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"
