@@ -1,14 +1,22 @@
 package objfile
 
+import "sync"
+
 // A table-driven length decoder for the common legacy encodings (the
 // one-byte and 0f opcode maps), for the branch scan: x86asm.Decode costs
 // ~350 ns an instruction, which made the scan of libpython3.11 (720 k
 // instructions) take 280 ms. fastInsn handles what it knows exactly and
 // says so; everything else (VEX, EVEX, the 0f38/0f3a maps, opcodes invalid
 // in 64-bit mode, a branch with an operand-size prefix, a REX prefix
-// before a legacy one, 3DNow!) goes to x86asm. TestFastLen checks that the
-// scan with it gives the very same index as the scan with x86asm alone,
-// on bash, perl, libpython3.11 and a Go binary.
+// before a legacy one, lock, several of 66/f2/f3, 3DNow!) goes to x86asm.
+// Which (mandatory prefix, REX.W, opcode, ModRM reg, register or memory
+// form) combinations it decodes itself is not written by hand: validity()
+// asks x86asm once, for a canonical encoding of each, and keeps those where
+// both agree (x86asm is strict about reserved encodings, e.g. hint nops
+// other than 0f 1f /0). TestFastLen checks that the scan with it gives the
+// very same index as the scan with x86asm alone on bash, perl,
+// libpython3.11 and a Go binary; TestFastInsnExhaustive and FuzzFastInsn
+// compare the two decoders directly.
 
 // Operand classes of an opcode.
 const (
@@ -30,10 +38,51 @@ const (
 
 var oneByte, twoByte [256]uint8
 
-// regOK1 and regOK2 are, for the opcode groups whose ModRM reg field
-// selects the instruction, the reg values fastInsn decodes itself (bit r);
-// 0 means all. Others (undefined ones among them) go to x86asm.
-var regOK1, regOK2 [256]uint8
+// valid[pfx][w][map][op] has bit reg*2+mod3 set where fastInsn may decode
+// (pfx: none, 66, f2, f3; w: REX.W; map: one-byte, 0f; mod3: ModRM names
+// a register). Built once by validity.
+var (
+	validOnce sync.Once
+	valid     [4][2][2][256]uint16
+)
+
+// validity fills valid by asking x86asm about a canonical encoding of each
+// combination (~65 k decodes, once per process, on the first scan).
+func validity() {
+	pfxs := [4][]byte{nil, {0x66}, {0xf2}, {0xf3}}
+	for p := range 4 {
+		for w := range 2 {
+			for m := range 2 {
+				for op := range 256 {
+					for reg := range 8 {
+						for mod3 := range 2 {
+							b := append([]byte(nil), pfxs[p]...)
+							if w == 1 {
+								b = append(b, 0x48)
+							}
+							if m == 1 {
+								b = append(b, 0x0f)
+							}
+							modrm := byte(reg << 3)
+							if mod3 == 1 {
+								modrm |= 0xc0
+							}
+							b = append(b, byte(op), modrm, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd)
+							n, kind, rel, ok := fastRaw(b)
+							if !ok {
+								continue
+							}
+							sn, skind, srel, sok := scanInsn(b, true)
+							if sok && sn == n && skind == kind && srel == rel {
+								valid[p][w][m][op] |= 1 << (reg*2 + mod3)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}
 
 func init() {
 	set := func(t *[256]uint8, c uint8, ops ...int) {
@@ -103,7 +152,6 @@ func init() {
 	rng(t, fModRMImm8, 0x70, 0x73)
 	rng(t, fModRM, 0x74, 0x76)
 	set(t, fNone, 0x77)
-	set(t, fModRM, 0x78, 0x79)
 	rng(t, fModRM, 0x7c, 0x7f)
 	rng(t, fRel32, 0x80, 0x8f)
 	rng(t, fModRM, 0x90, 0x9f)
@@ -116,16 +164,6 @@ func init() {
 	set(t, fModRM, 0xc0, 0xc1, 0xc3, 0xc7)
 	rng(t, fNone, 0xc8, 0xcf)
 	rng(t, fModRM, 0xd0, 0xff)
-	set(t, fUnknown, 0x00, 0x01, 0x0d, 0xae, 0xc7, 0xb8)
-
-	regOK1[0x8f], regOK1[0xc6], regOK1[0xc7] = 0x01, 0x01, 0x01
-	regOK1[0xfe], regOK1[0xff] = 0x03, 0x7f
-	for _, o := range []int{0xc0, 0xc1, 0xd0, 0xd1, 0xd2, 0xd3} {
-		regOK1[o] = 0xbf // not /6
-	}
-	regOK1[0xf6], regOK1[0xf7] = 0xfd, 0xfd // not /1
-	regOK2[0xba] = 0xf0
-	regOK2[0x71], regOK2[0x72], regOK2[0x73] = 0x54, 0x54, 0xcc
 }
 
 // Branch kinds fastInsn reports.
@@ -138,19 +176,42 @@ const (
 // fastInsn returns the length of the instruction at the start of b, its
 // branch kind and displacement; ok is false where x86asm must decide.
 func fastInsn(b []byte) (n, kind int, rel int64, ok bool) {
+	validOnce.Do(validity)
+	return fastDecode(b, true)
+}
+
+// fastRaw is fastInsn without the validity check (for validity itself).
+func fastRaw(b []byte) (n, kind int, rel int64, ok bool) { return fastDecode(b, false) }
+
+func fastDecode(b []byte, check bool) (n, kind int, rel int64, ok bool) {
 	i, opsize, addr32, rexW := 0, false, false, false
+	pfx, npfx := 0, 0
 	for ; i < len(b) && i < 15; i++ {
 		switch c := b[i]; c {
 		case 0x66:
-			opsize = true
+			opsize, pfx = true, 1
+			npfx++
+			continue
+		case 0xf2:
+			pfx = 2
+			npfx++
+			continue
+		case 0xf3:
+			pfx = 3
+			npfx++
 			continue
 		case 0x67:
 			addr32 = true
 			continue
-		case 0xf0, 0xf2, 0xf3, 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65:
+		case 0xf0:
+			return 0, 0, 0, false // lock: x86asm checks where it may stand
+		case 0x2e, 0x36, 0x3e, 0x26, 0x64, 0x65:
 			continue
 		}
 		break
+	}
+	if npfx > 1 {
+		return 0, 0, 0, false
 	}
 	if i < len(b) && b[i]&0xf0 == 0x40 {
 		rexW = b[i]&8 != 0
@@ -281,6 +342,9 @@ func fastInsn(b []byte) (n, kind int, rel int64, ok bool) {
 		if !need(k) || i+k > 15 {
 			return 0, 0, 0, false
 		}
+		if check && !validFor(pfx, rexW, two, op, b, -1) {
+			return 0, 0, 0, false
+		}
 		if k == 1 {
 			rel = int64(int8(b[i]))
 		} else {
@@ -292,15 +356,14 @@ func fastInsn(b []byte) (n, kind int, rel int64, ok bool) {
 	if i > 15 || i > len(b) {
 		return 0, 0, 0, false
 	}
-	if mpos >= 0 {
-		reg, mod := b[mpos]>>3&7, b[mpos]>>6
-		mask := regOK1[op]
-		if two {
-			mask = regOK2[op]
-		}
-		if mask != 0 && mask&(1<<reg) == 0 || !two && op >= 0xd8 && op <= 0xdf && mod == 3 {
-			return 0, 0, 0, false
-		}
+	if check && !validFor(pfx, rexW, two, op, b, mpos) {
+		return 0, 0, 0, false
+	}
+	if mpos >= 0 && b[mpos]>>6 == 3 && (!two && (op == 0xc6 || op == 0xc7 || op >= 0xd8 && op <= 0xdf) ||
+		two && (op == 0x01 || op == 0x1e || op == 0xae || op == 0xc7)) {
+		// Register forms that differ by the rm field too (xabort, xbegin,
+		// x87, the system groups, endbr, the fences, rdrand).
+		return 0, 0, 0, false
 	}
 	if !two && op == 0xff {
 		if reg := b[mpos] >> 3 & 7; reg == 4 || reg == 5 {
@@ -311,4 +374,24 @@ func fastInsn(b []byte) (n, kind int, rel int64, ok bool) {
 		return 0, 0, 0, false // xbegin: a relative abort address
 	}
 	return i, bNone, 0, true
+}
+
+// validFor looks the decoded combination up in valid; mpos is the offset
+// of the ModRM byte, -1 if none (then the reg 0, memory-form entry).
+func validFor(pfx int, rexW, two bool, op byte, b []byte, mpos int) bool {
+	w, m := 0, 0
+	if rexW {
+		w = 1
+	}
+	if two {
+		m = 1
+	}
+	bit := 0
+	if mpos >= 0 {
+		bit = int(b[mpos]>>3&7) * 2
+		if b[mpos]>>6 == 3 {
+			bit++
+		}
+	}
+	return valid[pfx][w][m][op]&(1<<bit) != 0
 }

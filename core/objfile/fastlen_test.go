@@ -77,3 +77,62 @@ func diffFirst(t *testing.T, f *File, what string, a, b []uint64) {
 		}
 	}
 }
+
+// FuzzFastInsn: wherever fastInsn decodes an instruction itself, x86asm
+// decodes the same bytes to the same length and branch kind (and
+// displacement).
+func FuzzFastInsn(f *testing.F) {
+	for _, s := range []string{"\x55", "\x48\x89\xe5", "\xe8\x00\x01\x00\x00", "\x0f\x84\x10\x00\x00\x00", "\xff\x24\xc5\x00\x00\x00\x00",
+		"\x66\x0f\x1f\x44\x00\x00", "\x48\xb8\x01\x02\x03\x04\x05\x06\x07\x08", "\xf6\x05\x00\x00\x00\x00\x01", "\xc8\x10\x00\x01",
+		"\xa1\x01\x02\x03\x04\x05\x06\x07\x08", "\x67\xa1\x01\x02\x03\x04", "\x66\x81\xc1\x34\x12", "\x0f\xba\xe0\x05"} {
+		f.Add([]byte(s))
+	}
+	for _, b := range [][]byte{{0x41, 0xff, 0xe3}, {0xf3, 0x48, 0xab}, {0x64, 0x48, 0x8b, 0x04, 0x25, 0x28, 0, 0, 0}} {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		n, kind, rel, ok := fastInsn(b)
+		if !ok {
+			return
+		}
+		sn, skind, srel, sok := scanInsn(b, true)
+		if !sok || sn != n || skind != kind || srel != rel {
+			t.Fatalf("% x: fast len %d kind %d rel %d; x86asm len %d kind %d rel %d ok %v", b, n, kind, rel, sn, skind, srel, sok)
+		}
+	})
+}
+
+// TestFastInsnExhaustive: every opcode of the one-byte and 0f maps, with
+// each common prefix set, every ModRM byte and two SIB bytes: where
+// fastInsn decodes, x86asm agrees (as FuzzFastInsn, systematically).
+func TestFastInsnExhaustive(t *testing.T) {
+	prefixes := [][]byte{nil, {0x66}, {0xf2}, {0xf3}, {0x67}, {0x48}, {0x41}, {0x4c}, {0x66, 0x48}, {0xf0}, {0x64}, {0x65, 0x48}, {0x2e}, {0x3e}, {0x66, 0x2e}, {0xf3, 0x48}, {0xf2, 0x66}, {0x67, 0x66}, {0x48, 0x66}}
+	bad, fast := 0, 0
+	for _, pre := range prefixes {
+		for two := 0; two < 2; two++ {
+			for op := 0; op < 256; op++ {
+				for m := 0; m < 256; m++ {
+					for _, sib := range []byte{0x24, 0x25} {
+						b := append([]byte(nil), pre...)
+						if two == 1 {
+							b = append(b, 0x0f)
+						}
+						b = append(b, byte(op), byte(m), sib, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb)
+						n, kind, rel, ok := fastInsn(b)
+						if !ok {
+							continue
+						}
+						fast++
+						sn, skind, srel, sok := scanInsn(b, true)
+						if !sok || sn != n || skind != kind || srel != rel {
+							if bad++; bad <= 20 {
+								t.Errorf("% x: fast len %d kind %d rel %d; x86asm len %d kind %d rel %d ok %v", b[:min(len(b), 6)], n, kind, rel, sn, skind, srel, sok)
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d encodings decoded by fastInsn, %d disagree", fast, bad)
+}
