@@ -85,3 +85,49 @@ func TestJumpAtConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// reasonClass is a reason without its details: "indirect jmp in the
+// function (main+0x1c, ...)" -> "indirect jmp in the function".
+func reasonClass(err error) string {
+	r := install.RefusalReason(err)
+	if i := strings.Index(r, " ("); i >= 0 {
+		r = r[:i]
+	}
+	return r
+}
+
+// TestJumpAtStripped: without symbols the bounds come from the unwind
+// entries (and the next symbol or the segment end), and give the same
+// decisions at every function entry as the symbols do.
+func TestJumpAtStripped(t *testing.T) {
+	for _, fx := range buildFixtures(t) {
+		if !fx.stripped {
+			continue
+		}
+		full, bare := openT(t, fx.base.path), openT(t, fx.path)
+		same, uncovered := 0, 0
+		for _, off := range full.FunctionStarts() {
+			if _, err := full.Analyze(off); err != nil {
+				continue
+			}
+			j1, err1 := full.JumpAt(off)
+			j2, err2 := bare.JumpAt(off)
+			if err2 != nil && strings.HasPrefix(install.RefusalReason(err2), "no function symbol or unwind entry covers it") {
+				uncovered++
+				continue
+			}
+			if (err1 == nil) != (err2 == nil) || err1 != nil && reasonClass(err1) != reasonClass(err2) ||
+				err1 == nil && (j1.Len != j2.Len || !slicesEqual(j1.Asm, j2.Asm)) {
+				t.Errorf("%s %s: with symbols %v %v; stripped %v %v", fx.name, full.Symbolize(off), j1, err1, j2, err2)
+				continue
+			}
+			same++
+		}
+		if same < 4 {
+			t.Errorf("%s: only %d function entries compared (%d uncovered)", fx.name, same, uncovered)
+		}
+		t.Logf("%s: %d function entries decided alike, %d not covered by an unwind entry", fx.name, same, uncovered)
+	}
+}
+
+func slicesEqual(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
