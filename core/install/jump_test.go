@@ -73,6 +73,10 @@ func TestTrampTemplates(t *testing.T) {
 			}
 		}
 	}
+	// An unaligned counter.
+	if _, _, err := (&JumpPlan{}).Trampoline(0x10000, 0x20000, 0x20804); !errors.Is(err, ErrRefused) {
+		t.Errorf("unaligned counter: %v", err)
+	}
 	// The jump site itself.
 	b, err := JumpInsn(0x401000, 0x401000+5+0x1234)
 	if err != nil {

@@ -68,8 +68,10 @@ var tEntry = len(tLeaDown) + len(tPushf) + len(tLockInc) + 4 + len(tPopf) + len(
 // and the 8-byte address (a jcc as the inverted jcc over it); a call is
 // `push $lo32; movl $hi32,4(%rsp)` (the original return address, so no
 // address of the trampoline is ever on the stack) then the jump to its
-// target. Errors: ErrSlotRange (wrapped) when a RIP-relative operand or
-// the counter is out of rel32 reach from at.
+// target. The counter must be 8-byte aligned (a lock on a split counter
+// is slow, and faults with the alignment-check flag set). Errors:
+// ErrSlotRange (wrapped) when a RIP-relative operand or the counter is out
+// of rel32 reach from at; ErrRefused for an unaligned counter.
 func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int, err error) {
 	code, entry, _, err = j.trampoline(site, at, counter)
 	return code, entry, err
@@ -78,6 +80,9 @@ func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int,
 // trampoline is Trampoline, and also returns the length of the code
 // before the padding and the address pool (for the tests that decode it).
 func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, insns int, err error) {
+	if counter%8 != 0 {
+		return nil, 0, 0, fmt.Errorf("trampoline at %#x: counter %#x is not 8-byte aligned: %w", at, counter, ErrRefused)
+	}
 	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
 	t.code = append(t.code, tPushf[:]...)

@@ -131,3 +131,28 @@ func TestJumpAtStripped(t *testing.T) {
 }
 
 func slicesEqual(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// TestJumpAtGo: in a Go binary function entries get jump sites (the
+// stack-check prologue is displaced), an offset inside a function never.
+func TestJumpAtGo(t *testing.T) {
+	f := openT(t, testfix.GoTarget(t))
+	for _, sym := range []string{testfix.GoTick, "main.main"} {
+		off, err := f.Resolve(`"` + sym + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := f.JumpAt(off)
+		if err != nil {
+			t.Errorf("%s: %v", sym, err)
+			continue
+		}
+		t.Logf("%s: %v", sym, j)
+		p, err := f.Analyze(off + uint64(j.Len))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Jump != nil || !strings.HasPrefix(p.NoJump, "inside a Go function") {
+			t.Errorf("%s+%d: Jump %v NoJump %q", sym, j.Len, p.Jump, p.NoJump)
+		}
+	}
+}
