@@ -106,7 +106,7 @@ func decodeAll(t testing.TB, code []byte) []x86asm.Inst {
 			pos += 4
 			continue
 		}
-		in, err := x86asm.Decode(code[pos:], 64)
+		in, err := decode(code[pos:])
 		if err != nil {
 			t.Fatalf("% x: at %d: %v", code, pos, err)
 		}

@@ -94,6 +94,17 @@ func FuzzJump(f *testing.F) {
 				t.Fatalf("%v: trampoline %d bytes, entry %d", j, len(tc), entry)
 			}
 			checkTramp(t, j, site, at, tc, entry, n)
+			prev := 0
+			for off := 0; off < n; off++ {
+				pc, ok := j.PCAt(site, at, off)
+				if !ok || pc.Prologue != (off < entry) || pc.Off < prev || pc.Off > j.Len || off == entry && pc.Off != 0 {
+					t.Fatalf("%v: PCAt(%d) = %+v %v", j, off, pc, ok)
+				}
+				prev = pc.Off
+			}
+			if _, ok := j.PCAt(site, at, n); ok {
+				t.Fatalf("%v: PCAt past the code", j)
+			}
 		}
 	})
 }
@@ -122,7 +133,7 @@ func checkTramp(t *testing.T, j *JumpPlan, site, at uint64, tc []byte, entry, n 
 			pos += 4
 			return x86asm.Inst{Op: x86asm.NOP, Len: 4}
 		}
-		in, err := x86asm.Decode(tc[pos:n], 64)
+		in, err := decode(tc[pos:n]) // x86asm misreads vzeroupper
 		if err != nil {
 			t.Fatalf("%v: trampoline % x: at %d: %v", j, tc, pos, err)
 		}

@@ -244,3 +244,83 @@ func TestJumpMeaningDetects(t *testing.T) {
 		t.Fatalf("harness did not see the missing store: rip %#x / %#x", got.Regs.Rip, native.Regs.Rip)
 	}
 }
+
+// TestTrampPC stops a trampoline run at every instruction boundary of its
+// code (an int3 there), maps the thread back with PCAt (rip, rsp, and the
+// flags saved in the prologue) and compares it with the native run
+// stopped at that displaced instruction: the context a signal raised there
+// must show.
+func TestTrampPC(t *testing.T) {
+	h := startHarness(t)
+	runs, stops := 0, 0
+	for _, c := range jumpCases() {
+		code, _ := decodeHex(c.hex)
+		j, err := AnalyzeJump(code)
+		if err != nil {
+			t.Fatalf("%s: %v", c.hex, err)
+		}
+		flags := c.flags
+		if flags == nil {
+			flags = []uint64{0, arithFlags}
+		}
+		for _, fl := range flags[:min(len(flags), 3)] {
+			for _, at := range []uint64{hSlot + 0x40, hFar + 0x40} {
+				counter := uint64(hData + 0xf00)
+				if at >= hFar {
+					counter = hFar + 0x800
+				}
+				tc, entry, n, err := j.trampoline(insnAt, at, counter)
+				if err != nil {
+					continue // rip-relative from the far page
+				}
+				mc := mcase{setup: c.setup}
+				pos := 0
+				for _, in := range decodeAll(t, tc[:n]) {
+					x := pos
+					pos += in.Len
+					sin := startState(&mc, fl, hStack+0x800)
+					copy(sin.Code[insnAt-hCode:], code)
+					place(sin, at, tc)
+					place(sin, at+uint64(x), []byte{0xcc})
+					put64(page64(sin, counter), counterStart)
+					sin.Regs.Rip = at
+					got := h.run(t, sin)
+					runs++
+					if got.Sig != uint64(syscall.SIGTRAP) || got.Regs.Rip != at+uint64(x) {
+						continue // another path
+					}
+					stops++
+					pc, ok := j.PCAt(insnAt, at, x)
+					name := fmt.Sprintf("%s (%s) flags %#x tramp %#x stopped at %d", c.hex, strings.Join(j.Asm, "; "), fl, at, x)
+					if !ok || pc.Prologue != (x < entry) {
+						t.Errorf("%s: PCAt %+v %v", name, pc, ok)
+						continue
+					}
+					in := startState(&mc, fl, hStack+0x800)
+					copy(in.Code[insnAt-hCode:], code)
+					in.Code[insnAt-hCode+uint64(pc.Off)] = 0xcc
+					in.Regs.Rip = insnAt
+					native := h.run(t, in)
+					runs++
+					got.Regs.Rip = insnAt + uint64(pc.Off)
+					got.Regs.R[4] += uint64(pc.RSPAdd)
+					w := hStack + 0x800 - 136 - hStack
+					if pc.Prologue && x == tEntry-len(tLeaUp)-len(tPopf) {
+						got.Regs.Rflags = binary.LittleEndian.Uint64(got.Stack[w:]) // at popfq
+					}
+					copy(got.Stack[w:w+8], native.Stack[w:w+8])
+					if pc.RSPAdd == 8 {
+						v := native.Regs.R[4] - 8 - hStack
+						copy(got.Stack[v:v+8], native.Stack[v:v+8])
+					}
+					put64(outPage64(got, counter), binary.LittleEndian.Uint64(outPage64(native, counter)))
+					compare(t, name, native, got)
+				}
+			}
+		}
+	}
+	if stops < 1000 {
+		t.Errorf("only %d stops compared", stops)
+	}
+	t.Logf("%d harness runs, %d stops compared", runs, stops)
+}
