@@ -182,6 +182,8 @@ func TestAnalyzeJump(t *testing.T) {
 				t.Errorf("%s: %v", c.hex, err)
 			} else if j.Len != c.len || !bytes.Equal(j.Orig, code[:c.len]) || len(j.Asm) != len(j.insns) {
 				t.Errorf("%s: %v: len %d, want %d", c.hex, j, j.Len, c.len)
+			} else if call := strings.HasPrefix(j.Asm[len(j.Asm)-1], "call"); j.EmulatesCall() != call {
+				t.Errorf("%s: %v: EmulatesCall %v", c.hex, j, j.EmulatesCall())
 			}
 			continue
 		}
