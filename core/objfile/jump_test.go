@@ -156,3 +156,46 @@ func TestJumpAtGo(t *testing.T) {
 		}
 	}
 }
+
+// TestJumpAtExceptions: in a C++ file with exception tables, function
+// entries get jump sites, offsets inside a function (where a landing pad
+// may be) never.
+func TestJumpAtExceptions(t *testing.T) {
+	f := openT(t, testfix.CXX(t, "testdata/throw.cc", "-O2"))
+	if !f.HasExceptions() {
+		t.Fatal("no exception tables")
+	}
+	accepted := 0
+	for _, sym := range []string{"main", "_Z7throweri"} {
+		off, err := f.Resolve(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, err := f.JumpAt(off); err == nil {
+			accepted++
+			t.Logf("%s: %v", sym, j)
+		} else {
+			t.Logf("%s: %v", sym, err)
+		}
+		l, err := install.InsnLen(readAtT(t, f, off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.JumpAt(off + uint64(l)); err == nil || !strings.Contains(err.Error(), "C++ exception tables") {
+			t.Errorf("%s+%d: %v", sym, l, err)
+		}
+	}
+	if accepted == 0 {
+		t.Error("no function entry accepted")
+	}
+}
+
+func readAtT(t *testing.T, f *File, off uint64) []byte {
+	t.Helper()
+	b := make([]byte, install.MaxInsnLen)
+	n, err := f.readAt(b, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}
