@@ -1,6 +1,7 @@
 package install
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -16,7 +17,8 @@ type jcase struct {
 	hex   string
 	setup func(r *hRegs, in *hIn)
 	flags []uint64
-	rip   bool // has a RIP-relative operand: out of reach from the far page
+	rip   bool           // has a RIP-relative operand: out of reach from the far page
+	sig   syscall.Signal // the native run's signal (0: SIGTRAP, the int3 after it)
 }
 
 // rr encodes an instruction at insnAt+off whose RIP-relative operand
@@ -41,6 +43,15 @@ func jumpCases() []jcase {
 	add("plain", "554889e54883ec10", "415741564155", "5341545b415c", "31c04889e5", "4801d84829c8",
 		"0f1f440000", "c94889e590", "64488b042528000000", "48c7c0ffffffff", "4899480fafc3")
 	add("endbr64", "f30f1efa55", "f30f1efa4883ec18", "f30f1efa4157")
+	add("alu", "48d3e04899", "48c1f80590", "480fafc390", "4887d84801c8", "0fc8480fcb", "480fb1cb90")
+	strs := func(r *hRegs, in *hIn) {
+		r.R[6], r.R[7], r.R[1] = hData+0x10, hData+0x200, 16 // rsi, rdi, rcx
+	}
+	cs = append(cs, jcase{class: "rep-movs", hex: "f3a4909090", setup: strs},
+		jcase{class: "rep-stos", hex: "f348ab9090", setup: strs},
+		jcase{class: "div", hex: "48f7f19090", setup: func(r *hRegs, in *hIn) { r.R[1], r.R[2] = 7, 0 }},
+		jcase{class: "div-by-zero", hex: "48f7f19090", setup: func(r *hRegs, in *hIn) { r.R[1] = 0 }, sig: syscall.SIGFPE},
+		jcase{class: "fault", hex: "90488b0790", setup: func(r *hRegs, in *hIn) { r.R[7] = 0x1000 }, sig: syscall.SIGSEGV})
 	add("push-pop", "5053515a90", "4154415d90", "9c5b9d9090")
 	for _, c := range []jcase{
 		{class: "riprel-load", hex: rr(0, "488b05", hData+0x80, "")},
@@ -52,6 +63,8 @@ func jumpCases() []jcase {
 		{class: "riprel-lea", hex: rr(0, "488d05", hData+0x80, "")},
 		{class: "riprel-lea", hex: rr(0, "4c8d3d", hData+0x3ffff000, "")},
 		{class: "riprel-cmp-jcc", hex: "7410" + rr(2, "833d", hData+0x80, "05"), flags: allFlags},
+		{class: "riprel-lock", hex: rr(0, "f0480105", hData+0xa0, "")},
+		{class: "riprel-lock", hex: "90" + rr(1, "f0480fb10d", hData+0xa8, "")},
 	} {
 		c.rip = true
 		cs = append(cs, c)
@@ -119,8 +132,8 @@ func TestJumpMeaning(t *testing.T) {
 			in.Regs.Rip = insnAt
 			native := h.run(t, in)
 			runs++
-			if native.Sig != uint64(syscall.SIGTRAP) {
-				t.Errorf("%s: native run got signal %d at %#x", name, native.Sig, native.Regs.Rip)
+			if want := cmp.Or(c.sig, syscall.SIGTRAP); native.Sig != uint64(want) {
+				t.Errorf("%s: native run got signal %d at %#x, want %d", name, native.Sig, native.Regs.Rip, want)
 				continue
 			}
 			for _, pl := range []struct {
@@ -164,6 +177,14 @@ func TestJumpMeaning(t *testing.T) {
 					}
 					got := h.run(t, sin)
 					runs++
+					if got.Regs.Rip >= pl.at && got.Regs.Rip < pl.at+uint64(len(tc)) {
+						// A fault of a relocated instruction: map it back.
+						pc, ok := j.PCAt(insnAt, pl.at, int(got.Regs.Rip-pl.at))
+						if !ok || pc.Prologue || pc.RSPAdd != 0 {
+							t.Errorf("%s: stopped at trampoline offset %d: %+v %v", pname, got.Regs.Rip-pl.at, pc, ok)
+						}
+						got.Regs.Rip = insnAt + uint64(pc.Off)
+					}
 					want := uint64(counterStart + 1)
 					if fromEntry {
 						want = counterStart
