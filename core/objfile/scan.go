@@ -52,6 +52,10 @@ func (f *File) ScanStats() (insns, branches, indirect int, took time.Duration) {
 }
 
 // scanBranches scans f; slow: with x86asm alone (TestFastLen compares).
+// Not race-instrumented (see fastInsn): it works on its own buffers and
+// publishes the index through jumpIndex's sync.Once.
+//
+//go:norace
 func (f *File) scanBranches(slow bool) *branchIndex {
 	t0 := time.Now()
 	x := &branchIndex{}
@@ -119,6 +123,8 @@ func (f *File) scanBranches(slow bool) *branchIndex {
 // whether it is a direct branch (jmp, jcc, call, loop, jrcxz, xbegin: kind
 // bRel, rel its displacement) or an indirect jmp (bIndirect); ok is false
 // if it does not decode. fastInsn first unless slow, else x86asm.
+//
+//go:norace
 func scanInsn(b []byte, slow bool) (n, kind int, rel int64, ok bool) {
 	if len(b) == 0 {
 		return 0, 0, 0, false
