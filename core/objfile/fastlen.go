@@ -1,6 +1,5 @@
 package objfile
 
-
 // A table-driven length decoder for the common legacy encodings (the
 // one-byte and 0f opcode maps), for the branch scan: x86asm.Decode costs
 // ~350 ns an instruction, which made the scan of libpython3.11 (720 k
