@@ -275,6 +275,11 @@ func jumpForbidden(p *Plan) string {
 	case x86asm.CLI, x86asm.STI, x86asm.IN, x86asm.OUT, x86asm.INSB, x86asm.INSW, x86asm.INSD,
 		x86asm.OUTSB, x86asm.OUTSW, x86asm.OUTSD:
 		return "privileged instruction"
+	case x86asm.PUSHF, x86asm.PUSHFD, x86asm.PUSHFQ, x86asm.POPF, x86asm.POPFD, x86asm.POPFQ:
+		// A thread single-stepped out of a trampoline (to deliver a
+		// signal after it) would push the tracer's trap flag, or have
+		// the kernel take a popf's for the program's.
+		return "pushf/popf"
 	case x86asm.MOV, x86asm.POP:
 		if r, ok := in.Args[0].(x86asm.Reg); ok && r >= x86asm.ES && r <= x86asm.GS {
 			return "segment register load"

@@ -157,6 +157,8 @@ func TestAnalyzeJump(t *testing.T) {
 		{"cd80909090", 0, "int in the displaced range"},
 		{"0f0b909090", 0, "ud2 in the displaced range"},
 		{"f490909090", 0, "hlt in the displaced range"},
+		{"9c5b9d9090", 0, "pushf/popf in the displaced range"},
+		{"50539d9090", 0, "pushf/popf in the displaced range"},
 		{"ffe0909090", 0, "indirect jmp in the displaced range"},
 		{"ffd0909090", 0, "indirect call in the displaced range"},
 		{"ff2500000000", 0, "indirect jmp in the displaced range"},

@@ -40,21 +40,13 @@ var (
 // tramp is a trampoline being written: the code, and the absolute jumps
 // whose address goes into the pool after it.
 type tramp struct {
-	at    uint64
-	code  []byte
-	pool  []poolRef
-	marks []pcMark // where each piece starts, in order
+	at   uint64
+	code []byte
+	pool []poolRef
+	// starts are the offsets in code of the relocated displaced
+	// instructions, one per instruction (OrigAt).
+	starts []int
 }
-
-// pcMark: from code offset start on, a thread is at this point of the
-// original code.
-type pcMark struct {
-	start int
-	pc    TrampPC
-}
-
-// mark records that the code from here on stands for pc.
-func (t *tramp) mark(pc TrampPC) { t.marks = append(t.marks, pcMark{len(t.code), pc}) }
 
 type poolRef struct {
 	disp   int // offset in code of the jmp's disp32
@@ -84,6 +76,9 @@ var tEntry = len(tLeaDown) + len(tPushf) + len(tLockInc) + 4 + len(tPopf) + len(
 // ErrSlotRange (wrapped) when a RIP-relative operand or the counter is out
 // of rel32 reach from at; ErrRefused for an unaligned counter.
 func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int, err error) {
+	if counter%8 != 0 {
+		return nil, 0, fmt.Errorf("trampoline at %#x: counter %#x is not 8-byte aligned: %w", at, counter, ErrRefused)
+	}
 	code, entry, _, err = j.trampoline(site, at, counter)
 	return code, entry, err
 }
@@ -91,44 +86,27 @@ func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int,
 // trampoline is Trampoline, and also returns the length of the code
 // before the padding and the address pool (for the tests that decode it).
 func (j *JumpPlan) trampoline(site, at, counter uint64) (code []byte, entry, insns int, err error) {
-	t, insns, err := j.build(site, at, counter)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	code = t.finish()
-	if len(code) > MaxTrampSize {
-		return nil, 0, 0, fmt.Errorf("trampoline for %v: %d bytes, over %d: %w", j, len(code), MaxTrampSize, ErrRefused)
-	}
-	return code, tEntry, insns, nil
+	code, entry, insns, _, err = j.build(site, at, counter)
+	return code, entry, insns, err
 }
 
-// build lays out the trampoline's code (before finish): the builder and
-// the length of the code.
-func (j *JumpPlan) build(site, at, counter uint64) (t *tramp, insns int, err error) {
-	if counter%8 != 0 {
-		return nil, 0, fmt.Errorf("trampoline at %#x: counter %#x is not 8-byte aligned: %w", at, counter, ErrRefused)
-	}
-	t = &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
-	t.mark(TrampPC{Prologue: true})
+// build is trampoline, and the offsets of the relocated instructions.
+func (j *JumpPlan) build(site, at, counter uint64) (code []byte, entry, insns int, starts []int, err error) {
+	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
-	t.mark(TrampPC{Prologue: true, RSPAdd: 128})
 	t.code = append(t.code, tPushf[:]...)
-	t.mark(TrampPC{Prologue: true, RSPAdd: 136})
 	t.code = append(t.code, tLockInc[:]...)
 	rel, err := rel32(counter, at+uint64(len(t.code))+4)
 	if err != nil {
-		return nil, 0, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
+		return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
 	}
 	t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
 	t.code = append(t.code, tPopf[:]...)
-	t.mark(TrampPC{Prologue: true, RSPAdd: 128})
 	t.code = append(t.code, tLeaUp[:]...)
-	if len(t.code) != tEntry {
-		panic("install: trampoline prologue length")
-	}
+	entry = len(t.code)
 	for _, in := range j.insns {
+		t.starts = append(t.starts, len(t.code))
 		target := site + uint64(in.target)
-		t.mark(TrampPC{Off: in.off})
 		switch in.kind {
 		case jPlain, jRet:
 			n := len(t.code)
@@ -136,7 +114,7 @@ func (j *JumpPlan) build(site, at, counter uint64) (t *tramp, insns int, err err
 			if in.dispOff >= 0 {
 				rel, err := rel32(target, at+uint64(len(t.code)))
 				if err != nil {
-					return nil, 0, fmt.Errorf("trampoline at %#x: rip-relative operand of %s at %#x: %w",
+					return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: rip-relative operand of %s at %#x: %w",
 						at, jumpAsm(in), site+uint64(in.off), err)
 				}
 				binary.LittleEndian.PutUint32(t.code[n+in.dispOff:], uint32(rel))
@@ -153,7 +131,6 @@ func (j *JumpPlan) build(site, at, counter uint64) (t *tramp, insns int, err err
 			ret := site + uint64(in.off+len(in.insn))
 			t.code = append(t.code, tPushImm[:]...)
 			t.code = binary.LittleEndian.AppendUint32(t.code, uint32(ret))
-			t.mark(TrampPC{Off: in.off, RSPAdd: 8}) // pushed: undo it
 			t.code = append(t.code, tMovHigh[:]...)
 			t.code = binary.LittleEndian.AppendUint32(t.code, uint32(ret>>32))
 			t.jmp(target)
@@ -162,49 +139,14 @@ func (j *JumpPlan) build(site, at, counter uint64) (t *tramp, insns int, err err
 		}
 	}
 	if !j.EndsInBranch() {
-		t.mark(TrampPC{Off: j.Len})
 		t.jmp(site + uint64(j.Len))
 	}
-	return t, len(t.code), nil
-}
-
-// TrampPC is where in the original code a thread stands that is at some
-// offset of a trampoline: the tracer rewrites a thread's registers with it
-// before it lets a signal raised in the trampoline through (a fault of a
-// relocated instruction must show the original's context: Go's nil
-// pointer panics and JVM-style null checks read it), or to move a thread
-// out of a trampoline.
-type TrampPC struct {
-	// Off: rip = site + Off, the displaced instruction the thread is at
-	// (not yet executed), or Len after the last one.
-	Off int
-	// RSPAdd is added to rsp: in the prologue 128 after the lea below the
-	// red zone and 136 while the flags are pushed; 8 in an emulated call
-	// after its push.
-	RSPAdd int64
-	// Prologue: the thread is counting the hit (Off is 0). From the lock
-	// incq on, its arithmetic flags are modified and the original ones are
-	// the word at rsp (after pushfq, before popfq).
-	Prologue bool
-}
-
-// PCAt returns where a thread at offset off of the trampoline of j at
-// site, placed at at (as Trampoline made it), stands in the original code;
-// false past the code (padding, the address pool) or for a placement
-// Trampoline refuses.
-func (j *JumpPlan) PCAt(site, at uint64, off int) (TrampPC, bool) {
-	t, n, err := j.build(site, at, at&^7)
-	if err != nil || off < 0 || off >= n {
-		return TrampPC{}, false
+	insns = len(t.code)
+	code = t.finish()
+	if len(code) > MaxTrampSize {
+		return nil, 0, 0, nil, fmt.Errorf("trampoline for %v: %d bytes, over %d: %w", j, len(code), MaxTrampSize, ErrRefused)
 	}
-	pc := TrampPC{}
-	for _, m := range t.marks {
-		if m.start > off {
-			break
-		}
-		pc = m.pc
-	}
-	return pc, true
+	return code, entry, insns, t.starts, nil
 }
 
 // jmp appends a jump to target: jmp rel32 when in reach, else the
