@@ -20,6 +20,15 @@
 //     layout, and the operand helpers.
 //   - breakpoint.go: InsertBreakpoint/RemoveBreakpoint, one byte, with the
 //     kernel's verify-opcode semantics, on any Memory.
+//   - jump.go, tramp.go: jump sites (trap-free probes). AnalyzeJump decides
+//     whether the whole instructions covering 5 bytes at a probe can be
+//     displaced (the relocation rules of the kernel's optprobes, stricter
+//     where unsure); JumpPlan.Trampoline writes the code that counts a hit
+//     (lock incq below the red zone, flags saved) and runs them relocated
+//     (rip-relative operands rewritten, branches to absolute targets, a
+//     call as a push of the original return address); JumpInsn is the
+//     jmp rel32 at the site. core/objfile adds the rules that need the
+//     file (JumpAt).
 //
 // It imports only the standard library and golang.org/x/arch/x86/x86asm:
 // core/probes embeds its Plan in every uprobe, so it must stay free of os,

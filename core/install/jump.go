@@ -66,6 +66,13 @@ func (j *JumpPlan) EndsInBranch() bool {
 	return k == jJmp || k == jCall || k == jRet
 }
 
+// EmulatesCall reports whether the last displaced instruction is a call,
+// which the trampoline emulates (push of the return address + jmp): the
+// callee's ret then finds no matching entry on a CET shadow stack, so a
+// thread with a shadow stack must not run this trampoline (the runtime
+// keeps the trap path there, where branch slots run calls for real).
+func (j *JumpPlan) EmulatesCall() bool { return j.insns[len(j.insns)-1].kind == jCall }
+
 // RefusalReason returns the short reason of an error that wraps ErrRefused
 // ("syscall in the displaced range"), as status shows it after "trap: ".
 func RefusalReason(err error) string {

@@ -73,6 +73,10 @@ func TestTrampTemplates(t *testing.T) {
 			}
 		}
 	}
+	// An unaligned counter.
+	if _, _, err := (&JumpPlan{}).Trampoline(0x10000, 0x20000, 0x20804); !errors.Is(err, ErrRefused) {
+		t.Errorf("unaligned counter: %v", err)
+	}
 	// The jump site itself.
 	b, err := JumpInsn(0x401000, 0x401000+5+0x1234)
 	if err != nil {
@@ -102,7 +106,7 @@ func decodeAll(t testing.TB, code []byte) []x86asm.Inst {
 			pos += 4
 			continue
 		}
-		in, err := x86asm.Decode(code[pos:], 64)
+		in, err := decode(code[pos:])
 		if err != nil {
 			t.Fatalf("% x: at %d: %v", code, pos, err)
 		}
@@ -180,6 +184,8 @@ func TestAnalyzeJump(t *testing.T) {
 				t.Errorf("%s: %v", c.hex, err)
 			} else if j.Len != c.len || !bytes.Equal(j.Orig, code[:c.len]) || len(j.Asm) != len(j.insns) {
 				t.Errorf("%s: %v: len %d, want %d", c.hex, j, j.Len, c.len)
+			} else if call := strings.HasPrefix(j.Asm[len(j.Asm)-1], "call"); j.EmulatesCall() != call {
+				t.Errorf("%s: %v: EmulatesCall %v", c.hex, j, j.EmulatesCall())
 			}
 			continue
 		}

@@ -5,11 +5,12 @@ import (
 	"debug/elf"
 	"encoding/binary"
 	"errors"
-	"os"
 	"strings"
 	"testing"
 
 	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 // realEntries returns the first bytes of up to n function symbols of the
@@ -24,13 +25,16 @@ func realEntries(path string, n int) [][]byte {
 	if len(syms) == 0 {
 		syms, _ = f.DynamicSymbols()
 	}
-	var out [][]byte
-	step := max(1, len(syms)/n)
-	for i := 0; i < len(syms) && len(out) < n; i += step {
-		s := syms[i]
-		if elf.ST_TYPE(s.Info) != elf.STT_FUNC || s.Value == 0 || s.Size == 0 {
-			continue
+	var funcs []elf.Symbol
+	for _, s := range syms {
+		if elf.ST_TYPE(s.Info) == elf.STT_FUNC && s.Value != 0 && s.Size != 0 {
+			funcs = append(funcs, s)
 		}
+	}
+	var out [][]byte
+	step := max(1, len(funcs)/n)
+	for i := 0; i < len(funcs) && len(out) < n; i += step {
+		s := funcs[i]
 		for _, p := range f.Progs {
 			if p.Type == elf.PT_LOAD && p.Flags&elf.PF_X != 0 && s.Value >= p.Vaddr && s.Value-p.Vaddr < p.Filesz {
 				b := make([]byte, min(s.Size, 32))
@@ -57,8 +61,8 @@ func FuzzJump(f *testing.F) {
 		b, _ := decodeHex(c.hex + "9090909090")
 		f.Add(b)
 	}
-	exe, _ := os.Executable()
-	for _, path := range []string{exe, "/usr/bin/bash", "/usr/bin/perl"} {
+	// (The test binary itself is linked without a symbol table.)
+	for _, path := range []string{testfix.GoTarget(f), "/usr/bin/bash", "/usr/bin/perl"} {
 		for _, b := range realEntries(path, 100) {
 			f.Add(b)
 		}
@@ -94,6 +98,17 @@ func FuzzJump(f *testing.F) {
 				t.Fatalf("%v: trampoline %d bytes, entry %d", j, len(tc), entry)
 			}
 			checkTramp(t, j, site, at, tc, entry, n)
+			prev := 0
+			for off := 0; off < n; off++ {
+				pc, ok := j.PCAt(site, at, off)
+				if !ok || pc.Prologue != (off < entry) || pc.Off < prev || pc.Off > j.Len || off == entry && pc.Off != 0 {
+					t.Fatalf("%v: PCAt(%d) = %+v %v", j, off, pc, ok)
+				}
+				prev = pc.Off
+			}
+			if _, ok := j.PCAt(site, at, n); ok {
+				t.Fatalf("%v: PCAt past the code", j)
+			}
 		}
 	})
 }
@@ -122,7 +137,7 @@ func checkTramp(t *testing.T, j *JumpPlan, site, at uint64, tc []byte, entry, n 
 			pos += 4
 			return x86asm.Inst{Op: x86asm.NOP, Len: 4}
 		}
-		in, err := x86asm.Decode(tc[pos:n], 64)
+		in, err := decode(tc[pos:n]) // x86asm misreads vzeroupper
 		if err != nil {
 			t.Fatalf("%v: trampoline % x: at %d: %v", j, tc, pos, err)
 		}

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -16,7 +17,8 @@ type jcase struct {
 	hex   string
 	setup func(r *hRegs, in *hIn)
 	flags []uint64
-	rip   bool // has a RIP-relative operand: out of reach from the far page
+	rip   bool           // has a RIP-relative operand: out of reach from the far page
+	sig   syscall.Signal // the native run's signal (0: SIGTRAP, the int3 after it)
 }
 
 // rr encodes an instruction at insnAt+off whose RIP-relative operand
@@ -52,10 +54,21 @@ func jumpCases() []jcase {
 		{class: "riprel-lea", hex: rr(0, "488d05", hData+0x80, "")},
 		{class: "riprel-lea", hex: rr(0, "4c8d3d", hData+0x3ffff000, "")},
 		{class: "riprel-cmp-jcc", hex: "7410" + rr(2, "833d", hData+0x80, "05"), flags: allFlags},
+		{class: "riprel-lock", hex: rr(0, "f0480105", hData+0xa0, "")},
+		{class: "riprel-lock", hex: "90" + rr(1, "f0480fb10d", hData+0xa8, "")},
 	} {
 		c.rip = true
 		cs = append(cs, c)
 	}
+	add("alu", "48d3e04899", "48c1f80590", "480fafc390", "4887d84801c8", "0fc8480fcb", "480fb1cb90")
+	strs := func(r *hRegs, in *hIn) {
+		r.R[6], r.R[7], r.R[1] = hData+0x10, hData+0x200, 16 // rsi, rdi, rcx
+	}
+	cs = append(cs, jcase{class: "rep-movs", hex: "f3a4909090", setup: strs},
+		jcase{class: "rep-stos", hex: "f348ab9090", setup: strs},
+		jcase{class: "div", hex: "48f7f19090", setup: func(r *hRegs, in *hIn) { r.R[1], r.R[2] = 7, 0 }},
+		jcase{class: "div-by-zero", hex: "48f7f19090", setup: func(r *hRegs, in *hIn) { r.R[1] = 0 }, sig: syscall.SIGFPE},
+		jcase{class: "fault", hex: "90488b0790", setup: func(r *hRegs, in *hIn) { r.R[7] = 0x1000 }, sig: syscall.SIGSEGV})
 	for cc := 0; cc < 16; cc++ {
 		cs = append(cs,
 			jcase{class: "jcc-rel8-last", hex: fmt.Sprintf("909090%02x10", 0x70+cc), flags: allFlags},
@@ -119,8 +132,8 @@ func TestJumpMeaning(t *testing.T) {
 			in.Regs.Rip = insnAt
 			native := h.run(t, in)
 			runs++
-			if native.Sig != uint64(syscall.SIGTRAP) {
-				t.Errorf("%s: native run got signal %d at %#x", name, native.Sig, native.Regs.Rip)
+			if want := cmp.Or(c.sig, syscall.SIGTRAP); native.Sig != uint64(want) {
+				t.Errorf("%s: native run got signal %d at %#x, want %d", name, native.Sig, native.Regs.Rip, want)
 				continue
 			}
 			for _, pl := range []struct {
@@ -164,6 +177,14 @@ func TestJumpMeaning(t *testing.T) {
 					}
 					got := h.run(t, sin)
 					runs++
+					if got.Regs.Rip >= pl.at && got.Regs.Rip < pl.at+uint64(len(tc)) {
+						// A fault of a relocated instruction: map it back.
+						pc, ok := j.PCAt(insnAt, pl.at, int(got.Regs.Rip-pl.at))
+						if !ok || pc.Prologue || pc.RSPAdd != 0 {
+							t.Errorf("%s: stopped at trampoline offset %d: %+v %v", pname, got.Regs.Rip-pl.at, pc, ok)
+						}
+						got.Regs.Rip = insnAt + uint64(pc.Off)
+					}
 					want := uint64(counterStart + 1)
 					if fromEntry {
 						want = counterStart
@@ -243,4 +264,84 @@ func TestJumpMeaningDetects(t *testing.T) {
 	if got.Regs.Rip != native.Regs.Rip || got.Data == native.Data {
 		t.Fatalf("harness did not see the missing store: rip %#x / %#x", got.Regs.Rip, native.Regs.Rip)
 	}
+}
+
+// TestTrampPC stops a trampoline run at every instruction boundary of its
+// code (an int3 there), maps the thread back with PCAt (rip, rsp, and the
+// flags saved in the prologue) and compares it with the native run
+// stopped at that displaced instruction: the context a signal raised there
+// must show.
+func TestTrampPC(t *testing.T) {
+	h := startHarness(t)
+	runs, stops := 0, 0
+	for _, c := range jumpCases() {
+		code, _ := decodeHex(c.hex)
+		j, err := AnalyzeJump(code)
+		if err != nil {
+			t.Fatalf("%s: %v", c.hex, err)
+		}
+		flags := c.flags
+		if flags == nil {
+			flags = []uint64{0, arithFlags}
+		}
+		for _, fl := range flags[:min(len(flags), 3)] {
+			for _, at := range []uint64{hSlot + 0x40, hFar + 0x40} {
+				counter := uint64(hData + 0xf00)
+				if at >= hFar {
+					counter = hFar + 0x800
+				}
+				tc, entry, n, err := j.trampoline(insnAt, at, counter)
+				if err != nil {
+					continue // rip-relative from the far page
+				}
+				mc := mcase{setup: c.setup}
+				pos := 0
+				for _, in := range decodeAll(t, tc[:n]) {
+					x := pos
+					pos += in.Len
+					sin := startState(&mc, fl, hStack+0x800)
+					copy(sin.Code[insnAt-hCode:], code)
+					place(sin, at, tc)
+					place(sin, at+uint64(x), []byte{0xcc})
+					put64(page64(sin, counter), counterStart)
+					sin.Regs.Rip = at
+					got := h.run(t, sin)
+					runs++
+					if got.Sig != uint64(syscall.SIGTRAP) || got.Regs.Rip != at+uint64(x) {
+						continue // another path
+					}
+					stops++
+					pc, ok := j.PCAt(insnAt, at, x)
+					name := fmt.Sprintf("%s (%s) flags %#x tramp %#x stopped at %d", c.hex, strings.Join(j.Asm, "; "), fl, at, x)
+					if !ok || pc.Prologue != (x < entry) {
+						t.Errorf("%s: PCAt %+v %v", name, pc, ok)
+						continue
+					}
+					in := startState(&mc, fl, hStack+0x800)
+					copy(in.Code[insnAt-hCode:], code)
+					in.Code[insnAt-hCode+uint64(pc.Off)] = 0xcc
+					in.Regs.Rip = insnAt
+					native := h.run(t, in)
+					runs++
+					got.Regs.Rip = insnAt + uint64(pc.Off)
+					got.Regs.R[4] += uint64(pc.RSPAdd)
+					w := hStack + 0x800 - 136 - hStack
+					if pc.Prologue && x == tEntry-len(tLeaUp)-len(tPopf) {
+						got.Regs.Rflags = binary.LittleEndian.Uint64(got.Stack[w:]) // at popfq
+					}
+					copy(got.Stack[w:w+8], native.Stack[w:w+8])
+					if pc.RSPAdd == 8 {
+						v := native.Regs.R[4] - 8 - hStack
+						copy(got.Stack[v:v+8], native.Stack[v:v+8])
+					}
+					put64(outPage64(got, counter), binary.LittleEndian.Uint64(outPage64(native, counter)))
+					compare(t, name, native, got)
+				}
+			}
+		}
+	}
+	if stops < 1000 {
+		t.Errorf("only %d stops compared", stops)
+	}
+	t.Logf("%d harness runs, %d stops compared", runs, stops)
 }

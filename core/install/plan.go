@@ -51,7 +51,8 @@ type Plan struct {
 	// by core/objfile, which knows the containing function: JumpAt).
 	Jump *JumpPlan
 	// NoJump is else why not (a short reason, status shows "trap:
-	// NoJump"), "" when Jump != nil.
+	// NoJump"), "" when Jump != nil. Both are zero in a plan from
+	// AnalyzeBytes alone (no file, no decision).
 	NoJump string
 
 	op     emuOp

@@ -71,9 +71,14 @@ var tEntry = len(tLeaDown) + len(tPushf) + len(tLockInc) + 4 + len(tPopf) + len(
 // and the 8-byte address (a jcc as the inverted jcc over it); a call is
 // `push $lo32; movl $hi32,4(%rsp)` (the original return address, so no
 // address of the trampoline is ever on the stack) then the jump to its
-// target. Errors: ErrSlotRange (wrapped) when a RIP-relative operand or
-// the counter is out of rel32 reach from at.
+// target. The counter must be 8-byte aligned (a lock on a split counter
+// is slow, and faults with the alignment-check flag set). Errors:
+// ErrSlotRange (wrapped) when a RIP-relative operand or the counter is out
+// of rel32 reach from at; ErrRefused for an unaligned counter.
 func (j *JumpPlan) Trampoline(site, at, counter uint64) (code []byte, entry int, err error) {
+	if counter%8 != 0 {
+		return nil, 0, fmt.Errorf("trampoline at %#x: counter %#x is not 8-byte aligned: %w", at, counter, ErrRefused)
+	}
 	code, entry, _, err = j.trampoline(site, at, counter)
 	return code, entry, err
 }

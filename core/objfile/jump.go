@@ -28,7 +28,11 @@ const maxJumpRead = 32
 // tables) or a direct branch into (off, off+Len); and the rest of the
 // file's executable code is scanned once per File (cached, lazily, safe
 // for concurrent use) for direct branches (jmp/jcc/call/loop/jrcxz rel)
-// into (off, off+Len). Errors wrap install.ErrRefused with a short reason
+// into (off, off+Len). In a Go file only function entries are accepted
+// (elsewhere a goroutine may be parked by async preemption inside the
+// range, where no thread's registers show it), and so in a file with C++
+// exception tables (a landing pad is entered by the unwinder, not by a
+// branch). Errors wrap install.ErrRefused with a short reason
 // (install.RefusalReason), or ErrNotExecutable.
 func (f *File) JumpAt(off uint64) (*install.JumpPlan, error) {
 	if err := f.checkExec(off); err != nil {
@@ -37,6 +41,19 @@ func (f *File) JumpAt(off uint64) (*install.JumpPlan, error) {
 	lo, hi, fn, err := f.funcBounds(off)
 	if err != nil {
 		return nil, err
+	}
+	if f.isGo && off != lo {
+		// Go parks a preempted goroutine with its PC saved on its stack,
+		// on no thread: the switch to the jump could not see it there.
+		// Function entries (the stack-check prologue, or a nosplit
+		// function) are never async preemption points.
+		return nil, fmt.Errorf("inside a Go function (a preempted goroutine may be parked in the range): %w", install.ErrRefused)
+	}
+	if f.throws && off != lo {
+		// The unwinder enters a landing pad at an address no branch
+		// names; the exception tables are not read, so only function
+		// entries (never a landing pad) are accepted.
+		return nil, fmt.Errorf("inside a function of a file with C++ exception tables (a landing pad may be in the range): %w", install.ErrRefused)
 	}
 	n := min(hi-off, maxJumpRead)
 	buf := make([]byte, n)

@@ -85,3 +85,117 @@ func TestJumpAtConcurrent(t *testing.T) {
 		}
 	}
 }
+
+// reasonClass is a reason without its details: "indirect jmp in the
+// function (main+0x1c, ...)" -> "indirect jmp in the function".
+func reasonClass(err error) string {
+	r := install.RefusalReason(err)
+	if i := strings.Index(r, " ("); i >= 0 {
+		r = r[:i]
+	}
+	return r
+}
+
+// TestJumpAtStripped: without symbols the bounds come from the unwind
+// entries (and the next symbol or the segment end), and give the same
+// decisions at every function entry as the symbols do.
+func TestJumpAtStripped(t *testing.T) {
+	for _, fx := range buildFixtures(t) {
+		if !fx.stripped {
+			continue
+		}
+		full, bare := openT(t, fx.base.path), openT(t, fx.path)
+		same, uncovered := 0, 0
+		for _, off := range full.FunctionStarts() {
+			if _, err := full.Analyze(off); err != nil {
+				continue
+			}
+			j1, err1 := full.JumpAt(off)
+			j2, err2 := bare.JumpAt(off)
+			if err2 != nil && strings.HasPrefix(install.RefusalReason(err2), "no function symbol or unwind entry covers it") {
+				uncovered++
+				continue
+			}
+			if (err1 == nil) != (err2 == nil) || err1 != nil && reasonClass(err1) != reasonClass(err2) ||
+				err1 == nil && (j1.Len != j2.Len || !slicesEqual(j1.Asm, j2.Asm)) {
+				t.Errorf("%s %s: with symbols %v %v; stripped %v %v", fx.name, full.Symbolize(off), j1, err1, j2, err2)
+				continue
+			}
+			same++
+		}
+		if same < 4 {
+			t.Errorf("%s: only %d function entries compared (%d uncovered)", fx.name, same, uncovered)
+		}
+		t.Logf("%s: %d function entries decided alike, %d not covered by an unwind entry", fx.name, same, uncovered)
+	}
+}
+
+func slicesEqual(a, b []string) bool { return strings.Join(a, "\n") == strings.Join(b, "\n") }
+
+// TestJumpAtGo: in a Go binary function entries get jump sites (the
+// stack-check prologue is displaced), an offset inside a function never.
+func TestJumpAtGo(t *testing.T) {
+	f := openT(t, testfix.GoTarget(t))
+	for _, sym := range []string{testfix.GoTick, "main.main"} {
+		off, err := f.Resolve(`"` + sym + `"`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, err := f.JumpAt(off)
+		if err != nil {
+			t.Errorf("%s: %v", sym, err)
+			continue
+		}
+		t.Logf("%s: %v", sym, j)
+		p, err := f.Analyze(off + uint64(j.Len))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Jump != nil || !strings.HasPrefix(p.NoJump, "inside a Go function") {
+			t.Errorf("%s+%d: Jump %v NoJump %q", sym, j.Len, p.Jump, p.NoJump)
+		}
+	}
+}
+
+// TestJumpAtExceptions: in a C++ file with exception tables, function
+// entries get jump sites, offsets inside a function (where a landing pad
+// may be) never.
+func TestJumpAtExceptions(t *testing.T) {
+	f := openT(t, testfix.CXX(t, "testdata/throw.cc", "-O2"))
+	if !f.HasExceptions() {
+		t.Fatal("no exception tables")
+	}
+	accepted := 0
+	for _, sym := range []string{"main", "_Z7throweri"} {
+		off, err := f.Resolve(sym)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j, err := f.JumpAt(off); err == nil {
+			accepted++
+			t.Logf("%s: %v", sym, j)
+		} else {
+			t.Logf("%s: %v", sym, err)
+		}
+		l, err := install.InsnLen(readAtT(t, f, off))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.JumpAt(off + uint64(l)); err == nil || !strings.Contains(err.Error(), "C++ exception tables") {
+			t.Errorf("%s+%d: %v", sym, l, err)
+		}
+	}
+	if accepted == 0 {
+		t.Error("no function entry accepted")
+	}
+}
+
+func readAtT(t *testing.T, f *File, off uint64) []byte {
+	t.Helper()
+	b := make([]byte, install.MaxInsnLen)
+	n, err := f.readAt(b, off)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b[:n]
+}

@@ -1,6 +1,8 @@
 package objfile
 
 import (
+	"cmp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -37,7 +39,7 @@ type scanState struct {
 
 // jumpIndex returns the file's branch index, scanning on first use.
 func (f *File) jumpIndex() *branchIndex {
-	f.scan.once.Do(func() { f.scan.idx = f.scanBranches() })
+	f.scan.once.Do(func() { f.scan.idx = f.scanBranches(false) })
 	return f.scan.idx
 }
 
@@ -49,7 +51,12 @@ func (f *File) ScanStats() (insns, branches, indirect int, took time.Duration) {
 	return x.insns, len(x.targets), len(x.indirect), x.took
 }
 
-func (f *File) scanBranches() *branchIndex {
+// scanBranches scans f; slow: with x86asm alone (TestFastLen compares).
+// Not race-instrumented (see fastInsn): it works on its own buffers and
+// publishes the index through jumpIndex's sync.Once.
+//
+//go:norace
+func (f *File) scanBranches(slow bool) *branchIndex {
 	t0 := time.Now()
 	x := &branchIndex{}
 	var starts []uint64
@@ -59,9 +66,9 @@ func (f *File) scanBranches() *branchIndex {
 	for _, r := range f.regions {
 		starts = append(starts, r.start)
 	}
-	sort.Slice(starts, func(i, j int) bool { return starts[i] < starts[j] })
+	slices.Sort(starts)
 	type pair struct{ t, s uint64 }
-	var br []pair
+	br := make([]pair, 0, f.size/32)
 	for _, seg := range f.segs {
 		lo, hi := seg.off, min(seg.off+seg.filesz, f.size)
 		if hi <= lo || hi-lo > maxScanSegment {
@@ -80,8 +87,7 @@ func (f *File) scanBranches() *branchIndex {
 				k++
 			}
 			// starts[k] is the next known start after pos.
-			b := code[pos-lo:]
-			l, in, ok := scanInsn(b)
+			l, kind, rel, ok := scanInsn(code[pos-lo:], slow)
 			if !ok {
 				x.bad = append(x.bad, pos)
 				pos++
@@ -92,23 +98,19 @@ func (f *File) scanBranches() *branchIndex {
 				continue
 			}
 			x.insns++
-			if in != nil {
-				switch a := in.Args[0].(type) {
-				case x86asm.Rel:
-					v := pos - seg.off + seg.vaddr + uint64(l) + uint64(int64(a))
-					if t, ok := f.vaddrToOff(v); ok {
-						br = append(br, pair{t, pos})
-					}
-				default:
-					if in.Op == x86asm.JMP || in.Op == x86asm.LJMP {
-						x.indirect = append(x.indirect, pos)
-					}
+			switch kind {
+			case bRel:
+				v := pos - seg.off + seg.vaddr + uint64(l) + uint64(rel)
+				if t, ok := f.vaddrToOff(v); ok {
+					br = append(br, pair{t, pos})
 				}
+			case bIndirect:
+				x.indirect = append(x.indirect, pos)
 			}
 			pos += uint64(l)
 		}
 	}
-	sort.Slice(br, func(i, j int) bool { return br[i].t < br[j].t })
+	slices.SortFunc(br, func(a, b pair) int { return cmp.Compare(a.t, b.t) })
 	x.targets, x.srcs = make([]uint64, len(br)), make([]uint64, len(br))
 	for i, p := range br {
 		x.targets[i], x.srcs[i] = p.t, p.s
@@ -117,39 +119,47 @@ func (f *File) scanBranches() *branchIndex {
 	return x
 }
 
-// scanInsn returns the length of the instruction at the start of b and,
-// for a branch (jmp, jcc, call, loop, jrcxz), its decoding; ok is false if
-// it does not decode.
-func scanInsn(b []byte) (int, *x86asm.Inst, bool) {
+// scanInsn returns the length of the instruction at the start of b, and
+// whether it is a direct branch (jmp, jcc, call, loop, jrcxz, xbegin: kind
+// bRel, rel its displacement) or an indirect jmp (bIndirect); ok is false
+// if it does not decode. fastInsn first unless slow, else x86asm.
+//
+//go:norace
+func scanInsn(b []byte, slow bool) (n, kind int, rel int64, ok bool) {
 	if len(b) == 0 {
-		return 0, nil, false
+		return 0, 0, 0, false
+	}
+	if !slow {
+		if n, kind, rel, ok := fastInsn(b); ok {
+			return n, kind, rel, true
+		}
 	}
 	switch b[0] {
 	case 0xc4, 0xc5, 0x62: // VEX and EVEX: never a branch
 		l, err := install.InsnLen(b[:min(len(b), install.MaxInsnLen)])
-		return l, nil, err == nil
+		return l, bNone, 0, err == nil
 	case 0xf3:
 		if len(b) >= 4 && b[1] == 0x0f && b[2] == 0x1e && (b[3] == 0xfa || b[3] == 0xfb) {
-			return 4, nil, true // endbr64, endbr32
+			return 4, bNone, 0, true // endbr64, endbr32
 		}
 	}
 	in, err := x86asm.Decode(b[:min(len(b), install.MaxInsnLen)], 64)
 	if err != nil || in.Len == 0 {
-		return 0, nil, false
+		return 0, 0, 0, false
 	}
 	switch in.Op {
 	case x86asm.JMP, x86asm.LJMP, x86asm.CALL, x86asm.JO, x86asm.JNO, x86asm.JB, x86asm.JAE, x86asm.JE,
 		x86asm.JNE, x86asm.JBE, x86asm.JA, x86asm.JS, x86asm.JNS, x86asm.JP, x86asm.JNP, x86asm.JL,
 		x86asm.JGE, x86asm.JLE, x86asm.JG, x86asm.JRCXZ, x86asm.JECXZ, x86asm.JCXZ, x86asm.LOOP,
 		x86asm.LOOPE, x86asm.LOOPNE, x86asm.XBEGIN:
-		if in.Op == x86asm.CALL {
-			if _, ok := in.Args[0].(x86asm.Rel); !ok {
-				return in.Len, nil, true // an indirect call leads out of the function
-			}
+		if r, ok := in.Args[0].(x86asm.Rel); ok {
+			return in.Len, bRel, int64(r), true
 		}
-		return in.Len, &in, true
+		if in.Op == x86asm.JMP || in.Op == x86asm.LJMP {
+			return in.Len, bIndirect, 0, true
+		}
 	}
-	return in.Len, nil, true
+	return in.Len, bNone, 0, true
 }
 
 // indirectIn returns an indirect jmp in [lo, hi).
