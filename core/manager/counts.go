@@ -29,6 +29,7 @@ func (m *Manager) countOutside(in *rmap.Inode, p *Probe) {
 	}
 	ring := p.events
 	p.consumer.Busy = ring.Streaming
+	p.consumer.Lost = ring.PushLost
 	ring.onStream = func() {
 		m.eng.Changed(uprobe())
 		if s, ok := m.world.(WorldSettler); ok {

@@ -62,6 +62,9 @@ type Event struct {
 	Tid   int
 	Vaddr uint64
 	Args  string // " NAME=VALUE..." of a probe with fetch arguments (args.go)
+	// LostN, when not 0, makes the event a "# lost N events" line:
+	// events lost before they reached the ring (PushLost).
+	LostN uint64
 }
 
 // Line formats e as one line of a probe's events file:
@@ -72,6 +75,11 @@ type Event struct {
 func (e Event) Line() string { return string(e.appendLine(nil)) }
 
 func (e Event) appendLine(b []byte) []byte {
+	if e.LostN != 0 {
+		b = append(b, "# lost "...)
+		b = strconv.AppendUint(b, e.LostN, 10)
+		return append(b, " events\n"...)
+	}
 	b = strconv.AppendInt(b, e.Time/1e9, 10)
 	b = append(b, '.')
 	ns := strconv.AppendInt(nil, 1e9+e.Time%1e9, 10)
@@ -179,8 +187,22 @@ func (r *EventRing) Push(h probes.Hit) { r.PushArgs(h, "") }
 // Streaming reports whether someone reads r's events now.
 func (r *EventRing) Streaming() bool { return r.subs.Load() > 0 }
 
+// PushLost tells the readers that n events were lost before they reached
+// r (a "# lost N events" line in the stream, counted in Lost).
+func (r *EventRing) PushLost(n uint64) {
+	r.push(Event{LostN: n})
+	r.mu.Lock()
+	r.lost += n
+	r.mu.Unlock()
+}
+
 // PushArgs is Push of a hit whose fetch arguments are args.
 func (r *EventRing) PushArgs(h probes.Hit, args string) {
+	r.push(Event{Time: h.Time, Pid: h.Pid, Tid: h.Tid, Vaddr: h.Vaddr, Args: args})
+}
+
+// push stores e (its Seq set here).
+func (r *EventRing) push(e Event) {
 	if r.subs.Load() == 0 {
 		return
 	}
@@ -197,7 +219,7 @@ func (r *EventRing) PushArgs(h probes.Hit, args string) {
 		r.allocLocked()
 	}
 	r.next++
-	e := Event{Seq: r.next, Time: h.Time, Pid: h.Pid, Tid: h.Tid, Vaddr: h.Vaddr, Args: args}
+	e.Seq = r.next
 	if len(r.buf) < r.size {
 		r.buf = append(r.buf, e)
 	} else {

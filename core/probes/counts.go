@@ -44,10 +44,10 @@ func (e *Engine) DispatchCount(u *Uprobe, pid int, n uint64) {
 	}
 }
 
-// CountOnly reports whether the hits of u need nothing but counting now:
-// no consumer wants registers (WantRegs) or returns (RetHandler), and none
-// wants its Handler called (a consumer with a Handler wants it at every
-// hit unless it has Busy, and then while Busy says so). Safe on the hit
+// CountOnly reports whether the hits of u need nothing but counting, and
+// the Handler calls of Busy consumers while they are Busy (Streaming): no
+// consumer wants registers (WantRegs) or returns (RetHandler), and none
+// has a Handler without Busy (it wants it at every hit). Safe on the hit
 // path.
 func (u *Uprobe) CountOnly() bool {
 	p := u.consumers.Load()
@@ -55,9 +55,54 @@ func (u *Uprobe) CountOnly() bool {
 		return false
 	}
 	for _, c := range *p {
-		if c.WantRegs || c.RetHandler != nil || (c.Handler != nil && (c.Busy == nil || c.Busy())) {
+		if c.WantRegs || c.RetHandler != nil || (c.Handler != nil && c.Busy == nil) {
 			return false
 		}
 	}
 	return true
+}
+
+// Streaming reports whether a consumer of u is Busy now: it wants its
+// Handler called at every hit (a world that counts outside the engine
+// must then call it, DispatchEvent, or take the trap path). Safe on the
+// hit path.
+func (u *Uprobe) Streaming() bool {
+	if p := u.consumers.Load(); p != nil {
+		for _, c := range *p {
+			if c.Handler != nil && c.Busy != nil && c.Busy() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// DispatchEvent calls the Handler of every Busy consumer of u whose filter
+// accepts h.Pid, for a hit already counted (DispatchCount): the events of
+// hits counted outside the engine.
+func (e *Engine) DispatchEvent(u *Uprobe, h Hit) {
+	p := u.consumers.Load()
+	if p == nil {
+		return
+	}
+	for _, c := range *p {
+		if c.RetHandler != nil || c.Handler == nil || c.Busy == nil || !c.Busy() || (c.Filter != nil && !c.Filter(h.Pid)) {
+			continue
+		}
+		c.Handler(u, h)
+	}
+}
+
+// DispatchLost tells the Busy consumers of u that n of its events were
+// lost before they could be dispatched (Consumer.Lost).
+func (e *Engine) DispatchLost(u *Uprobe, n uint64) {
+	p := u.consumers.Load()
+	if p == nil {
+		return
+	}
+	for _, c := range *p {
+		if c.Lost != nil && c.Busy != nil && c.Busy() {
+			c.Lost(n)
+		}
+	}
 }

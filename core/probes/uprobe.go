@@ -61,6 +61,10 @@ type Consumer struct {
 	// Handler is wanted at every hit. When its answer changes, tell the
 	// engine (Engine.Changed). Immutable.
 	Busy func() bool
+	// Lost is optional: it is told of n events of the uprobe lost before
+	// they reached the Handler of a Busy consumer (Engine.DispatchLost).
+	// Immutable.
+	Lost func(n uint64)
 
 	// hits is accessed atomically.
 	hits atomic.Uint64

@@ -125,6 +125,7 @@ func isStopSignal(sig int) bool {
 // stop signal; every other PTRACE_EVENT_STOP has SIGTRAP (the kernel's
 // do_jobctl_trap).
 func (w *World) eventStop(th *thread, sig int) {
+	w.noteFs(th) // a new thread's first stop, among others (jumpev.go)
 	if isStopSignal(sig) {
 		if err := ptraceListen(th.tid); err == nil {
 			th.state = listening

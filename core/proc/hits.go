@@ -189,7 +189,7 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 				if err := ptracePokeRip(th.tid, s.entry); err != nil {
 					w.errorf("tid %d: poke rip: %v", th.tid, err)
 				}
-				if fresh && u.CountOnly() {
+				if fresh && w.countOnly(u) {
 					// Its switch may have waited for this trampoline.
 					w.t.post(func() { w.switchJumps(p, map[uint64]*probes.Uprobe{addr: u}) })
 				}

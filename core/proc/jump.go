@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -51,11 +52,20 @@ import (
 // left between displaced instructions. Removal: int3 first, then the
 // jmp's tail restored, then byte 0 (the remove hook).
 
+// The layout of a region: trampolines (shared r-x), then the data
+// (shared rw): a counter and an events flag per trampoline slot, the
+// events ring's head (its own page) and the ring (jumpev.go).
 const (
+	trampStride    = install.MaxTrampEvSize
 	jumpCodeSize   = 64 << 10
-	jumpCtrSize    = 4 << 10
-	jumpRegionSize = jumpCodeSize + jumpCtrSize
-	jumpSlots      = min(jumpCodeSize/install.MaxTrampSize, jumpCtrSize/8)
+	jumpSlots      = jumpCodeSize / trampStride
+	jumpCtrOff     = jumpCodeSize
+	jumpFlagOff    = jumpCtrOff + 4<<10
+	jumpHeadOff    = jumpFlagOff + 4<<10
+	jumpRingOff    = jumpHeadOff + 4<<10
+	jumpRingRecs   = 1 << 16
+	jumpDataSize   = jumpRingOff - jumpCodeSize + jumpRingRecs*install.EvRecSize
+	jumpRegionSize = jumpCodeSize + jumpDataSize
 )
 
 // jumpName is the name of the memfds, as /proc/PID/maps shows them
@@ -64,7 +74,7 @@ var jumpName = []byte("uprobefs-jump\x00")
 
 // jumpRegion is one memfd of trampolines and counters in a process.
 type jumpRegion struct {
-	addr  uint64 // in the tracee: trampolines at addr, counters at addr+jumpCodeSize
+	addr  uint64 // in the tracee: trampolines at addr, the data at addr+jumpCodeSize
 	local []byte // the daemon's mapping of the whole memfd
 	used  int    // trampoline slots used (slot 0: the header, jumpadopt.go)
 	// adopted: left by an earlier attachment (its trampolines may be
@@ -73,6 +83,14 @@ type jumpRegion struct {
 	// ino is the memfd's inode: a region is counted for one process
 	// only (World.jumpInos), though a fork child maps its parent's too.
 	ino uint64
+	// sites are the sites of its slots (by slot), tail the next event
+	// record to read (stuckAt/Since: since when it is claimed but not
+	// published), pid the process (jumpev.go); under World.jumpMu.
+	sites      map[uint32]*jumpSite
+	tail       uint64
+	stuckAt    uint64
+	stuckSince time.Time
+	pid        int
 }
 
 // jumpSite is one (process, address) where a jump site may be or is.
@@ -86,6 +104,13 @@ type jumpSite struct {
 	entry uint64 // its relocated instructions
 	ctr   *uint64
 	last  uint64 // the counter's value already dispatched
+	// flag is the site's events flag (non-zero: the trampoline appends
+	// records, jumpev.go), popf the address of the trampoline's popfq
+	// (jumpsig.go), ev the events memory it was made with (nil: none).
+	flag *uint64
+	popf uint64
+	ev   *install.EvMem
+	reg  *jumpRegion
 	// u is the uprobe counted (nil while the engine has no breakpoint
 	// here), pid the process the counts are dispatched for.
 	u   *probes.Uprobe
@@ -208,6 +233,7 @@ func (w *World) indexLocked(s *jumpSite) {
 		w.jumpBy[s.u] = map[*jumpSite]bool{}
 	}
 	w.jumpBy[s.u][s] = true
+	w.setFlagLocked(s, s.u.Streaming())
 }
 
 func (w *World) unindexLocked(s *jumpSite) {
@@ -215,6 +241,7 @@ func (w *World) unindexLocked(s *jumpSite) {
 		return
 	}
 	w.flushSiteLocked(s)
+	w.setFlagLocked(s, false)
 	if m := w.jumpBy[s.u]; m != nil {
 		delete(m, s)
 		if len(m) == 0 {
@@ -259,11 +286,15 @@ func (w *World) forgetSite(s *jumpSite) {
 // Preconditions: on the tracer thread.
 func (w *World) dropJumps(p *process) {
 	w.jumpMu.Lock()
+	for _, r := range p.jump.regions {
+		w.drainRegionLocked(r) // the events still in its ring
+	}
 	for _, s := range p.jump.sites {
 		w.unindexLocked(s)
 		s.u, s.ctr = nil, nil
 	}
 	p.jump.sites, p.jump.want = nil, nil
+	delete(w.fsTids, p.pid)
 	w.jumpMu.Unlock()
 	for _, r := range p.jump.regions {
 		unix.Munmap(r.local)
@@ -305,9 +336,8 @@ func (w *World) trampFor(th *thread, s *jumpSite) error {
 			p.jump.regions = append(p.jump.regions, nr)
 			r = nr
 		}
-		at := r.addr + uint64(r.used*install.MaxTrampSize)
-		ctrOff := jumpCodeSize + r.used*8
-		code, entry, err := s.plan.Trampoline(s.vaddr, at, r.addr+uint64(ctrOff))
+		slot := r.used
+		code, err := w.trampCode(r, slot, s)
 		if err != nil {
 			lastErr = err
 			if errors.Is(err, install.ErrSlotRange) {
@@ -315,15 +345,10 @@ func (w *World) trampFor(th *thread, s *jumpSite) error {
 			}
 			return err
 		}
-		copy(r.local[r.used*install.MaxTrampSize:], code)
+		copy(r.local[slot*trampStride:], code)
 		r.used++
 		r.setUsed()
-		w.jumpMu.Lock()
-		s.tramp, s.entry = at, at+uint64(entry)
-		s.ctr = (*uint64)(unsafe.Pointer(&r.local[ctrOff]))
-		s.last = 0
-		w.indexLocked(s)
-		w.jumpMu.Unlock()
+		w.useSlot(r, slot, s)
 		return nil
 	}
 	if lastErr == nil {
@@ -391,7 +416,7 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 			w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, jumpCodeSize)
 			continue
 		}
-		r, err = w.injectSyscall(th, sys, unix.SYS_MMAP, hint+jumpCodeSize, jumpCtrSize,
+		r, err = w.injectSyscall(th, sys, unix.SYS_MMAP, hint+jumpCodeSize, jumpDataSize,
 			unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED|unix.MAP_FIXED_NOREPLACE, fd, jumpCodeSize)
 		if err != nil {
 			return nil, err
@@ -399,7 +424,7 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 		if r != hint+jumpCodeSize {
 			w.injectSyscall(th, sys, unix.SYS_MUNMAP, hint, jumpCodeSize)
 			if int64(r) > 0 {
-				w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, jumpCtrSize)
+				w.injectSyscall(th, sys, unix.SYS_MUNMAP, r, jumpDataSize)
 			}
 			continue
 		}
@@ -415,7 +440,7 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 		// unused.
 		return nil, err
 	}
-	nr := &jumpRegion{addr: at, local: local, ino: ino}
+	nr := &jumpRegion{addr: at, local: local, ino: ino, pid: p.pid}
 	initJumpHeader(nr)
 	w.claimRegion(nr)
 	return nr, nil
@@ -448,13 +473,65 @@ func takeMemfd(tgid, tid, fd int) ([]byte, uint64, error) {
 	return mem, st.Ino, nil
 }
 
+// slotMem is the events memory of slot i of r, in the tracee.
+func (r *jumpRegion) slotMem(i int) install.EvMem {
+	return install.EvMem{
+		Counter: r.addr + jumpCtrOff + uint64(i*8),
+		Flag:    r.addr + jumpFlagOff + uint64(i*8),
+		Head:    r.addr + jumpHeadOff,
+		Ring:    r.addr + jumpRingOff,
+		Mask:    jumpRingRecs - 1,
+		ID:      uint32(i),
+	}
+}
+
+// trampCode is the code of s's trampoline in slot i of r: with events
+// where the kernel lets a process read its fs base (World.evOK).
+func (w *World) trampCode(r *jumpRegion, i int, s *jumpSite) ([]byte, error) {
+	at := r.addr + uint64(i*trampStride)
+	m := r.slotMem(i)
+	if w.evOK {
+		code, _, _, err := s.plan.TrampolineEv(s.vaddr, at, m)
+		return code, err
+	}
+	code, _, err := s.plan.Trampoline(s.vaddr, at, m.Counter)
+	return code, err
+}
+
+// useSlot gives s the trampoline in slot i of r.
+// Preconditions: on the tracer thread.
+func (w *World) useSlot(r *jumpRegion, i int, s *jumpSite) {
+	at := r.addr + uint64(i*trampStride)
+	m := r.slotMem(i)
+	var entry, popf int
+	if w.evOK {
+		_, entry, popf, _ = s.plan.TrampolineEv(s.vaddr, at, m)
+		s.ev = &m
+	} else {
+		_, entry, _ = s.plan.Trampoline(s.vaddr, at, m.Counter)
+		popf = entry - 9 // popfq, lea 128(%rsp),%rsp
+		s.ev = nil
+	}
+	w.jumpMu.Lock()
+	s.tramp, s.entry, s.popf, s.reg = at, at+uint64(entry), at+uint64(popf), r
+	s.ctr = (*uint64)(unsafe.Pointer(&r.local[jumpCtrOff+i*8]))
+	s.flag = (*uint64)(unsafe.Pointer(&r.local[jumpFlagOff+i*8]))
+	s.last = atomic.LoadUint64(s.ctr)
+	if r.sites == nil {
+		r.sites = map[uint32]*jumpSite{}
+	}
+	r.sites[uint32(i)] = s
+	w.indexLocked(s)
+	w.jumpMu.Unlock()
+}
+
 // inTramp returns p's site whose trampoline rip is in, if any.
 func (p *process) inTramp(rip uint64) *jumpSite {
 	for _, r := range p.jump.regions {
-		if rip < r.addr || rip >= r.addr+uint64(r.used*install.MaxTrampSize) {
+		if rip < r.addr || rip >= r.addr+uint64(r.used*trampStride) {
 			continue
 		}
-		tramp := rip - (rip-r.addr)%install.MaxTrampSize
+		tramp := rip - (rip-r.addr)%trampStride
 		for _, s := range p.jump.sites {
 			if s.tramp == tramp {
 				return s

@@ -2,7 +2,10 @@ package proc
 
 import (
 	"fmt"
+	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -186,13 +189,30 @@ func TestJumpSignals(t *testing.T) {
 	if !strings.HasSuffix(want, " outside 0\n") {
 		t.Fatalf("unprobed: %q", want)
 	}
-	e := newEnv(t, Options{})
-	f := startFixture(t, bin, "async", fmt.Sprint(n))
-	p := e.register(bin, "f_slot")
-	e.awaitJumps([]*probe{p}, 1)
-	runAllWant(t, []*fixture{f}, 60*time.Second, want)
-	if got := p.c.Hits(); got != n {
-		t.Errorf("%d hits, want %d", got, n)
+	for _, events := range []bool{false, true} {
+		t.Run(fmt.Sprintf("events=%v", events), func(t *testing.T) {
+			e := newEnv(t, Options{})
+			f := startFixture(t, bin, "async", fmt.Sprint(n))
+			p := e.register(bin, "f_slot")
+			var seen atomic.Int64
+			if events {
+				// A second consumer reads events: the trampolines run
+				// their event code, where signals arrive too.
+				c := &probes.Consumer{Name: "events", Busy: func() bool { return true },
+					Handler: func(*probes.Uprobe, probes.Hit) { seen.Add(1) }}
+				if err := e.eng.Register(p.in, p.off, p.plan.Insn, p.plan, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.awaitJumps([]*probe{p}, 1)
+			runAllWant(t, []*fixture{f}, 60*time.Second, want)
+			if got := p.c.Hits(); got != n {
+				t.Errorf("%d hits, want %d", got, n)
+			}
+			if events && seen.Load() == 0 {
+				t.Error("no event")
+			}
+		})
 	}
 }
 
@@ -227,4 +247,93 @@ func TestJumpRegionReused(t *testing.T) {
 		t.Fatalf("%d jump regions after 30 attach cycles, want 1", regions)
 	}
 	textEqualsFile(t, f.Pid, bin)
+}
+
+// TestJumpEvents: a consumer that wants a handler call per hit while it
+// is Busy (a reader of events) is served by the jump sites themselves:
+// they stay jump sites, their trampolines append records that the drain
+// dispatches with the right pid, tid (a thread of the process) and a time
+// inside the run, and every hit is either an event or counted lost.
+func TestJumpEvents(t *testing.T) {
+	if !evSupported() {
+		t.Skip("no FSGSBASE: events take the trap path (TestExactCounts covers it)")
+	}
+	bin := workBin(t)
+	const n, threads = 20000, 4
+	args := []string{fmt.Sprint(n), fmt.Sprint(threads), "p", "hold"}
+	e := newEnv(t, Options{})
+	f := startFixture(t, bin, args...)
+	var busy atomic.Bool
+	var mu sync.Mutex
+	events, lost := 0, uint64(0)
+	tids := map[int]bool{}
+	var minT, maxT int64
+	c := &probes.Consumer{Name: "events", Busy: busy.Load,
+		Handler: func(_ *probes.Uprobe, h probes.Hit) {
+			mu.Lock()
+			events++
+			tids[h.Tid] = true
+			if minT == 0 || h.Time < minT {
+				minT = h.Time
+			}
+			maxT = max(maxT, h.Time)
+			if h.Pid != f.Pid || h.Vaddr == 0 {
+				t.Errorf("event %+v, want pid %d", h, f.Pid)
+			}
+			mu.Unlock()
+		},
+		Lost: func(k uint64) { mu.Lock(); lost += k; mu.Unlock() },
+	}
+	off, plan := resolvePlan(t, bin, "f_push")
+	in := e.watch(bin)
+	if err := e.eng.Register(in, off, plan.Insn, plan, c); err != nil {
+		t.Fatal(err)
+	}
+	p := &probe{c: c, in: in, off: off, plan: plan}
+	e.awaitJumps([]*probe{p}, 1)
+	busy.Store(true)
+	e.eng.Changed(e.eng.UprobeAt(in, off))
+	if m := e.siteModes(p); len(m) != 1 || m[0] != "jump" {
+		t.Fatalf("modes with a reader: %v, want jump", m)
+	}
+	traps := e.w.nHits.Load()
+	t0 := time.Now().UnixNano()
+	holdAll(t, []*fixture{f})
+	t1 := time.Now().UnixNano()
+	if got := c.Hits(); got != n*threads {
+		t.Errorf("%d hits, want %d", got, n*threads)
+	}
+	if d := e.w.nHits.Load() - traps; d != 0 {
+		t.Errorf("%d traps, want none", d)
+	}
+	// The drain reads the ring on its own time: wait for it (or the
+	// losses it counts) to account for every hit.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		done := uint64(events)+lost == n*threads
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d events, %d lost, %d threads seen", events, lost, len(tids))
+	if uint64(events)+lost != n*threads {
+		t.Errorf("%d events + %d lost, want %d", events, lost, n*threads)
+	}
+	if events == 0 {
+		t.Error("no event")
+	}
+	for tid := range tids {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", f.Pid, tid)); tid == 0 || (err != nil && !os.IsNotExist(err)) {
+			t.Errorf("event tid %d", tid)
+		}
+	}
+	if minT < t0-int64(time.Second) || maxT > t1+int64(time.Second) {
+		t.Errorf("event times %d..%d outside the run %d..%d", minT, maxT, t0, t1)
+	}
+	release(t, []*fixture{f})
 }

@@ -10,7 +10,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -60,8 +59,8 @@ func (w *World) adoptJumpRegions(p *process) {
 			m.Off != 0 || m.End-m.Start != jumpCodeSize || i+1 >= len(ms) {
 			continue
 		}
-		c := ms[i+1] // the counters, mapped right after
-		if c.Start != m.End || c.Perms != "rw-s" || c.Off != jumpCodeSize || c.Ino != m.Ino || c.Dev != m.Dev {
+		c := ms[i+1] // the data, mapped right after
+		if c.Start != m.End || c.End-c.Start != jumpDataSize || c.Perms != "rw-s" || c.Off != jumpCodeSize || c.Ino != m.Ino || c.Dev != m.Dev {
 			continue
 		}
 		w.jumpMu.Lock()
@@ -71,6 +70,7 @@ func (w *World) adoptJumpRegions(p *process) {
 			continue
 		}
 		if r := adoptJumpRegion(pid, &m); r != nil {
+			r.pid = p.pid
 			w.claimRegion(r)
 			p.jump.regions = append(p.jump.regions, r)
 		}
@@ -116,18 +116,12 @@ func (w *World) reuseTramp(p *process, s *jumpSite) bool {
 			continue
 		}
 		for i := 1; i < r.used; i++ {
-			at := r.addr + uint64(i*install.MaxTrampSize)
-			ctrOff := jumpCodeSize + i*8
-			code, entry, err := s.plan.Trampoline(s.vaddr, at, r.addr+uint64(ctrOff))
-			if err != nil || !bytes.Equal(r.local[i*install.MaxTrampSize:i*install.MaxTrampSize+len(code)], code) || p.trampUsed(at) {
+			at := r.addr + uint64(i*trampStride)
+			code, err := w.trampCode(r, i, s)
+			if err != nil || !bytes.Equal(r.local[i*trampStride:i*trampStride+len(code)], code) || p.trampUsed(at) {
 				continue
 			}
-			w.jumpMu.Lock()
-			s.tramp, s.entry = at, at+uint64(entry)
-			s.ctr = (*uint64)(unsafe.Pointer(&r.local[ctrOff]))
-			s.last = atomic.LoadUint64(s.ctr)
-			w.indexLocked(s)
-			w.jumpMu.Unlock()
+			w.useSlot(r, i, s)
 			return true
 		}
 	}

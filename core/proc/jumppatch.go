@@ -68,7 +68,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	}
 	var todo []*jumpSite
 	for vaddr, u := range want {
-		if s := w.jumpSiteFor(p, vaddr, u); s.why == "" && u.CountOnly() {
+		if s := w.jumpSiteFor(p, vaddr, u); s.why == "" && w.countOnly(u) {
 			todo = append(todo, s)
 		}
 	}
@@ -116,6 +116,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			if rip, err := ptracePeekRip(t.tid); err == nil {
 				rips[t.tid] = rip
 			}
+			w.noteFs(t)
 		}
 	}
 	w.lockMM(p.mm)

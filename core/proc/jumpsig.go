@@ -37,42 +37,36 @@ func (w *World) trampSignal(th *thread, s *jumpSite, sig int, rip uint64) {
 		w.resume(th, sig)
 		return
 	}
-	if rip < s.entry {
-		// In the counting prologue: before the count, the thread goes
-		// back to the site as if it had not jumped, the signal is
-		// delivered there; after it, the thread goes on at the entry
-		// with its own rsp and flags, and single-steps out (the
-		// prologue's pushf/popf are never single-stepped: the kernel
-		// would leave the trap flag set for the program).
-		below, counted, ok := install.TrampPrologue(int(rip - s.tramp))
+	st := &stepping{vaddr: s.vaddr, held: &si, heldSig: sig, tramp: s.tramp}
+	switch {
+	case rip < s.tramp+uint64(install.TrampPushfEnd):
+		// Before the pushfq: back at the site as if it had not jumped
+		// (rsp 0 or 128 below), the signal delivered there.
+		below, _, ok := install.TrampPrologue(int(rip - s.tramp))
 		var regs install.Regs
-		if !ok || ptraceGetRegs(th.tid, &regs) != nil {
+		if ok && ptraceGetRegs(th.tid, &regs) == nil {
+			regs.Rsp += below
+			regs.Rip = s.vaddr
+			ptraceSetRegs(th.tid, &regs)
+		}
+		w.resume(th, sig)
+		return
+	case rip < s.popf:
+		// Counting (and appending an event): single-stepped to the
+		// popfq, which is emulated (the kernel would leave a trap flag
+		// that a stepped popf sets to the program), then out.
+		st.popf = s.popf
+	case rip <= s.popf+1:
+		if !w.endPrologue(th, s, rip) {
 			w.resume(th, sig)
 			return
 		}
-		if below == 136 && counted {
-			var fl [8]byte
-			if th.proc.as.ReadMemory(regs.Rsp, fl[:]) != nil {
-				w.resume(th, sig)
-				return
-			}
-			regs.Eflags = binary.LittleEndian.Uint64(fl[:])
-		}
-		regs.Rsp += below
-		regs.Rip = s.vaddr
-		if counted {
-			regs.Rip = s.entry
-		}
-		if ptraceSetRegs(th.tid, &regs) != nil || !counted {
-			w.resume(th, sig)
-			return
-		}
-	} else if isFault(sig, &si) {
+	case isFault(sig, &si):
 		w.trampFault(th, s, rip)
 		w.resume(th, sig)
 		return
 	}
-	th.step = &stepping{vaddr: s.vaddr, held: &si, heldSig: sig, tramp: s.tramp}
+	th.step = st
 	if err := ptraceSingleStep(th.tid, 0); err != nil {
 		th.step = nil
 		w.resume(th, sig)
@@ -81,11 +75,32 @@ func (w *World) trampSignal(th *thread, s *jumpSite, sig int, rip uint64) {
 	th.state = running
 }
 
+// endPrologue moves th, at the popfq of s's trampoline (or the lea after
+// it), to the entry as the two would: the flags from the stack, rsp back
+// to the program's. It reports false if it could not.
+func (w *World) endPrologue(th *thread, s *jumpSite, rip uint64) bool {
+	var regs install.Regs
+	if ptraceGetRegs(th.tid, &regs) != nil {
+		return false
+	}
+	if rip == s.popf {
+		var fl [8]byte
+		if th.proc.as.ReadMemory(regs.Rsp, fl[:]) != nil {
+			return false
+		}
+		regs.Eflags = binary.LittleEndian.Uint64(fl[:])
+		regs.Rsp += 8
+	}
+	regs.Rsp += 128
+	regs.Rip = s.entry
+	return ptraceSetRegs(th.tid, &regs) == nil
+}
+
 // trampFault moves th, stopped by the fault of the relocated instruction
 // at rip in the trampoline of s, to that instruction's original address,
 // after taking the site's jump out of th's process.
 func (w *World) trampFault(th *thread, s *jumpSite, rip uint64) {
-	orig, ok := s.plan.OrigAt(s.vaddr, s.tramp, rip)
+	orig, ok := s.plan.OrigAt(s.vaddr, s.tramp, rip, s.ev)
 	if !ok {
 		return // not at an instruction of ours: delivered where it is
 	}
@@ -108,9 +123,17 @@ func (w *World) trampFault(th *thread, s *jumpSite, rip uint64) {
 // not handle (stepSignal's other cases do).
 func (w *World) trampStep(th *thread, st *stepping, sig int, si *siginfo, rip uint64) bool {
 	p := th.proc
-	in := rip >= st.tramp && rip < st.tramp+install.MaxTrampSize
+	in := rip >= st.tramp && rip < st.tramp+trampStride
 	switch {
 	case sig == int(unix.SIGTRAP) && si.code() == trapTrace:
+		if st.popf != 0 && rip == st.popf {
+			st.popf = 0
+			if s := p.inTramp(rip); s == nil || !w.endPrologue(th, s, rip) {
+				th.step = nil
+				w.deliverHeld(th, st, 0)
+				return true
+			}
+		}
 		if in {
 			if ptraceSingleStep(th.tid, 0) == nil {
 				th.state = running

@@ -62,6 +62,7 @@ func (w *World) changed(u *probes.Uprobe) {
 	if u.Arch == nil || u.Arch.Jump == nil || w.opts.NoJump {
 		return
 	}
+	w.streamChanged(u) // at once: a new reader sees every hit from now on
 	w.t.post(func() { w.reconsider(u) })
 }
 
@@ -79,7 +80,7 @@ func (w *World) reconsider(u *probes.Uprobe) {
 		return true
 	})
 	for p, m := range want {
-		if u.CountOnly() {
+		if w.countOnly(u) {
 			w.switchJumps(p, m)
 			continue
 		}
@@ -130,14 +131,14 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	if why = w.jumpable(u.Arch); why != "" {
 		return "trap: " + why
 	}
-	if why = notCountOnly(u); why != "" {
+	if why = notCountOnly(u, w.evOK); why != "" {
 		return "trap: " + why
 	}
 	return "trap: not switched yet"
 }
 
 // notCountOnly says why u is not CountOnly ("" if it is).
-func notCountOnly(u *probes.Uprobe) string {
+func notCountOnly(u *probes.Uprobe, evOK bool) string {
 	var why []string
 	for _, c := range u.Consumers() {
 		switch {
@@ -145,7 +146,7 @@ func notCountOnly(u *probes.Uprobe) string {
 			why = append(why, "a return probe")
 		case c.WantRegs:
 			why = append(why, "fetch arguments")
-		case c.Handler != nil && c.Busy != nil && c.Busy():
+		case c.Handler != nil && c.Busy != nil && c.Busy() && !evOK:
 			why = append(why, "its events are being read")
 		case c.Handler != nil && c.Busy == nil:
 			why = append(why, "a handler for every hit")

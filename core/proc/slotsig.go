@@ -76,8 +76,8 @@ type stepping struct {
 	heldSig int
 	more    []int // further signals that arrived during the step
 	// tramp is the trampoline the thread single-steps out of (jumpsig.go),
-	// 0: none.
-	tramp uint64
+	// 0: none; popf, when not 0, its popfq, emulated when reached.
+	tramp, popf uint64
 }
 
 // maxFaultTries bounds the fault-code runs of one step: each run either

@@ -156,11 +156,21 @@ type World struct {
 	jumpBy map[*probes.Uprobe]map[*jumpSite]bool
 	// jumpInos are the memfds of the processes' jump regions (jumpadopt.go).
 	jumpInos map[uint64]bool
+	// Events (jumpev.go): evOK, the trampolines carry them (immutable);
+	// evOn counts the flags set, draining says the drain runs, fsTids
+	// map each process's fs bases to tids, tsc is the drain's clock
+	// (drain-owned); all but tsc under jumpMu.
+	evOK     bool
+	evOn     int
+	draining bool
+	fsTids   map[int]map[uint64]int
+	tsc      tscClock
 
 	// Counters, accessed atomically.
 	nProcs, nThreads atomic.Int64
 	nHits, nErrors   atomic.Int64
 	nJumpHits        atomic.Int64 // counted by jump sites (nHits: by traps)
+	nEvLost          atomic.Int64 // event records of jump sites lost (jumpev.go)
 	closed           atomic.Bool
 }
 
@@ -188,6 +198,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		ldsos:    map[rmap.InodeKey]*ldso{},
 		poking:   map[*process]bool{},
 		sigFiles: map[rmap.InodeKey]*sigHookFile{},
+		evOK:     evSupported(),
 	}
 	w.place.init(o.Placement)
 	t, err := startTracer(w)
