@@ -79,7 +79,7 @@ func jumpAnalysis(rows []row) []string {
 		a = append(a, b.String())
 	}
 	if r := find("events/s delivered"); r != nil {
-		why := "Not built. Events come only from traps for now: while its `events` file is open a probe is on the trap path, so every event is a ptrace stop of the thread, the tracer's hit handling, the daemon's ring and a FUSE read (the per-hit row with a reader above, and the trap path's profile under Per-hit overhead). What would close it: the issue's design — the trampoline appends a record (TSC + thread identity) to a lock-free ring in the shared memfd while readers exist, and the daemon drains it — so that a probe with a reader stays a jump site."
+		why := "While its `events` file is open a probe stays a jump site: its trampolines append a record (TSC, fs base, site) to a ring of 65,536 records in the memfd shared with the daemon, whose drain goroutine (polling every 50 µs while records come) turns them into events: the process never stops. Where a reader falls behind, the ring's oldest records are lost and counted (the \"# lost\" lines). The reader's own cost is the daemon's event ring and FUSE reads of text lines (about 60 bytes an event)."
 		title := "Events to a reader that keeps up: ≥ 1 M/s, none lost silently"
 		var b strings.Builder
 		if !r.Ours.ok() {

@@ -4,7 +4,8 @@ package main
 // beside the kernel's uprobes in the same run — per hit (against the
 // kernel's emulated and single-stepped cases, and our own trap path for
 // reference), hits/s at 1, 2 and 8 threads, and per hit with an `events`
-// reader (which puts the probe back on the trap path, for now).
+// reader (the trampolines append the events to a ring shared with the
+// daemon).
 
 import (
 	"cmp"
@@ -20,6 +21,9 @@ const (
 	jumpThreadHits = 10_000_000 // hits a throughput run of a jump site, over the threads
 	kernThreadHits = 500_000    // of the kernel (~1–2 M/s)
 )
+
+// evCalls is the calls of a run with an events reader.
+const evCalls = 2000000
 
 const jumpHitSection = "Jump sites: per hit, throughput, events (issue 12)"
 
@@ -71,7 +75,7 @@ func phaseJumpHit(e *env) ([]row, error) {
 		{key: "jump load", t: jump, fn: "slot_load", n: jumpCalls, threads: 1},
 		{key: "kernel load", t: e.kernel, fn: "slot_load", n: trapCalls, threads: 1},
 		{key: "trap load", t: trap, fn: "slot_load", n: trapCalls, threads: 1},
-		{key: "events push", t: reader, fn: "emul_push", n: trapCalls, threads: 1},
+		{key: "events push", t: reader, fn: "emul_push", n: evCalls, threads: 1},
 	}
 	for _, nt := range []int{1, 2, 8} {
 		cases = append(cases,
@@ -180,13 +184,13 @@ func jumpHitRows(e *env, cases []*jcase) []row {
 		}
 	}
 	ev := by["events push"]
-	evRow := row{Section: sec, Name: "per hit with an `events` reader (the probe is back on the trap path while read)", Unit: uNs,
+	evRow := row{Section: sec, Name: "per hit with an `events` reader (a jump site appending to the shared ring)", Unit: uNs,
 		Ours: ev.v, Ref: v("kernel push"),
-		Detail: fmt.Sprintf("`cat events` open on the probe of the default mount (status checked to show \"trap: its events are being read\"); %d calls a run; events received + \"# lost\" checked equal to calls (%d lost in all). The kernel's figure is its emulated case with the event enabled, which writes every hit to its trace ring buffer. Events from the trampoline (a shared ring, the issue's ≥ 1 M/s target) are not built: a probe with a reader is on the trap path", trapCalls, ev.lost)}
+		Detail: fmt.Sprintf("`cat events` open on the probe of the default mount (status checked to show \"jump\"); %d calls a run; events received + \"# lost\" checked equal to calls (%d lost in all). The kernel's figure is its emulated case with the event enabled, which writes every hit to its trace ring buffer", evCalls, ev.lost)}
 	rate := row{Section: sec, Name: "events/s delivered to an `events` reader (1 thread)", Unit: uPerSec, Higher: true,
 		Ours: ev.evRate, Ref: v("kernel t1"),
 		Detail: "events received / wall time of the hitting phase; the kernel's figure is its hits/s at 1 thread with the event enabled (each hit a record in its trace buffer)"}
-	rate.Target = minValueTarget(rate, 1e6, "≥ 1 M/s (shared-ring events: not built)")
+	rate.Target = minValueTarget(rate, 1e6, "≥ 1 M/s")
 	return append(rows, evRow, rate)
 }
 

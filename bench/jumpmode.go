@@ -129,8 +129,9 @@ func (m *modeTracer) register(path, name, loc string) (time.Duration, error) {
 // readerTracer is a FUSE tracer (guarded) that opens the probe's events
 // file right after registering it, reads it until the probe is removed
 // (end of file), and counts the event lines and the "# lost N events"
-// lines. register returns once the site is on the trap path (where a
-// probe with a reader is, for now).
+// lines. register returns once the site is a jump site again (a probe
+// with a reader stays one: its trampolines append the events to a ring
+// shared with the daemon).
 type readerTracer struct {
 	tracer
 	f *fuseTracer
@@ -180,7 +181,7 @@ func (r *readerTracer) register(path, name, loc string) (time.Duration, error) {
 			r.mu.Unlock()
 		}
 	}()
-	if _, err := waitMode(r.f, path, name, "trap", 1, 10*time.Second); err != nil {
+	if _, err := waitMode(r.f, path, name, "jump", 1, 10*time.Second); err != nil {
 		return d, fmt.Errorf("%s with an events reader: %w", r.Name(), err)
 	}
 	return d, nil

@@ -213,6 +213,13 @@ func (w *World) jumpSiteFor(p *process, vaddr uint64, u *probes.Uprobe) *jumpSit
 	return s
 }
 
+// siteU returns the uprobe s counts for (nil: none now).
+func (w *World) siteU(s *jumpSite) *probes.Uprobe {
+	w.jumpMu.Lock()
+	defer w.jumpMu.Unlock()
+	return s.u
+}
+
 // setWhy records why s stays on the trap path.
 func (w *World) setWhy(s *jumpSite, why string) {
 	w.jumpMu.Lock()

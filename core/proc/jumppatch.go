@@ -106,8 +106,8 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	}
 	retry := map[uint64]*probes.Uprobe{}
 	for _, s := range todo {
-		if s.tramp == 0 && s.why == "" && s.u != nil && s.tries < maxJumpTries {
-			retry[s.vaddr] = s.u
+		if u := w.siteU(s); s.tramp == 0 && s.why == "" && u != nil && s.tries < maxJumpTries {
+			retry[s.vaddr] = u
 		}
 	}
 	rips := map[int]uint64{}
@@ -121,7 +121,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	}
 	w.lockMM(p.mm)
 	for _, s := range todo {
-		u := s.u
+		u := w.siteU(s)
 		if s.why != "" || u == nil || s.tramp == 0 || s.live.Load() || w.eng.LookupLocked(p.mm, s.vaddr) != u {
 			continue
 		}
@@ -322,19 +322,19 @@ func (p *process) coverJump(vaddr uint64) error {
 // Preconditions: p.mm.MmapSem held.
 func (p *process) uncoverJumps(vaddr uint64) {
 	w := p.as.w
-	var again []*jumpSite
+	again := map[uint64]*probes.Uprobe{}
 	w.jumpMu.Lock()
 	for _, s := range p.jump.sites {
 		if s.blocked == vaddr {
 			s.blocked = 0
 			if s.u != nil {
-				again = append(again, s)
+				again[s.vaddr] = s.u
 			}
 		}
 	}
 	w.jumpMu.Unlock()
-	for _, s := range again {
-		p.wantJump(s.vaddr, s.u)
+	for va, u := range again {
+		p.wantJump(va, u)
 	}
 }
 
