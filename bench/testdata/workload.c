@@ -102,10 +102,23 @@ struct job {
 	pthread_barrier_t *bar;
 };
 
+// pace_ns, when not 0, paces each thread's calls: call i not before
+// start + i*pace_ns (a busy wait on the clock), for a steady hit rate.
+static long pace_ns;
+
 static void *run(void *arg) {
 	struct job *j = arg;
 	void (*volatile fn)(uint64_t *) = j->fn;
 	pthread_barrier_wait(j->bar);
+	if (pace_ns > 0) {
+		int64_t start = now();
+		for (long i = 0; i < j->n; i++) {
+			while (now() < start + i * pace_ns) {
+			}
+			fn(&j->count);
+		}
+		return NULL;
+	}
 	for (long i = 0; i < j->n; i++)
 		fn(&j->count);
 	return NULL;
@@ -208,8 +221,11 @@ int main(int argc, char **argv) {
 		printf("ns=%lld\n", (long long)(t - atoll(argv[2])));
 		return 0;
 	}
-	if (argc == 5 && !strcmp(argv[1], "hit"))
+	if ((argc == 5 || argc == 6) && !strcmp(argv[1], "hit")) {
+		if (argc == 6)
+			pace_ns = atol(argv[5]);
 		return hit(argv[2], atol(argv[3]), atoi(argv[4]));
+	}
 	if (argc == 3 && !strcmp(argv[1], "idle"))
 		return idle(atol(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "fleet"))
@@ -224,6 +240,6 @@ int main(int argc, char **argv) {
 	}
 	if (argc == 2 && !strcmp(argv[1], "never"))
 		never_called();
-	fprintf(stderr, "usage: workload hit FUNC N T | idle ITERS | fleet K | execer TARGET | stamp T0\n");
+	fprintf(stderr, "usage: workload hit FUNC N T [PACE_NS] | idle ITERS | fleet K | execer TARGET | stamp T0\n");
 	return 2;
 }

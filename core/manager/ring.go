@@ -62,9 +62,6 @@ type Event struct {
 	Tid   int
 	Vaddr uint64
 	Args  string // " NAME=VALUE..." of a probe with fetch arguments (args.go)
-	// LostN, when not 0, makes the event a "# lost N events" line:
-	// events lost before they reached the ring (PushLost).
-	LostN uint64
 }
 
 // Line formats e as one line of a probe's events file:
@@ -75,11 +72,6 @@ type Event struct {
 func (e Event) Line() string { return string(e.appendLine(nil)) }
 
 func (e Event) appendLine(b []byte) []byte {
-	if e.LostN != 0 {
-		b = append(b, "# lost "...)
-		b = strconv.AppendUint(b, e.LostN, 10)
-		return append(b, " events\n"...)
-	}
 	b = strconv.AppendInt(b, e.Time/1e9, 10)
 	b = append(b, '.')
 	ns := strconv.AppendInt(nil, 1e9+e.Time%1e9, 10)
@@ -141,6 +133,9 @@ type EventRing struct {
 	closed bool
 	// lost is the total number of events subscribers lost.
 	lost uint64
+	// upLost counts the events lost before they reached r (PushLost);
+	// each subscription reports what it has not yet (Subscription.up).
+	upLost uint64
 	// onStream, if not nil, is called (with no lock held) when the ring
 	// gets its first subscriber and when it loses its last one: the hits
 	// of its probe must then take (or may leave) the trap path, which
@@ -188,11 +183,16 @@ func (r *EventRing) Push(h probes.Hit) { r.PushArgs(h, "") }
 func (r *EventRing) Streaming() bool { return r.subs.Load() > 0 }
 
 // PushLost tells the readers that n events were lost before they reached
-// r (a "# lost N events" line in the stream, counted in Lost).
+// r: each subscriber's next read starts with a "# lost N events" line for
+// them (counted in Lost), whatever r itself overwrote meanwhile.
 func (r *EventRing) PushLost(n uint64) {
-	r.push(Event{LostN: n})
 	r.mu.Lock()
+	r.upLost += n
 	r.lost += n
+	if r.wake != nil {
+		close(r.wake)
+		r.wake = nil
+	}
 	r.mu.Unlock()
 }
 
@@ -256,7 +256,7 @@ func (r *EventRing) Lost() uint64 {
 // returns false. The subscription must be ended with Close.
 func (r *EventRing) Subscribe(filter func(Event) bool) *Subscription {
 	r.mu.Lock()
-	s := &Subscription{r: r, cursor: r.next + 1, filter: filter}
+	s := &Subscription{r: r, cursor: r.next + 1, filter: filter, up: r.upLost}
 	first := r.subs.Add(1) == 1
 	r.mu.Unlock()
 	if first && r.onStream != nil {
@@ -274,7 +274,9 @@ type Subscription struct {
 	cursor  uint64
 	pending []byte // formatted lines not yet returned
 	// Lost counts the events this subscriber lost (ring overwritten).
-	Lost   uint64
+	Lost uint64
+	// up is the r.upLost this subscriber has reported.
+	up     uint64
 	closed bool
 }
 
@@ -285,6 +287,13 @@ type Subscription struct {
 // Preconditions: s.r.mu held.
 func (s *Subscription) collectLocked(limit int) {
 	r := s.r
+	if up := r.upLost - s.up; up > 0 {
+		s.up = r.upLost
+		s.Lost += up
+		s.pending = append(s.pending, "# lost "...)
+		s.pending = strconv.AppendUint(s.pending, up, 10)
+		s.pending = append(s.pending, " events\n"...)
+	}
 	oldest := r.next - uint64(len(r.buf)) + 1
 	if s.cursor < oldest {
 		n := oldest - s.cursor

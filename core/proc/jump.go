@@ -262,8 +262,15 @@ func (w *World) unindexLocked(s *jumpSite) {
 func (w *World) flushJumps(u *probes.Uprobe) {
 	w.jumpMu.Lock()
 	defer w.jumpMu.Unlock()
+	drained := map[*jumpRegion]bool{}
 	for s := range w.jumpBy[u] {
 		w.flushSiteLocked(s)
+		if r := s.reg; r != nil && !drained[r] && s.flag != nil && atomic.LoadUint64(s.flag) != 0 {
+			// Its events so far reach its readers before a consumer
+			// leaves (the engine flushes first).
+			drained[r] = true
+			w.drainRegionLocked(r)
+		}
 	}
 }
 

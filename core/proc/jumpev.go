@@ -55,6 +55,8 @@ func (w *World) setFlagLocked(s *jumpSite, on bool) {
 	v := uint64(0)
 	if on {
 		v = 1
+	} else if atomic.LoadUint64(s.flag) != 0 && s.reg != nil {
+		w.drainRegionLocked(s.reg) // what it appended so far goes to its readers
 	}
 	switch old := atomic.SwapUint64(s.flag, v); {
 	case on && old == 0:
