@@ -332,7 +332,7 @@ func TestJumpEvents(t *testing.T) {
 			t.Errorf("event tid %d", tid)
 		}
 	}
-	if minT < t0-int64(time.Second) || maxT > t1+int64(time.Second) {
+	if minT < t0-int64(100*time.Millisecond) || maxT > t1+int64(100*time.Millisecond) {
 		t.Errorf("event times %d..%d outside the run %d..%d", minT, maxT, t0, t1)
 	}
 	release(t, []*fixture{f})

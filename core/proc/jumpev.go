@@ -111,18 +111,19 @@ type tscClock struct {
 	at   time.Time
 }
 
-// calibrate measures the rate over 20 ms the first time, and re-bases the
-// clock once a second after (the rate from the two latest bases).
-func (c *tscClock) calibrate() {
+// init measures the rate over 5 ms (NewWorld, where events are possible).
+func (c *tscClock) init() {
+	t0, n0 := rdtsc(), time.Now().UnixNano()
+	time.Sleep(5 * time.Millisecond)
+	t1, n1 := rdtsc(), time.Now().UnixNano()
+	c.rate = float64(n1-n0) / float64(t1-t0)
+	c.tsc0, c.ns0, c.at = t1, n1, time.Now()
+}
+
+// rebase re-bases the clock once a second (the rate from the two latest
+// bases). Preconditions: World.jumpMu held.
+func (c *tscClock) rebase() {
 	now := time.Now()
-	if c.rate == 0 {
-		t0, n0 := rdtsc(), time.Now().UnixNano()
-		time.Sleep(20 * time.Millisecond)
-		t1, n1 := rdtsc(), time.Now().UnixNano()
-		c.rate = float64(n1-n0) / float64(t1-t0)
-		c.tsc0, c.ns0, c.at = t1, n1, time.Now()
-		return
-	}
 	if now.Sub(c.at) < time.Second {
 		return
 	}
@@ -142,8 +143,8 @@ func (c *tscClock) unixNano(tsc uint64) int64 {
 func (w *World) drain() {
 	sleep := 50 * time.Microsecond
 	for {
-		w.tsc.calibrate()
 		w.jumpMu.Lock()
+		w.tsc.rebase()
 		if w.evOn == 0 || w.closed.Load() {
 			w.draining = false
 			w.jumpMu.Unlock()

@@ -158,8 +158,8 @@ type World struct {
 	jumpInos map[uint64]bool
 	// Events (jumpev.go): evOK, the trampolines carry them (immutable);
 	// evOn counts the flags set, draining says the drain runs, fsTids
-	// map each process's fs bases to tids, tsc is the drain's clock
-	// (drain-owned); all but tsc under jumpMu.
+	// map each process's fs bases to tids, tsc converts their times;
+	// under jumpMu.
 	evOK     bool
 	evOn     int
 	draining bool
@@ -201,6 +201,9 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		evOK:     evSupported(),
 	}
 	w.place.init(o.Placement)
+	if w.evOK {
+		w.tsc.init()
+	}
 	t, err := startTracer(w)
 	if err != nil {
 		return nil, err
