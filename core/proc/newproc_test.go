@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/objfile"
-	"github.com/uprobefs/uprobefs/internal/kuprobe"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -229,64 +227,3 @@ func TestForkTree(t *testing.T) {
 	t.Logf("tree of %d children in %v", k, el)
 }
 
-// TestBashVsKernel: a private copy of bash runs a fixed script with a probe
-// on one of its functions: our count equals the kernel's uprobe count for
-// the same copy, offset and script (kernel first, then ours, never both).
-func TestBashVsKernel(t *testing.T) {
-	if err := kuprobe.Available(); err != nil {
-		t.Skipf("kernel uprobes: %v", err)
-	}
-	bash := testfix.Copy(t, "/bin/bash")
-	const fn = "find_function"
-	f, err := objfile.Open(bash)
-	if err != nil {
-		t.Fatal(err)
-	}
-	off, err := f.Resolve(fn)
-	f.Close()
-	if err != nil {
-		t.Skipf("bash without %s: %v", fn, err)
-	}
-	script := `f() { x=$((x+1)); }; for ((i=0;i<300;i++)); do f; if ((i%7==0)); then g=$(f; echo $x); fi; done; echo $x`
-	args := []string{"--norc", "--noprofile", "-c", script}
-
-	kp, err := kuprobe.Add(fmt.Sprintf("uprobefs_bash_%d", os.Getpid()), bash, off)
-	if err != nil {
-		t.Skipf("kernel uprobe: %v", err)
-	}
-	removed := false
-	t.Cleanup(func() {
-		if !removed {
-			kp.Remove()
-		}
-	})
-	if err := kp.Enable(); err != nil {
-		t.Fatal(err)
-	}
-	kout, kcode := run(t, 30*time.Second, bash, args...)
-	kh, err := kp.Hits()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kp.Remove(); err != nil {
-		t.Fatal(err)
-	}
-	removed = true
-	if kcode != 0 || kh == 0 {
-		t.Fatalf("kernel run: exit %d output %q, %d hits", kcode, kout, kh)
-	}
-
-	e := newFanEnv(t, Options{})
-	p := e.register(bash, fn)
-	out, code := run(t, 30*time.Second, bash, args...)
-	if code != 0 || out != kout {
-		t.Errorf("exit %d output %q, want 0 %q", code, out, kout)
-	}
-	if got := p.c.Hits(); got != kh {
-		t.Errorf("%s: %d hits, kernel %d", fn, got, kh)
-	}
-	t.Logf("%s: kernel %d hits, ours %d", fn, kh, p.c.Hits())
-	if s := settle(t, e.w); s.Errors != 0 {
-		t.Errorf("stats: %+v", s)
-	}
-}
