@@ -226,4 +226,3 @@ func TestForkTree(t *testing.T) {
 	}
 	t.Logf("tree of %d children in %v", k, el)
 }
-
