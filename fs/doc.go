@@ -10,7 +10,7 @@
 //	                              point inside the mount
 //	<mount>/FILE/                 a real regular file appears as a directory:
 //	<mount>/FILE/probes             write: register / unregister (one line each);
-//	                                read: "NAME LOCATION 0xOFFSET HITS" per probe
+//	                                read: "NAME LOCATION 0xOFFSET HITS MODE" per probe
 //	<mount>/FILE/NAME/              one probe
 //	<mount>/FILE/NAME/hits            hit count (decimal)
 //	<mount>/FILE/NAME/events          stream, one line per hit:
@@ -18,7 +18,7 @@
 //	<mount>/FILE/NAME/status          "pid=P vaddr=0xV installed|pending" or
 //	                                  "pid=P skipped: REASON" per process
 //	<mount>/.uprobefs/            control directory
-//	<mount>/.uprobefs/probes        every probe: "PATH NAME LOCATION 0xOFFSET HITS"
+//	<mount>/.uprobefs/probes        every probe: "PATH NAME LOCATION 0xOFFSET HITS MODE"
 //	<mount>/.uprobefs/stats         "key value" lines: files, probes, hits, errors,
 //	                                events_lost, processes, threads, breakpoints...
 //	<mount>/.uprobefs/errors        every refused request (last 1000):

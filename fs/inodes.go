@@ -16,7 +16,7 @@ import (
 //
 //	.uprobefs/files                  DEV:INO STATE PATH, one line per probed file
 //	.uprobefs/inodes/                one directory per probed file
-//	.uprobefs/inodes/DEV:INO/probes  read: NAME LOCATION 0xOFFSET HITS; write: -NAME lines
+//	.uprobefs/inodes/DEV:INO/probes  read: NAME LOCATION 0xOFFSET HITS MODE; write: -NAME lines
 //	.uprobefs/inodes/DEV:INO/NAME/   the probe (hits, events, status); rmdir removes it
 
 // InodesDir is the name of the directory of probed inodes in the control

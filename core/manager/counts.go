@@ -24,6 +24,9 @@ type WorldSettler interface{ Settle() }
 func (m *Manager) countOutside(in *rmap.Inode, p *Probe) {
 	off := p.probeOff()
 	uprobe := func() *probes.Uprobe { return m.eng.UprobeAt(in, off) }
+	if wj, ok := m.world.(WorldJumps); ok {
+		p.mode = func() string { return m.sitesMode(wj, in, off) }
+	}
 	if p.consumer.Handler == nil || p.consumer.WantRegs || p.consumer.RetHandler != nil {
 		return // never CountOnly anyway
 	}
@@ -36,4 +39,29 @@ func (m *Manager) countOutside(in *rmap.Inode, p *Probe) {
 			s.Settle()
 		}
 	}
+}
+
+// sitesMode is the MODE of a listing line (Probe.ListingLine) of the probe
+// at (in, off): how its installed sites are hit.
+func (m *Manager) sitesMode(wj WorldJumps, in *rmap.Inode, off uint64) string {
+	jump, trap := 0, 0
+	m.eng.Sites(in, off, func(s probes.Site) bool {
+		if s.Installed {
+			if wj.SiteMode(s.MM, s.Vaddr) == "jump" {
+				jump++
+			} else {
+				trap++
+			}
+		}
+		return true
+	})
+	switch {
+	case jump > 0 && trap > 0:
+		return "mixed"
+	case jump > 0:
+		return "jump"
+	case trap > 0:
+		return "trap"
+	}
+	return "-"
 }

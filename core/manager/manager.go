@@ -47,6 +47,9 @@ type Probe struct {
 	plan     *install.Plan
 	consumer *probes.Consumer
 	events   *EventRing
+	// mode says how its sites are hit, for the listing (counts.go); nil
+	// in a world that does not tell.
+	mode func() string
 }
 
 // Hits returns how often the probe was hit.
@@ -71,9 +74,17 @@ func (p *Probe) Subscribe(c Caller) *Subscription {
 // ListingLine is a probe's line in a binary's probes file (name and location
 // escaped by EscapeField):
 //
-//	NAME LOCATION 0xOFFSET HITS
+//	NAME LOCATION 0xOFFSET HITS [MODE]
+//
+// MODE, in a world with jump sites (WorldJumps), says how the probe's
+// installed sites are hit: jump (all of them jump sites), trap (none),
+// mixed, or - (none installed).
 func (p *Probe) ListingLine() string {
-	return fmt.Sprintf("%s %s %#x %d\n", EscapeField(p.Name), EscapeField(p.Location), p.Offset, p.Hits())
+	mode := ""
+	if p.mode != nil {
+		mode = " " + p.mode()
+	}
+	return fmt.Sprintf("%s %s %#x %d%s\n", EscapeField(p.Name), EscapeField(p.Location), p.Offset, p.Hits(), mode)
 }
 
 // ControlLine is a probe's line in the control directory's probes file (the

@@ -478,7 +478,7 @@ func offsetOf(t *testing.T, d *daemon, bin, name string) uint64 {
 	t.Helper()
 	for _, l := range strings.Split(d.must("cat "+d.in(bin)+"/probes"), "\n") {
 		f := strings.Fields(l)
-		if len(f) == 4 && f[0] == name {
+		if len(f) >= 4 && f[0] == name {
 			off, err := strconv.ParseUint(strings.TrimPrefix(f[2], "0x"), 16, 64)
 			if err == nil {
 				return off
