@@ -61,20 +61,20 @@ func TestEscapedListings(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// .uprobefs/probes: PATH NAME LOCATION 0xOFFSET HITS, PATH escaped.
+	// .uprobefs/probes: PATH NAME LOCATION 0xOFFSET HITS MODE, PATH escaped.
 	ls := lines(read(d.mnt + "/.uprobefs/probes"))
 	if len(ls) != 1 {
 		t.Fatalf(".uprobefs/probes has %d lines, want 1: %q", len(ls), ls)
 	}
-	if f := strings.Fields(ls[0]); len(f) != 5 || manager.Unescape(f[0]) != bin || f[1] != "tick" {
-		t.Fatalf(".uprobefs/probes line %q: want 5 fields, the path first", ls[0])
+	if f := strings.Fields(ls[0]); len(f) != 6 || manager.Unescape(f[0]) != bin || f[1] != "tick" {
+		t.Fatalf(".uprobefs/probes line %q: want 6 fields, the path first", ls[0])
 	}
-	if ls := lines(read(P + "/probes")); len(ls) != 1 || len(strings.Fields(ls[0])) != 4 {
+	if ls := lines(read(P + "/probes")); len(ls) != 1 || len(strings.Fields(ls[0])) != 5 {
 		t.Fatalf("FILE/probes = %q", ls)
 	}
 	// status: one line per process.
 	st := lines(read(P + "/tick/status"))
-	if len(st) != 1 || !strings.HasPrefix(st[0], "pid="+strconv.Itoa(fx.pid())+" ") || !strings.HasSuffix(st[0], " installed") {
+	if len(st) != 1 || !strings.HasPrefix(st[0], "pid="+strconv.Itoa(fx.pid())+" ") || !isInstalled(st[0]) {
 		t.Fatalf("status = %q", st)
 	}
 	// events: whole lines of numbers.

@@ -58,7 +58,9 @@ func (g *guardProc) alive() bool {
 // busy processes still alive keep running on restored text. The figures
 // (busy survivors, time from the kill to the unmount) go to the log.
 func TestDaemonKilled(t *testing.T) {
-	d := startDaemon(t)
+	// On the trap path: the int3s are what the guardian must restore (a
+	// jump site is left to run on: TestJumpDaemonKilled).
+	d := startDaemon(t, "--trap")
 	bin := testfix.Copy(t, testfix.CC(t, "testdata/guard.c", "-O2"))
 	const nBusy, nIdle = 3, 3
 	var busy, idle []*guardProc

@@ -178,6 +178,12 @@ func isMounted(mnt string) bool {
 	return false
 }
 
+// isInstalled reports whether a status line says the breakpoint is in:
+// "... jump" (a jump site) or "... trap: REASON".
+func isInstalled(line string) bool {
+	return strings.HasSuffix(line, " jump") || strings.Contains(line, " trap: ")
+}
+
 // result is what a shell command did.
 type result struct {
 	out  string // stdout and stderr

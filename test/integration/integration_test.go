@@ -58,7 +58,7 @@ func TestRegisterListHits(t *testing.T) {
 	d.waitHitsAbove(P+"/tock", h1)
 	d.waitHitsAbove(P+"/tick+0x1", 0)
 	d.waitHitsAbove(P+fmt.Sprintf("/%#x", tick), 0)
-	if st := d.must("cat " + P + "/tock/status"); !strings.Contains(st, fmt.Sprintf("pid=%d ", fx.pid())) || !strings.Contains(st, " installed") {
+	if st := d.must("cat " + P + "/tock/status"); !strings.Contains(st, fmt.Sprintf("pid=%d ", fx.pid())) || !isInstalled(strings.TrimSuffix(st, "\n")) {
 		t.Fatalf("status = %q", st)
 	}
 
@@ -69,8 +69,8 @@ func TestRegisterListHits(t *testing.T) {
 	d.waitHitsAbove(P+"/tock", t1)
 	// The breakpoint leaves only with the second consumer.
 	d.must("rmdir " + P + "/tock")
-	if b := fx.text(tock, 1)[0]; b != 0xcc {
-		t.Fatalf("tock byte %#x after removing one of two consumers, want 0xcc", b)
+	if b := fx.text(tock, 1)[0]; b != 0xcc && b != 0xe9 {
+		t.Fatalf("tock byte %#x after removing one of two consumers, want the breakpoint or the jump site", b)
 	}
 	p2 := d.hits(P + "/ptock")
 	d.waitHitsAbove(P+"/ptock", p2)

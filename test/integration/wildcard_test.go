@@ -76,7 +76,7 @@ func TestWildcard(t *testing.T) {
 	}
 	list := d.must("cat " + P + "/probes")
 	for _, sym := range []string{"alpha_one", "alpha_two", "alpha_three"} {
-		if want := fmt.Sprintf("%s %s %#x 0\n", sym, sym, testfix.SymOff(t, bin, sym)); !strings.Contains(list, want) {
+		if want := fmt.Sprintf("%s %s %#x 0 ", sym, sym, testfix.SymOff(t, bin, sym)); !strings.Contains(list, want) {
 			t.Errorf("listing lacks %q:\n%s", want, list)
 		}
 	}
