@@ -28,7 +28,9 @@
 //	breakpoints.go  the engine's install/remove hooks: every breakpoint write
 //	hits.go         a trap: count, step over (emulation or slot), restart
 //	xol.go          out-of-line slot pages
-//	jump.go         jump sites: regions (memfds shared with the daemon), trampolines, counts
+//	jump.go         jump sites: the design, the site records, counts
+//	jumpregion.go   jump regions (memfds shared with the daemon) and their trampolines
+//	jumpev.go       events from jump sites: the shared ring and its drain
 //	jumppatch.go    switching a breakpoint to a jump site and back, with every thread stopped
 //	jumpsig.go      signals and faults in trampolines: native contexts
 //	jumpview.go     the engine's Flush/Changed hooks; how status shows a site
