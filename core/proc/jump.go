@@ -24,8 +24,9 @@ import (
 // Memory. A process's trampolines and counters live in jump regions: one
 // memfd per region, created in the tracee by injected system calls
 // (memfd_create, ftruncate, two mmaps: jumpCodeSize bytes of trampolines
-// mapped shared r-x, then jumpCtrSize bytes of counters mapped shared rw,
-// within ±1 GiB of the site), and taken into the daemon by pidfd_getfd and
+// mapped shared r-x, then jumpDataSize bytes of data mapped shared rw — the
+// counters, the events flags and ring — within ±1 GiB of the site),
+// adopted by later attachments (jumpadopt.go), and taken into the daemon by pidfd_getfd and
 // mapped there too: the daemon writes trampolines and reads counters
 // through its own mapping, without a system call, and still reads them
 // after the tracee died (SIGKILL included). A region is never unmapped nor
@@ -33,11 +34,12 @@ import (
 // may point into it); a site removed and registered again gets its old
 // trampoline back.
 //
-// Counts. Each site has one counter; World.flush (the engine's
+// Counts. Each site has one counter; World.flushJumps (the engine's
 // EngineOptions.Flush) moves what it counted since the last flush to the
 // uprobe's consumers (probes.Engine.DispatchCount, with the consumers'
 // process filters): before every hit count is read, before the consumer
-// set changes, and when the site or its process goes away.
+// set changes, and when the site or its process goes away. Events, while
+// someone reads them, go through a ring in the same memory (jumpev.go).
 //
 // Patching (jumppatch.go): the int3 goes in first (the engine's install
 // hook); then the tracer stops every thread of the process, checks that
