@@ -20,6 +20,7 @@
 //   never_called                    (probed for the idle figure, never hit)
 //   many_0 .. many_999              (1,000 probe sites for the RSS figure)
 #define _GNU_SOURCE
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -95,15 +96,18 @@ static void waitgo(void) {
 		exit(3);
 }
 
+// One cache line each: threads counting into one line would measure the
+// line's bouncing between CPUs, not the probe's cost.
 struct job {
 	void (*fn)(uint64_t *);
 	long n;
 	uint64_t count;
 	pthread_barrier_t *bar;
-};
+} __attribute__((aligned(64)));
 
-// pace_ns, when not 0, paces each thread's calls: call i not before
-// start + i*pace_ns (a busy wait on the clock), for a steady hit rate.
+// pace_ns, when not 0, paces each thread's calls: bursts of 1000, call i
+// not before start + i*pace_ns (sleeping in between, so that the pacing
+// leaves the CPUs to the reader), for a steady hit rate.
 static long pace_ns;
 
 static void *run(void *arg) {
@@ -113,7 +117,11 @@ static void *run(void *arg) {
 	if (pace_ns > 0) {
 		int64_t start = now();
 		for (long i = 0; i < j->n; i++) {
-			while (now() < start + i * pace_ns) {
+			if (i % 1000 == 0) {
+				int64_t due = start + i * pace_ns;
+				struct timespec ts = {due / 1000000000, due % 1000000000};
+				while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR) {
+				}
 			}
 			fn(&j->count);
 		}

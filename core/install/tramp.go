@@ -95,12 +95,18 @@ func (j *JumpPlan) build(site, at, counter uint64, ev *EvMem) (code []byte, entr
 	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
 	t.code = append(t.code, tPushf[:]...)
-	t.code = append(t.code, tLockInc[:]...)
-	rel, err := rel32(counter, at+uint64(len(t.code))+4)
-	if err != nil {
-		return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
+	if ev != nil && ev.PerCPU {
+		if err := t.perCPUCount(counter); err != nil {
+			return nil, 0, 0, nil, err
+		}
+	} else {
+		t.code = append(t.code, tLockInc[:]...)
+		rel, err := rel32(counter, at+uint64(len(t.code))+4)
+		if err != nil {
+			return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
+		}
+		t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
 	}
-	t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
 	if ev != nil {
 		if err := t.events(ev); err != nil {
 			return nil, 0, 0, nil, err

@@ -34,6 +34,40 @@ type EvMem struct {
 	Ring    uint64 // the ring: Mask+1 records
 	Mask    uint32 // records in the ring minus one (a power of two minus one)
 	ID      uint32 // the site's id, as records carry it (below 2^31)
+	// PerCPU: the counter is EvCPUSlots counters EvCPUStride bytes apart
+	// (a cache line each), the one of the CPU the thread runs on (rdpid:
+	// the CPU needs it) incremented, so that threads on different CPUs
+	// do not share a line; the count is their sum.
+	PerCPU bool
+}
+
+// The per-CPU counters of a site (EvMem.PerCPU): the CPU number modulo
+// EvCPUSlots picks one.
+const (
+	EvCPUSlots  = 16
+	EvCPUStride = 64
+)
+
+// perCPUCount appends the per-CPU count (EvMem.PerCPU):
+//
+//	push %rax; push %rdx; rdpid %rax; and $15,%eax; shl $6,%eax
+//	lea counter(%rip),%rdx; lock incq (%rdx,%rax); pop %rdx; pop %rax
+//
+// (locked still: a thread may move to another CPU between the rdpid and
+// the increment).
+func (t *tramp) perCPUCount(counter uint64) error {
+	t.code = append(t.code, 0x50, 0x52)               // push %rax; push %rdx
+	t.code = append(t.code, 0xf3, 0x0f, 0xc7, 0xf8)   // rdpid %rax
+	t.code = append(t.code, 0x83, 0xe0, EvCPUSlots-1) // and $15,%eax
+	t.code = append(t.code, 0xc1, 0xe0, 6)            // shl $6,%eax (EvCPUStride)
+	rel, err := rel32(counter, t.at+uint64(len(t.code))+7)
+	if err != nil {
+		return fmt.Errorf("trampoline at %#x: counter: %w", t.at, err)
+	}
+	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x48, 0x8d, 0x15), uint32(rel)) // lea counter(%rip),%rdx
+	t.code = append(t.code, 0xf0, 0x48, 0xff, 0x04, 0x02)                                    // lock incq (%rdx,%rax)
+	t.code = append(t.code, 0x5a, 0x58)                                                      // pop %rdx; pop %rax
+	return nil
 }
 
 // EvRecSize is the size of an event record.

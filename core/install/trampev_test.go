@@ -70,3 +70,47 @@ func TestTrampolineEv(t *testing.T) {
 		t.Error("OrigAt misses the second relocated instruction")
 	}
 }
+
+// TestTrampolineEvPerCPU decodes the per-CPU count back: rdpid, the slot
+// arithmetic, the locked increment through the counter's base.
+func TestTrampolineEvPerCPU(t *testing.T) {
+	j, err := AnalyzeJump([]byte{0x55, 0x48, 0x89, 0xe5, 0x41, 0x57, 0xc3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const at = 0x500000
+	ev := EvMem{Counter: 0x510000, Flag: 0x520008, Head: 0x521000, Ring: 0x522000, Mask: 0xffff, ID: 3, PerCPU: true}
+	code, entry, _, err := j.TrampolineEv(0x400000, at, ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asm []string
+	base := false
+	for pos := 0; pos < entry; {
+		if code[pos] == 0xf3 && code[pos+1] == 0x0f && code[pos+2] == 0xc7 && code[pos+3] == 0xf8 {
+			asm = append(asm, "rdpid") // x86asm does not know rdpid
+			pos += 4
+			continue
+		}
+		in, err := x86asm.Decode(code[pos:], 64)
+		if err != nil {
+			t.Fatalf("% x at %d: %v", code, pos, err)
+		}
+		for _, a := range in.Args {
+			if m, ok := a.(x86asm.Mem); ok && m.Base == x86asm.RIP && uint64(int64(at+pos+in.Len)+m.Disp) == ev.Counter {
+				base = true
+			}
+		}
+		asm = append(asm, strings.Fields(x86asm.GNUSyntax(in, 0, nil))[0])
+		pos += in.Len
+		if len(asm) == 11 {
+			break
+		}
+	}
+	if got, want := strings.Join(asm, " "), "lea pushfq push push rdpid and shl lea lock pop pop"; got != want {
+		t.Errorf("prologue %q, want %q", got, want)
+	}
+	if !base {
+		t.Error("no lea of the counter's base")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -58,7 +59,8 @@ const (
 	jumpCodeSize   = 64 << 10
 	jumpSlots      = jumpCodeSize / trampStride
 	jumpCtrOff     = jumpCodeSize
-	jumpFlagOff    = jumpCtrOff + 4<<10
+	jumpCtrSize    = install.EvCPUSlots * install.EvCPUStride // a site's counters (per CPU)
+	jumpFlagOff    = jumpCtrOff + jumpSlots*jumpCtrSize
 	jumpHeadOff    = jumpFlagOff + 4<<10
 	jumpRingOff    = jumpHeadOff + 4<<10
 	jumpRingRecs   = 1 << 16
@@ -204,11 +206,24 @@ func (w *World) jumpSiteFor(p *process, vaddr uint64, u *probes.Uprobe) *jumpSit
 		w.unindexLocked(s)
 		s.u = u
 		if s.ctr != nil {
-			s.last = atomic.LoadUint64(s.ctr)
+			s.last = s.count()
 		}
 		w.indexLocked(s)
 	}
 	return s
+}
+
+// count returns what s's counters counted (the sum of its CPUs' with
+// per-CPU counters). Preconditions: s.ctr != nil.
+func (s *jumpSite) count() uint64 {
+	if s.ev == nil || !s.ev.PerCPU {
+		return atomic.LoadUint64(s.ctr)
+	}
+	var n uint64
+	for i := range install.EvCPUSlots {
+		n += atomic.LoadUint64((*uint64)(unsafe.Add(unsafe.Pointer(s.ctr), i*install.EvCPUStride)))
+	}
+	return n
 }
 
 // siteU returns the uprobe s counts for (nil: none now).
@@ -276,7 +291,7 @@ func (w *World) flushSiteLocked(s *jumpSite) {
 	if s.ctr == nil || s.u == nil {
 		return
 	}
-	v := atomic.LoadUint64(s.ctr)
+	v := s.count()
 	if d := v - s.last; d != 0 {
 		s.last = v
 		w.nJumpHits.Add(int64(d))

@@ -2,6 +2,8 @@ package proc
 
 import (
 	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -37,6 +39,21 @@ func rdtsc() uint64
 func evSupported() bool {
 	v, ok := procfs.Auxv(os.Getpid(), procfs.AtHwcap2)
 	return ok && v&2 != 0
+}
+
+// hasRDPID reports whether the CPU has rdpid (the flags of
+// /proc/cpuinfo), for per-CPU counters (install.EvMem.PerCPU).
+func hasRDPID() bool {
+	b, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return false
+	}
+	for line := range strings.Lines(string(b)) {
+		if strings.HasPrefix(line, "flags") {
+			return slices.Contains(strings.Fields(line), "rdpid")
+		}
+	}
+	return false
 }
 
 // countOnly reports whether u's hits may go through jump sites: it only

@@ -3,7 +3,6 @@ package proc
 import (
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -188,7 +187,7 @@ func takeMemfd(tgid, tid, fd int) ([]byte, uint64, error) {
 // slotMem is the events memory of slot i of r, in the tracee.
 func (r *jumpRegion) slotMem(i int) install.EvMem {
 	return install.EvMem{
-		Counter: r.addr + jumpCtrOff + uint64(i*8),
+		Counter: r.addr + jumpCtrOff + uint64(i*jumpCtrSize),
 		Flag:    r.addr + jumpFlagOff + uint64(i*8),
 		Head:    r.addr + jumpHeadOff,
 		Ring:    r.addr + jumpRingOff,
@@ -202,6 +201,7 @@ func (r *jumpRegion) slotMem(i int) install.EvMem {
 func (w *World) trampCode(r *jumpRegion, i int, s *jumpSite) ([]byte, error) {
 	at := r.addr + uint64(i*trampStride)
 	m := r.slotMem(i)
+	m.PerCPU = w.perCPU
 	if w.evOK {
 		code, _, _, err := s.plan.TrampolineEv(s.vaddr, at, m)
 		return code, err
@@ -215,6 +215,7 @@ func (w *World) trampCode(r *jumpRegion, i int, s *jumpSite) ([]byte, error) {
 func (w *World) useSlot(r *jumpRegion, i int, s *jumpSite) {
 	at := r.addr + uint64(i*trampStride)
 	m := r.slotMem(i)
+	m.PerCPU = w.perCPU
 	var entry, popf int
 	if w.evOK {
 		_, entry, popf, _ = s.plan.TrampolineEv(s.vaddr, at, m)
@@ -226,9 +227,9 @@ func (w *World) useSlot(r *jumpRegion, i int, s *jumpSite) {
 	}
 	w.jumpMu.Lock()
 	s.tramp, s.entry, s.popf, s.reg = at, at+uint64(entry), at+uint64(popf), r
-	s.ctr = (*uint64)(unsafe.Pointer(&r.local[jumpCtrOff+i*8]))
+	s.ctr = (*uint64)(unsafe.Pointer(&r.local[jumpCtrOff+i*jumpCtrSize]))
 	s.flag = (*uint64)(unsafe.Pointer(&r.local[jumpFlagOff+i*8]))
-	s.last = atomic.LoadUint64(s.ctr)
+	s.last = s.count()
 	if r.sites == nil {
 		r.sites = map[uint32]*jumpSite{}
 	}

@@ -161,6 +161,7 @@ type World struct {
 	// map each process's fs bases to tids, tsc converts their times;
 	// under jumpMu.
 	evOK     bool
+	perCPU   bool // trampolines count per CPU (immutable, jumpev.go)
 	evOn     int
 	draining bool
 	fsTids   map[int]map[uint64]int
@@ -200,6 +201,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		sigFiles: map[rmap.InodeKey]*sigHookFile{},
 		evOK:     evSupported(),
 	}
+	w.perCPU = w.evOK && hasRDPID()
 	w.place.init(o.Placement)
 	if w.evOK {
 		w.tsc.init()
