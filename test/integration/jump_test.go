@@ -1,0 +1,400 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// Jump sites (issue 12) through the real mount: a probe whose consumers only
+// count is hit through a jmp into a trampoline, and status says so. The
+// fixture is testdata/jump.c; its j_func starts with three instructions
+// (8 bytes) that a jump site displaces.
+
+// Status modes of a site, as core/proc's SiteMode words them.
+const (
+	modeJump   = "jump"
+	modeTrapOp = "trap: jump sites disabled (trap mount option)"
+	modeEvents = "trap: its events are being read"
+)
+
+// jumpFixture returns a private copy of testdata/jump.c, compiled once per
+// test (each call a new inode).
+func jumpFixture(t *testing.T) string {
+	t.Helper()
+	return testfix.Copy(t, testfix.CC(t, "testdata/jump.c", "-O2", "-pthread", "-fcf-protection=none"))
+}
+
+// jumpWant is the sum jump.c prints for "T N" (computed here, without it).
+func jumpWant(threads, n uint64) uint64 {
+	var s uint64
+	for i := range threads {
+		for k := range n {
+			s += (i<<40 + k + 1) ^ 0x5a
+		}
+	}
+	return s
+}
+
+// jproc is a running jump fixture, driven line by line through its stdin.
+type jproc struct {
+	t     *testing.T
+	bin   string
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string // its stdout, closed at end of file
+}
+
+// startJump runs bin (a jump fixture) and waits for its "ready". Cleanup
+// kills it (testfix.StartPiped).
+func startJump(t *testing.T, bin string) *jproc {
+	t.Helper()
+	j := &jproc{t: t, bin: bin, cmd: exec.Command(bin), lines: make(chan string, 16)}
+	var out io.Reader
+	j.stdin, out = testfix.StartPiped(t, j.cmd)
+	go func() {
+		defer close(j.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			j.lines <- sc.Text()
+		}
+	}()
+	j.expect("ready")
+	return j
+}
+
+func (j *jproc) pid() int { return j.cmd.Process.Pid }
+
+// line returns the next line the fixture prints (deadline: 2 minutes, the
+// trap path's 16000 hits under -race take seconds).
+func (j *jproc) line() string {
+	j.t.Helper()
+	select {
+	case l, ok := <-j.lines:
+		if !ok {
+			j.t.Fatalf("jump fixture %d: end of output", j.pid())
+		}
+		return l
+	case <-time.After(2 * time.Minute):
+		j.t.Fatalf("jump fixture %d: no output in 2 minutes", j.pid())
+	}
+	return ""
+}
+
+func (j *jproc) expect(want string) {
+	j.t.Helper()
+	if got := j.line(); got != want {
+		j.t.Fatalf("jump fixture %d printed %q, want %q", j.pid(), got, want)
+	}
+}
+
+func (j *jproc) send(cmd string) {
+	j.t.Helper()
+	if _, err := io.WriteString(j.stdin, cmd+"\n"); err != nil {
+		j.t.Fatalf("jump fixture %d: %v", j.pid(), err)
+	}
+}
+
+// batch runs "T N" and checks the sum against jumpWant.
+func (j *jproc) batch(threads, n uint64) {
+	j.t.Helper()
+	j.send(fmt.Sprintf("%d %d", threads, n))
+	j.expect(fmt.Sprintf("sum %d", jumpWant(threads, n)))
+}
+
+// finish closes the fixture's stdin and checks that it exits 0 with
+// nothing more printed.
+func (j *jproc) finish() {
+	j.t.Helper()
+	j.stdin.Close()
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-j.lines:
+			if ok {
+				j.t.Errorf("jump fixture %d printed %q at the end", j.pid(), l)
+				continue
+			}
+		case <-deadline:
+			j.t.Fatalf("jump fixture %d did not end", j.pid())
+		}
+		break
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- j.cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			j.t.Fatalf("jump fixture %d: %v", j.pid(), err)
+		}
+	case <-time.After(30 * time.Second):
+		j.cmd.Process.Kill()
+		<-waited
+		j.t.Fatalf("jump fixture %d did not exit after its output ended", j.pid())
+	}
+}
+
+// text is n bytes of the fixture's text at file offset off.
+func (j *jproc) text(off uint64, n int) []byte {
+	return (&fixture{t: j.t, path: j.bin, cmd: j.cmd}).text(off, n)
+}
+
+// checkOriginal checks that the fixture's text at off is the file's.
+func (j *jproc) checkOriginal(off uint64) {
+	j.t.Helper()
+	(&fixture{t: j.t, path: j.bin, cmd: j.cmd}).checkOriginal(off)
+}
+
+// siteLine returns the mode and the vaddr of pid's line in the status of
+// the probe at dir ("" if it has none).
+func (d *daemon) siteLine(dir string, pid int) (mode, vaddr string) {
+	d.t.Helper()
+	prefix := fmt.Sprintf("pid=%d vaddr=", pid)
+	for l := range strings.Lines(d.must("cat " + dir + "/status")) {
+		if rest, ok := strings.CutPrefix(strings.TrimSuffix(l, "\n"), prefix); ok {
+			vaddr, mode, _ = strings.Cut(rest, " ")
+			return mode, vaddr
+		}
+	}
+	return "", ""
+}
+
+// waitMode waits (deadline 20 s) until pid's status line of the probe at
+// dir shows mode; it returns the site's vaddr.
+func (d *daemon) waitMode(dir string, pid int, mode string) string {
+	d.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		m, vaddr := d.siteLine(dir, pid)
+		if m == mode {
+			return vaddr
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("status of %s for pid %d: %q after 20s, want %q; status:\n%s", dir, pid, m, mode, d.must("cat "+dir+"/status"))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// wantHits checks the probe's exact hit count.
+func (d *daemon) wantHits(dir string, want uint64) {
+	d.t.Helper()
+	if got := d.hits(dir); got != want {
+		d.t.Fatalf("hits of %s = %d, want %d", dir, got, want)
+	}
+}
+
+// TestJumpExact: a counting probe of a C function becomes a jump site in
+// the fixture's process; 8 threads × N calls give exactly 8N hits, the
+// same sum as a run without the probe, exit status 0; once the probe is
+// removed the text is the file's again and the process is let go.
+func TestJumpExact(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, N = 8, 200000
+
+	// Unprobed: jump.c's sum is jumpWant's.
+	u := startJump(t, bin)
+	u.batch(T, N)
+	u.finish()
+
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	vaddr := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	if b := j.text(off, 1)[0]; b != 0xe9 {
+		t.Fatalf("first byte of j_func at %s = %#x with a jump site, want 0xe9 (jmp rel32)", vaddr, b)
+	}
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", T*N)
+	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
+		t.Fatalf("status after the calls: %q, want %q", m, modeJump)
+	}
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 2*T*N)
+
+	d.must("rmdir " + P + "/j_func")
+	j.checkOriginal(off)
+	(&fixture{t: t, path: bin, cmd: j.cmd}).waitUntraced()
+	j.batch(T, N) // on the original text
+	j.finish()
+}
+
+// TestJumpTrapOption: with mount --trap the same probe stays on the trap
+// path, says why in status, and counts exactly.
+func TestJumpTrapOption(t *testing.T) {
+	d := startDaemon(t, "--trap")
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, N = 8, 2000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeTrapOp)
+	if b := j.text(off, 1)[0]; b != 0xcc {
+		t.Fatalf("first byte of j_func = %#x on the trap path, want 0xcc", b)
+	}
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", T*N)
+	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeTrapOp {
+		t.Fatalf("status after the calls: %q, want %q", m, modeTrapOp)
+	}
+	d.must("rmdir " + P + "/j_func")
+	j.checkOriginal(off)
+	j.finish()
+}
+
+// eventsReader is a cat of an events file, its lines counted.
+type eventsReader struct {
+	cmd   *exec.Cmd
+	lines chan string // closed at cat's end of output
+}
+
+// readEvents starts "cat FILE" (a child of the test; cleanup kills it).
+func readEvents(t *testing.T, file string) *eventsReader {
+	t.Helper()
+	r := &eventsReader{cmd: exec.Command("cat", file), lines: make(chan string, 1<<16)}
+	_, out := testfix.StartPiped(t, r.cmd)
+	go func() {
+		defer close(r.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			r.lines <- sc.Text()
+		}
+	}()
+	return r
+}
+
+// take returns the next n lines (deadline: 2 minutes).
+func (r *eventsReader) take(t *testing.T, n int) []string {
+	t.Helper()
+	var got []string
+	deadline := time.After(2 * time.Minute)
+	for len(got) < n {
+		select {
+		case l, ok := <-r.lines:
+			if !ok {
+				t.Fatalf("events: end of file after %d of %d lines", len(got), n)
+			}
+			got = append(got, l)
+		case <-deadline:
+			t.Fatalf("events: %d of %d lines in 2 minutes", len(got), n)
+		}
+	}
+	return got
+}
+
+// close kills cat and returns the lines it still printed.
+func (r *eventsReader) close(t *testing.T) []string {
+	t.Helper()
+	r.cmd.Process.Kill()
+	var rest []string
+	deadline := time.After(30 * time.Second)
+	for {
+		select {
+		case l, ok := <-r.lines:
+			if !ok {
+				r.cmd.Wait()
+				return rest
+			}
+			rest = append(rest, l)
+		case <-deadline:
+			t.Fatal("events reader: no end of output 30s after its kill")
+		}
+	}
+}
+
+// TestJumpEvents: an events reader moves the site to the trap path (status
+// says why) and sees every hit from then on; when it closes, the site is a
+// jump again; the hit count is exact through both switches.
+func TestJumpEvents(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, NA, NB, NC = 8, 100000, 1000, 100000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	vaddr := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, NA)
+	d.wantHits(P+"/j_func", T*NA)
+
+	r := readEvents(t, P+"/j_func/events")
+	d.waitReaders(1)
+	if v := d.waitMode(P+"/j_func", j.pid(), modeEvents); v != vaddr {
+		t.Fatalf("vaddr %s on the trap path, %s as a jump", v, vaddr)
+	}
+	j.batch(T, NB)
+	lines := r.take(t, T*NB)
+	d.wantHits(P+"/j_func", T*(NA+NB))
+	tids := map[int]int{}
+	head := fmt.Sprintf(" pid=%d tid=", j.pid())
+	for _, l := range lines {
+		_, rest, ok := strings.Cut(l, head)
+		tid, addr, ok2 := strings.Cut(rest, " ")
+		n, err := strconv.Atoi(tid)
+		if !ok || !ok2 || err != nil || addr != "addr="+vaddr {
+			t.Fatalf("event %q: want pid=%d tid=T addr=%s", l, j.pid(), vaddr)
+		}
+		tids[n]++
+	}
+	if len(tids) != T {
+		t.Fatalf("events of %d threads, want %d: %v", len(tids), T, tids)
+	}
+	for tid, n := range tids {
+		if tid == j.pid() || n != NB {
+			t.Fatalf("thread %d: %d events, want %d from each of the %d workers (not the main thread %d)", tid, n, NB, T, j.pid())
+		}
+	}
+
+	if rest := r.close(t); len(rest) != 0 {
+		t.Fatalf("%d events more than the %d hits while reading, first %q", len(rest), T*NB, rest[0])
+	}
+	d.waitReaders(0)
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, NC)
+	d.wantHits(P+"/j_func", T*(NA+NB+NC))
+	if st := d.must("cat $M/.uprobefs/stats"); !strings.Contains(st, "events_lost 0\n") {
+		t.Fatalf("events lost:\n%s", st)
+	}
+	j.finish()
+}
+
+// TestJumpExec: a process whose probe is a jump site execs itself; the new
+// image gets a jump site of its own (a new trampoline region in its maps)
+// and the count stays exact over both images.
+func TestJumpExec(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 100000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	v1 := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", T*N)
+
+	j.send("x")
+	j.expect("ready")
+	v2 := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", j.pid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(maps), "/memfd:uprobefs-jump") {
+		t.Fatalf("the new image is a jump site (status) but maps no trampoline region:\n%s", maps)
+	}
+	t.Logf("j_func at %s before the exec, %s after", v1, v2)
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 2*T*N)
+	j.finish()
+	d.wantHits(P+"/j_func", 2*T*N) // the counts of an exited process stay
+}

@@ -1,0 +1,138 @@
+/* jump: the fixture of the jump-site tests (issue 12, jump_test.go).
+ *
+ * The probed function is j_func (push %rbp; mov %rsp,%rbp; lea; xor; pop;
+ * ret: the first three instructions, 8 bytes, are displaced by a jump
+ * site). The program prints "ready\n", then reads commands from stdin,
+ * one a line, and answers each with one line:
+ *
+ *   T N     T threads each call j_func N times; prints "sum S" (S, the sum
+ *           of every call's result, depends only on T and N)
+ *   spin T  T threads call j_func until the next line ("stop") arrives;
+ *           prints "ok 1" once they run, then at "stop" "spin C sum S
+ *           want W": C calls in all, S the sum of their results, W what
+ *           S must be (computed without calling j_func)
+ *   x       execs argv[0] (this program, its mode "ready" again)
+ *
+ * End of file on stdin: exit 0. Any failure: a message and exit 1.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".globl j_func\n.type j_func,@function\n"
+    "j_func:\n"
+    "  push %rbp\n"
+    "  mov %rsp, %rbp\n"
+    "  lea 1(%rdi), %rax\n"
+    "  xor $0x5a, %rax\n"
+    "  pop %rbp\n"
+    "  ret\n"
+    ".size j_func, .-j_func\n");
+
+uint64_t j_func(uint64_t);
+
+/* j_want is what j_func returns, computed here. */
+static uint64_t j_want(uint64_t x) { return (x + 1) ^ 0x5a; }
+
+struct worker {
+	pthread_t th;
+	uint64_t base, n, sum, want;
+};
+
+static volatile int stop;
+static volatile int running;
+
+static void *batch(void *arg) {
+	struct worker *w = arg;
+	for (uint64_t i = 0; i < w->n; i++)
+		w->sum += j_func(w->base + i);
+	return NULL;
+}
+
+static void *spin(void *arg) {
+	struct worker *w = arg;
+	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
+		w->sum += j_func(w->base + w->n);
+		w->want += j_want(w->base + w->n);
+		w->n++;
+	}
+	return NULL;
+}
+
+static void die(const char *what) {
+	printf("error: %s\n", what);
+	fflush(stdout);
+	exit(1);
+}
+
+int main(int argc, char **argv) {
+	(void)argc;
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	printf("ready\n");
+	char line[64];
+	while (fgets(line, sizeof line, stdin)) {
+		unsigned t, n;
+		if (!strcmp(line, "x\n")) {
+			char *args[] = {argv[0], NULL};
+			execv(argv[0], args);
+			die("execv");
+		}
+		if (sscanf(line, "spin %u", &t) == 1) {
+			if (t < 1 || t > 64)
+				die("threads");
+			struct worker w[64];
+			memset(w, 0, sizeof w);
+			stop = 0;
+			running = 0;
+			for (unsigned i = 0; i < t; i++) {
+				w[i].base = (uint64_t)i << 40;
+				if (pthread_create(&w[i].th, NULL, spin, &w[i]))
+					die("pthread_create");
+			}
+			while (__atomic_load_n(&running, __ATOMIC_SEQ_CST) < (int)t)
+				sched_yield();
+			printf("ok 1\n");
+			if (!fgets(line, sizeof line, stdin) || strcmp(line, "stop\n"))
+				die("no stop");
+			__atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
+			uint64_t calls = 0, sum = 0, want = 0;
+			for (unsigned i = 0; i < t; i++) {
+				pthread_join(w[i].th, NULL);
+				calls += w[i].n;
+				sum += w[i].sum;
+				want += w[i].want;
+			}
+			printf("spin %lu sum %lu want %lu\n", calls, sum, want);
+			continue;
+		}
+		if (sscanf(line, "%u %u", &t, &n) == 2) {
+			if (t < 1 || t > 64)
+				die("threads");
+			struct worker w[64];
+			memset(w, 0, sizeof w);
+			for (unsigned i = 0; i < t; i++) {
+				w[i].base = (uint64_t)i << 40;
+				w[i].n = n;
+				if (pthread_create(&w[i].th, NULL, batch, &w[i]))
+					die("pthread_create");
+			}
+			uint64_t sum = 0;
+			for (unsigned i = 0; i < t; i++) {
+				pthread_join(w[i].th, NULL);
+				sum += w[i].sum;
+			}
+			printf("sum %lu\n", sum);
+			continue;
+		}
+		die("bad command");
+	}
+	return 0;
+}
