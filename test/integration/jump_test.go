@@ -110,6 +110,19 @@ func (j *jproc) batch(threads, n uint64) {
 	j.expect(fmt.Sprintf("sum %d", jumpWant(threads, n)))
 }
 
+// stopSpin ends a "spin": it returns the calls made and the line printed;
+// calls is 0 unless the sum is right.
+func (j *jproc) stopSpin() (calls uint64, line string) {
+	j.t.Helper()
+	j.send("stop")
+	line = j.line()
+	var c, sum, want uint64
+	if _, err := fmt.Sscanf(line, "spin %d sum %d want %d", &c, &sum, &want); err != nil || sum != want {
+		return 0, line
+	}
+	return c, line
+}
+
 // finish closes the fixture's stdin and checks that it exits 0 with
 // nothing more printed.
 func (j *jproc) finish() {
@@ -397,4 +410,63 @@ func TestJumpExec(t *testing.T) {
 	d.wantHits(P+"/j_func", 2*T*N)
 	j.finish()
 	d.wantHits(P+"/j_func", 2*T*N) // the counts of an exited process stay
+}
+
+// TestJumpFork: a fork child of a process with a jump site runs its calls
+// at the same time as its parent; both sums are right (the child checks
+// its own and exits 0) and the hits are exactly every call of both.
+func TestJumpFork(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 100000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", T*N)
+	for i := range 3 {
+		j.send(fmt.Sprintf("f %d %d", T, N))
+		j.expect(fmt.Sprintf("fork sum %d exit 0", jumpWant(T, N)))
+		d.wantHits(P+"/j_func", uint64(3+2*i)*T*N)
+	}
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 8*T*N)
+	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
+		t.Fatalf("parent's status after the forks: %q, want %q", m, modeJump)
+	}
+	j.finish()
+}
+
+// TestJumpChurn: 8 threads call j_func at full speed while its probe is
+// registered and removed through the mount 30 times (every other time
+// only after the site became a jump): the threads' sum stays right, the
+// process exits 0, and its text is the file's at the end.
+func TestJumpChurn(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, K = 8, 30
+	P := d.in(bin)
+	j := startJump(t, bin)
+	j.send(fmt.Sprintf("spin %d", T))
+	j.expect("ok 1")
+	jumps := 0
+	for i := range K {
+		d.must("echo j_func > " + P + "/probes")
+		d.waitHitsAbove(P+"/j_func", 0)
+		if i%2 == 0 {
+			d.waitMode(P+"/j_func", j.pid(), modeJump)
+			jumps++
+		}
+		d.must("rmdir " + P + "/j_func")
+		j.checkOriginal(off)
+	}
+	c, l := j.stopSpin()
+	if c == 0 {
+		t.Fatalf("after %d registrations (%d as jump sites): %q, want spin C sum S want S", K, jumps, l)
+	}
+	j.checkOriginal(off)
+	j.finish()
+	t.Logf("%d registrations and removals (%d waited for the jump) while 8 threads made %d calls", K, jumps, c)
 }

@@ -11,6 +11,9 @@
  *           prints "ok 1" once they run, then at "stop" "spin C sum S
  *           want W": C calls in all, S the sum of their results, W what
  *           S must be (computed without calling j_func)
+ *   f T N   fork; parent and child each run "T N" at the same time; the
+ *           child exits 0 if its sum is right (3 if not); the parent
+ *           prints "fork sum S exit E" (its own sum, the child's status)
  *   x       execs argv[0] (this program, its mode "ready" again)
  *
  * End of file on stdin: exit 0. Any failure: a message and exit 1.
@@ -21,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 __asm__(
@@ -73,6 +77,35 @@ static void die(const char *what) {
 	exit(1);
 }
 
+/* run_batch runs T threads of N calls and returns the sum. */
+static uint64_t run_batch(unsigned t, unsigned n) {
+	if (t < 1 || t > 64)
+		die("threads");
+	struct worker w[64];
+	memset(w, 0, sizeof w);
+	for (unsigned i = 0; i < t; i++) {
+		w[i].base = (uint64_t)i << 40;
+		w[i].n = n;
+		if (pthread_create(&w[i].th, NULL, batch, &w[i]))
+			die("pthread_create");
+	}
+	uint64_t sum = 0;
+	for (unsigned i = 0; i < t; i++) {
+		pthread_join(w[i].th, NULL);
+		sum += w[i].sum;
+	}
+	return sum;
+}
+
+/* batch_want is what run_batch must return. */
+static uint64_t batch_want(unsigned t, unsigned n) {
+	uint64_t s = 0;
+	for (uint64_t i = 0; i < t; i++)
+		for (uint64_t k = 0; k < n; k++)
+			s += j_want((i << 40) + k);
+	return s;
+}
+
 int main(int argc, char **argv) {
 	(void)argc;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -113,23 +146,21 @@ int main(int argc, char **argv) {
 			printf("spin %lu sum %lu want %lu\n", calls, sum, want);
 			continue;
 		}
+		if (sscanf(line, "f %u %u", &t, &n) == 2) {
+			pid_t child = fork();
+			if (child < 0)
+				die("fork");
+			if (child == 0)
+				_exit(run_batch(t, n) == batch_want(t, n) ? 0 : 3);
+			uint64_t sum = run_batch(t, n);
+			int st;
+			if (waitpid(child, &st, 0) != child)
+				die("waitpid");
+			printf("fork sum %lu exit %d\n", sum, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			continue;
+		}
 		if (sscanf(line, "%u %u", &t, &n) == 2) {
-			if (t < 1 || t > 64)
-				die("threads");
-			struct worker w[64];
-			memset(w, 0, sizeof w);
-			for (unsigned i = 0; i < t; i++) {
-				w[i].base = (uint64_t)i << 40;
-				w[i].n = n;
-				if (pthread_create(&w[i].th, NULL, batch, &w[i]))
-					die("pthread_create");
-			}
-			uint64_t sum = 0;
-			for (unsigned i = 0; i < t; i++) {
-				pthread_join(w[i].th, NULL);
-				sum += w[i].sum;
-			}
-			printf("sum %lu\n", sum);
+			printf("sum %lu\n", run_batch(t, n));
 			continue;
 		}
 		die("bad command");
