@@ -470,3 +470,67 @@ func TestJumpChurn(t *testing.T) {
 	j.finish()
 	t.Logf("%d registrations and removals (%d waited for the jump) while 8 threads made %d calls", K, jumps, c)
 }
+
+// TestJumpExecSpinning: the main thread execs while 8 other threads call
+// j_func through its jump site (the kernel kills them wherever they are,
+// in the trampoline too); the new image gets its own site and, once the
+// old image's hits are in, counts its own calls exactly.
+func TestJumpExecSpinning(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 100000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.send(fmt.Sprintf("spin %d", T))
+	j.expect("ok 1")
+	d.waitHitsAbove(P+"/j_func", 100000)
+	j.send("x")
+	j.expect("ready")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	h0 := d.hits(P + "/j_func")
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", h0+T*N)
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", h0+2*T*N)
+	j.finish()
+	t.Logf("%d hits of the old image's 8 spinning threads before the exec", h0)
+}
+
+// TestJumpEventsSpinning: while 8 threads call j_func at full speed, an
+// events reader comes and goes 5 times: each time the site goes to the
+// trap path (events stream, from the spinning threads) and back to a jump
+// when the reader closes; the threads' sum stays right.
+func TestJumpEventsSpinning(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, K = 8, 5
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.send(fmt.Sprintf("spin %d", T))
+	j.expect("ok 1")
+	for range K {
+		r := readEvents(t, P+"/j_func/events")
+		d.waitMode(P+"/j_func", j.pid(), modeEvents)
+		if b := j.text(off, 1)[0]; b != 0xcc {
+			t.Fatalf("first byte of j_func %#x while its events are read, want 0xcc", b)
+		}
+		r.take(t, 500)
+		r.close(t)
+		d.waitReaders(0)
+		d.waitMode(P+"/j_func", j.pid(), modeJump)
+		h := d.hits(P + "/j_func")
+		d.waitHitsAbove(P+"/j_func", h+100000)
+	}
+	c, l := j.stopSpin()
+	if c == 0 {
+		t.Fatalf("after %d readers: %q, want spin C sum S want S", K, l)
+	}
+	d.must("rmdir " + P + "/j_func")
+	j.checkOriginal(off)
+	j.finish()
+}

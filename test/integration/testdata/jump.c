@@ -10,7 +10,8 @@
  *   spin T  T threads call j_func until the next line ("stop") arrives;
  *           prints "ok 1" once they run, then at "stop" "spin C sum S
  *           want W": C calls in all, S the sum of their results, W what
- *           S must be (computed without calling j_func)
+ *           S must be (computed without calling j_func); "x" instead
+ *           of "stop" execs argv[0] while the threads still call j_func
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
@@ -133,7 +134,14 @@ int main(int argc, char **argv) {
 			while (__atomic_load_n(&running, __ATOMIC_SEQ_CST) < (int)t)
 				sched_yield();
 			printf("ok 1\n");
-			if (!fgets(line, sizeof line, stdin) || strcmp(line, "stop\n"))
+			if (!fgets(line, sizeof line, stdin))
+				die("no stop");
+			if (!strcmp(line, "x\n")) {
+				char *args[] = {argv[0], NULL};
+				execv(argv[0], args);
+				die("execv");
+			}
+			if (strcmp(line, "stop\n"))
 				die("no stop");
 			__atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
 			uint64_t calls = 0, sum = 0, want = 0;
