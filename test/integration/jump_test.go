@@ -184,14 +184,23 @@ func (d *daemon) siteLine(dir string, pid int) (mode, vaddr string) {
 // dir shows mode; it returns the site's vaddr.
 func (d *daemon) waitMode(dir string, pid int, mode string) string {
 	d.t.Helper()
+	_, vaddr := d.waitModeMatch(dir, pid, fmt.Sprintf("%q", mode), func(m string) bool { return m == mode })
+	return vaddr
+}
+
+// waitModeMatch waits (deadline 20 s) until pid's status line of the probe
+// at dir shows a mode that ok accepts (want describes it); it returns the
+// mode and the site's vaddr.
+func (d *daemon) waitModeMatch(dir string, pid int, want string, ok func(string) bool) (mode, vaddr string) {
+	d.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		m, vaddr := d.siteLine(dir, pid)
-		if m == mode {
-			return vaddr
+		if ok(m) {
+			return m, vaddr
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("status of %s for pid %d: %q after 20s, want %q; status:\n%s", dir, pid, m, mode, d.must("cat "+dir+"/status"))
+			d.t.Fatalf("status of %s for pid %d: %q after 20s, want %s; status:\n%s", dir, pid, m, want, d.must("cat "+dir+"/status"))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -532,5 +541,26 @@ func TestJumpEventsSpinning(t *testing.T) {
 	}
 	d.must("rmdir " + P + "/j_func")
 	j.checkOriginal(off)
+	j.finish()
+}
+
+// TestJumpSwitchUnderLoad: the calls start the moment the registration's
+// write returns, so the site switches from the trap path to the jump
+// while 8 threads call through it: every call counted, sum right.
+func TestJumpSwitchUnderLoad(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 50000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	for i := range 3 {
+		d.must("echo j_func > " + P + "/probes")
+		j.batch(T, N)
+		d.wantHits(P+"/j_func", T*N)
+		d.waitMode(P+"/j_func", j.pid(), modeJump)
+		if i < 2 {
+			d.must("rmdir " + P + "/j_func")
+		}
+	}
 	j.finish()
 }
