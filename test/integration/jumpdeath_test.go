@@ -108,3 +108,50 @@ func TestJumpDaemonKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestJumpRestartAfterKill: after a SIGKILL of the daemon, the jmp of a
+// live jump site stays in the process (the guardian leaves it: the process
+// runs on through its trampoline). A new daemon then finds j_func's first
+// byte not the file's and refuses the probe with a reason (it never writes
+// an int3 over the old jmp's bytes); the process is unharmed throughout.
+// This pins today's behaviour: one such process keeps the whole file from
+// being probed again while it lives.
+func TestJumpRestartAfterKill(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, N = 8, 100000
+	j := startJump(t, bin)
+	d.must("echo j_func > " + d.in(bin) + "/probes")
+	d.waitMode(d.in(bin)+"/j_func", j.pid(), modeJump)
+	j.batch(T, N)
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon and its guardian did not exit 10s after the SIGKILL")
+	}
+	if isMounted(d.mnt) {
+		t.Fatal("the dead mount is still mounted after the guardian exited")
+	}
+	j.batch(T, N) // through the orphaned trampoline
+	if b := j.text(off, 1)[0]; b != 0xe9 {
+		t.Fatalf("first byte of j_func %#x after the daemon's death, want the left jmp's 0xe9", b)
+	}
+
+	d2 := startDaemon(t)
+	r := d2.sh("echo j_func > " + d2.in(bin) + "/probes")
+	if r.code == 0 {
+		t.Fatalf("registration over a dead daemon's jmp succeeded: %q", r.out)
+	}
+	errs := d2.must("cat $M/.uprobefs/errors")
+	if !strings.Contains(errs, "EINVAL") || !strings.Contains(errs, fmt.Sprintf("mm %d: ", j.pid())) ||
+		!strings.Contains(errs, "found [e9], want [55] (memory does not hold the file's code)") {
+		t.Fatalf("refusal reason:\n%s", errs)
+	}
+	if b := j.text(off, 1)[0]; b != 0xe9 {
+		t.Fatalf("first byte of j_func %#x after the refusal, want 0xe9", b)
+	}
+	j.batch(T, N)
+	j.finish()
+}

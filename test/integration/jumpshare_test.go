@@ -158,3 +158,67 @@ func TestJumpFilter(t *testing.T) {
 	a.finish()
 	b.finish()
 }
+
+// TestJumpDlopen: a library (testdata/jumplib.c) is dlopened, its l_func
+// becomes a jump site, is called, and the library is dlclosed; then
+// another build of it, whose l_other lies where l_func was, is loaded at
+// the same address, and so on, 3 times each. Every load gets its own
+// jump site, the hits of each file are exactly its l_func calls, and no
+// stale jmp or trampoline is left in the other build (l_other's sum would
+// be wrong: it starts like l_func).
+func TestJumpDlopen(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const src = "testdata/jumplib.c"
+	libs := []string{
+		testfix.Copy(t, testfix.CC(t, src, "-shared", "-fPIC", "-O2", "-fcf-protection=none")),
+		testfix.Copy(t, testfix.CC(t, src, "-shared", "-fPIC", "-O2", "-fcf-protection=none", "-DSWAP")),
+	}
+	const T, N = 8, 50000
+	for _, l := range libs {
+		d.must("echo l_func > " + d.in(l) + "/probes")
+	}
+	j := startJump(t, bin)
+	calls := make([]uint64, 2)
+	at := map[string][]string{} // address -> "lib:function" loaded there
+	for round := range 6 {
+		i := round % 2
+		L := d.in(libs[i])
+		j.send("o " + libs[i])
+		var fn, other string
+		if _, err := fmt.Sscanf(j.line(), "open %s %s", &fn, &other); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		at[fn] = append(at[fn], fmt.Sprintf("%d:l_func", i))
+		at[other] = append(at[other], fmt.Sprintf("%d:l_other", i))
+		if v := d.waitMode(L+"/l_func", j.pid(), modeJump); v != fn {
+			t.Fatalf("round %d: site at %s, l_func at %s", round, v, fn)
+		}
+		j.send(fmt.Sprintf("c %d %d", T, N))
+		var sum, want uint64
+		l := j.line()
+		if _, err := fmt.Sscanf(l, "calls sum %d want %d", &sum, &want); err != nil || sum != want {
+			t.Fatalf("round %d (library %d): %q, want calls sum S want S", round, i, l)
+		}
+		calls[i] += T * N
+		for k := range libs {
+			d.wantHits(d.in(libs[k])+"/l_func", calls[k])
+		}
+		j.send("u")
+		j.expect("closed")
+		if m, _ := d.siteLine(L+"/l_func", j.pid()); m != "" {
+			t.Fatalf("round %d: status line %q after dlclose", round, m)
+		}
+	}
+	reused := 0
+	for a, who := range at {
+		if strings.Contains(strings.Join(who, " "), ":l_func") && strings.Contains(strings.Join(who, " "), ":l_other") {
+			reused++
+			t.Logf("%s held %v", a, who)
+		}
+	}
+	if reused == 0 {
+		t.Errorf("no address held l_func of one build and l_other of the other (dlopen did not reuse the address): %v", at)
+	}
+	j.finish()
+}

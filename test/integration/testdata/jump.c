@@ -16,11 +16,17 @@
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
+ *   o LIB   dlopen LIB (testdata/jumplib.c): "open F O", the addresses of
+ *           its l_func and l_other
+ *   c T N   T threads each call l_func(k) and l_other(k) for k < N:
+ *           "calls sum S want W" (W computed without calling them)
+ *   u       dlclose it: "closed"
  *   x       execs argv[0] (this program, its mode "ready" again)
  *
  * End of file on stdin: exit 0. Any failure: a message and exit 1.
  */
 #define _GNU_SOURCE
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,6 +75,17 @@ struct worker {
 	uint64_t base, n, sum, want;
 	int loop; /* call j_loop(3) instead */
 };
+
+static uint64_t (*l_func)(uint64_t), (*l_other)(uint64_t);
+
+static void *lib_calls(void *arg) {
+	struct worker *w = arg;
+	for (uint64_t k = 0; k < w->n; k++) {
+		w->sum += l_func(k) + l_other(k);
+		w->want += j_want(k) + 3 * k;
+	}
+	return NULL;
+}
 
 static volatile int stop;
 static volatile int running;
@@ -131,13 +148,51 @@ int main(int argc, char **argv) {
 	(void)argc;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("ready\n");
-	char line[64];
+	char line[4096];
+	void *lib = NULL;
 	while (fgets(line, sizeof line, stdin)) {
 		unsigned t, n;
 		if (!strcmp(line, "x\n")) {
 			char *args[] = {argv[0], NULL};
 			execv(argv[0], args);
 			die("execv");
+		}
+		if (!strncmp(line, "o ", 2)) {
+			line[strcspn(line, "\n")] = 0;
+			if (!(lib = dlopen(line + 2, RTLD_NOW | RTLD_LOCAL)))
+				die(dlerror());
+			l_func = (uint64_t(*)(uint64_t))dlsym(lib, "l_func");
+			l_other = (uint64_t(*)(uint64_t))dlsym(lib, "l_other");
+			if (!l_func || !l_other)
+				die("dlsym");
+			printf("open %p %p\n", (void *)l_func, (void *)l_other);
+			continue;
+		}
+		if (!strcmp(line, "u\n")) {
+			if (!lib || dlclose(lib))
+				die("dlclose");
+			lib = NULL;
+			printf("closed\n");
+			continue;
+		}
+		if (sscanf(line, "c %u %u", &t, &n) == 2) {
+			if (t < 1 || t > 64 || !lib)
+				die("threads or no library");
+			struct worker w[64];
+			memset(w, 0, sizeof w);
+			for (unsigned i = 0; i < t; i++) {
+				w[i].n = n;
+				if (pthread_create(&w[i].th, NULL, lib_calls, &w[i]))
+					die("pthread_create");
+			}
+			uint64_t sum = 0, want = 0;
+			for (unsigned i = 0; i < t; i++) {
+				pthread_join(w[i].th, NULL);
+				sum += w[i].sum;
+				want += w[i].want;
+			}
+			printf("calls sum %lu want %lu\n", sum, want);
+			continue;
 		}
 		if (sscanf(line, "spin %u", &t) == 1) {
 			if (t < 1 || t > 64)
