@@ -564,3 +564,38 @@ func TestJumpSwitchUnderLoad(t *testing.T) {
 	}
 	j.finish()
 }
+
+// TestJumpSignals: 8 threads run through j_func's jump site while SIGALRM
+// arrives every 100 µs, handled by those threads with a handler that calls
+// j_func too (a signal may find a thread inside the trampoline): every
+// call, the handler's included, is counted exactly once, both sums are
+// right, and the site stays a jump.
+func TestJumpSignals(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.send("sig 8 100")
+	j.expect("ok 1")
+	h := d.waitHitsAbove(P+"/j_func", 0)
+	for range 3 {
+		h = d.waitHitsAbove(P+"/j_func", h+10000000)
+	}
+	j.send("stop")
+	l := j.line()
+	var c, sum, want, sigs uint64
+	if _, err := fmt.Sscanf(l, "spin %d sum %d want %d sig %d", &c, &sum, &want, &sigs); err != nil || sum != want {
+		t.Fatalf("%q, want spin C sum S want S sig K", l)
+	}
+	if sigs < 100 {
+		t.Fatalf("only %d signals handled: %q", sigs, l)
+	}
+	d.wantHits(P+"/j_func", c)
+	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
+		t.Fatalf("status after the signals: %q, want %q", m, modeJump)
+	}
+	j.finish()
+	t.Logf("%d calls, %d of them in signal handlers", c, sigs)
+}

@@ -13,6 +13,11 @@
  *           S must be (computed without calling j_func); "x" instead
  *           of "stop" execs argv[0] while the threads still call j_func
  *   L T N   as "T N", calling j_loop(3) instead: "sum S" (S = 6*T*N)
+ *   sig T US  as "spin T", and a SIGALRM every US microseconds
+ *           (setitimer ITIMER_REAL), handled by the spinning threads
+ *           only, whose handler calls j_func too (perhaps on top of a
+ *           thread in j_func's trampoline); the line at "stop" ends with
+ *           " sig K", K the handler's calls (counted in C)
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
@@ -32,6 +37,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +97,24 @@ static void *lib_calls(void *arg) {
 static volatile int stop;
 static volatile int running;
 
+/* The SIGALRM handler's tallies, per thread. */
+static __thread uint64_t h_n, h_sum, h_want;
+static uint64_t h_calls; /* every thread's h_n, added up at the end */
+
+static void on_alrm(int sig) {
+	(void)sig;
+	h_sum += j_func(h_n + (1ul << 50));
+	h_want += j_want(h_n + (1ul << 50));
+	h_n++;
+}
+
+static void alrm_mask(int how) {
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGALRM);
+	pthread_sigmask(how, &set, NULL);
+}
+
 static void *batch(void *arg) {
 	struct worker *w = arg;
 	for (uint64_t i = 0; i < w->n; i++)
@@ -99,11 +124,20 @@ static void *batch(void *arg) {
 
 static void *spin(void *arg) {
 	struct worker *w = arg;
+	if (w->loop)
+		alrm_mask(SIG_UNBLOCK);
 	__atomic_add_fetch(&running, 1, __ATOMIC_SEQ_CST);
 	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		w->sum += j_func(w->base + w->n);
 		w->want += j_want(w->base + w->n);
 		w->n++;
+	}
+	if (w->loop) {
+		alrm_mask(SIG_BLOCK);
+		w->sum += h_sum;
+		w->want += h_want;
+		w->n += h_n;
+		__atomic_add_fetch(&h_calls, h_n, __ATOMIC_SEQ_CST);
 	}
 	return NULL;
 }
@@ -194,15 +228,29 @@ int main(int argc, char **argv) {
 			printf("calls sum %lu want %lu\n", sum, want);
 			continue;
 		}
-		if (sscanf(line, "spin %u", &t) == 1) {
+		unsigned us = 0;
+		if (sscanf(line, "spin %u", &t) == 1 || sscanf(line, "sig %u %u", &t, &us) == 2) {
 			if (t < 1 || t > 64)
 				die("threads");
 			struct worker w[64];
 			memset(w, 0, sizeof w);
 			stop = 0;
 			running = 0;
+			if (us) {
+				alrm_mask(SIG_BLOCK); /* main: never; the workers unblock it */
+				struct sigaction sa;
+				memset(&sa, 0, sizeof sa);
+				sa.sa_handler = on_alrm;
+				sa.sa_flags = SA_RESTART;
+				if (sigaction(SIGALRM, &sa, NULL))
+					die("sigaction");
+				struct itimerval it = {{0, us}, {0, us}};
+				if (setitimer(ITIMER_REAL, &it, NULL))
+					die("setitimer");
+			}
 			for (unsigned i = 0; i < t; i++) {
 				w[i].base = (uint64_t)i << 40;
+				w[i].loop = us != 0;
 				if (pthread_create(&w[i].th, NULL, spin, &w[i]))
 					die("pthread_create");
 			}
@@ -226,7 +274,12 @@ int main(int argc, char **argv) {
 				sum += w[i].sum;
 				want += w[i].want;
 			}
-			printf("spin %lu sum %lu want %lu\n", calls, sum, want);
+			if (us) {
+				struct itimerval off = {{0, 0}, {0, 0}};
+				setitimer(ITIMER_REAL, &off, NULL);
+				printf("spin %lu sum %lu want %lu sig %lu\n", calls, sum, want, h_calls);
+			} else
+				printf("spin %lu sum %lu want %lu\n", calls, sum, want);
 			continue;
 		}
 		if (sscanf(line, "f %u %u", &t, &n) == 2) {
