@@ -599,3 +599,56 @@ func TestJumpSignals(t *testing.T) {
 	j.finish()
 	t.Logf("%d calls, %d of them in signal handlers", c, sigs)
 }
+
+// TestJumpFault: a displaced instruction of a jump site faults (j_load's
+// mov, at +1, reads NULL): the program's SIGSEGV handler sees the fault at
+// j_load+1 with the stack as natively, never the trampoline; the site then
+// stays on the trap path in this process (status says why), and every
+// call, the faulting one included, is counted.
+func TestJumpFault(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const N = 1000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_load > " + P + "/probes")
+	d.waitMode(P+"/j_load", j.pid(), modeJump)
+	j.send(fmt.Sprintf("g %d", N))
+	j.expect("fault ok")
+	d.wantHits(P+"/j_load", 2*N+1)
+	d.waitMode(P+"/j_load", j.pid(), "trap: a displaced instruction faulted")
+	j.send(fmt.Sprintf("g %d", N))
+	j.expect("fault ok")
+	d.wantHits(P+"/j_load", 4*N+2)
+	j.finish()
+}
+
+// TestJumpForkSpinning: a fork loop while hitting. 8 threads run through
+// j_func's jump site while the main thread forks 10 times; each time the
+// parent and the child (which inherits the jmp and the trampoline) run 8 ×
+// N calls more. Every sum is right, every child exits 0, and the hits are
+// exactly all the calls of all the processes.
+func TestJumpForkSpinning(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N, K = 8, 10000, 10
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.send(fmt.Sprintf("spin %d", T))
+	j.expect("ok 1")
+	for range K {
+		j.send(fmt.Sprintf("f %d %d", T, N))
+		j.expect(fmt.Sprintf("fork sum %d exit 0", jumpWant(T, N)))
+	}
+	c, l := j.stopSpin()
+	if c == 0 {
+		t.Fatalf("after %d forks: %q, want spin C sum S want S", K, l)
+	}
+	d.wantHits(P+"/j_func", c+2*K*T*N)
+	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
+		t.Fatalf("status after the forks: %q, want %q", m, modeJump)
+	}
+	j.finish()
+}

@@ -11,13 +11,19 @@
  *           prints "ok 1" once they run, then at "stop" "spin C sum S
  *           want W": C calls in all, S the sum of their results, W what
  *           S must be (computed without calling j_func); "x" instead
- *           of "stop" execs argv[0] while the threads still call j_func
+ *           of "stop" execs argv[0] while the threads still call j_func;
+ *           "f T N" lines before it run as below while they spin
  *   L T N   as "T N", calling j_loop(3) instead: "sum S" (S = 6*T*N)
  *   sig T US  as "spin T", and a SIGALRM every US microseconds
  *           (setitimer ITIMER_REAL), handled by the spinning threads
  *           only, whose handler calls j_func too (perhaps on top of a
  *           thread in j_func's trampoline); the line at "stop" ends with
  *           " sig K", K the handler's calls (counted in C)
+ *   g N     N calls of j_load(&v), one j_load(NULL), whose SIGSEGV handler
+ *           notes the context's rip and rsp and siglongjmps out, then N
+ *           more: "fault ok" if every call returned v+1 and the fault was
+ *           at j_load+1 with rsp 8 below the caller's (as natively),
+ *           else "fault bad ..."
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
@@ -32,6 +38,8 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <setjmp.h>
+#include <ucontext.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,6 +81,33 @@ __asm__(
     ".size j_loop, .-j_loop\n");
 
 uint64_t j_loop(uint64_t);
+
+/* j_load(p) = *p + 1; its mov, at +1, is among the 5 displaced bytes
+ * (push, mov, pop). */
+__asm__(
+    ".text\n"
+    ".p2align 4\n"
+    ".globl j_load\n.type j_load,@function\n"
+    "j_load:\n"
+    "  push %rbp\n"
+    "  mov (%rdi), %rax\n"
+    "  pop %rbp\n"
+    "  add $1, %rax\n"
+    "  ret\n"
+    ".size j_load, .-j_load\n");
+
+uint64_t j_load(const uint64_t *);
+
+static sigjmp_buf fault_jb;
+static volatile uint64_t fault_rip, fault_rsp;
+
+static void on_segv(int sig, siginfo_t *si, void *uc) {
+	(void)sig;
+	(void)si;
+	fault_rip = ((ucontext_t *)uc)->uc_mcontext.gregs[REG_RIP];
+	fault_rsp = ((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP];
+	siglongjmp(fault_jb, 1);
+}
 
 /* j_want is what j_func returns, computed here. */
 static uint64_t j_want(uint64_t x) { return (x + 1) ^ 0x5a; }
@@ -178,6 +213,22 @@ static uint64_t batch_want(unsigned t, unsigned n) {
 	return s;
 }
 
+/* fork_batch forks; parent and child each run "T N"; the child exits 0 if
+ * its sum is right; the parent prints "fork sum S exit E". The parent's
+ * other threads, if any, go on meanwhile. */
+static void fork_batch(unsigned t, unsigned n) {
+	pid_t child = fork();
+	if (child < 0)
+		die("fork");
+	if (child == 0)
+		_exit(run_batch(t, n, 0) == batch_want(t, n) ? 0 : 3);
+	uint64_t sum = run_batch(t, n, 0);
+	int st;
+	if (waitpid(child, &st, 0) != child)
+		die("waitpid");
+	printf("fork sum %lu exit %d\n", sum, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+}
+
 int main(int argc, char **argv) {
 	(void)argc;
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -190,6 +241,35 @@ int main(int argc, char **argv) {
 			char *args[] = {argv[0], NULL};
 			execv(argv[0], args);
 			die("execv");
+		}
+		if (sscanf(line, "g %u", &n) == 1) {
+			static uint64_t v = 41;
+			unsigned bad = 0;
+			for (unsigned i = 0; i < n; i++)
+				bad += j_load(&v) != 42;
+			struct sigaction sa;
+			memset(&sa, 0, sizeof sa);
+			sa.sa_sigaction = on_segv;
+			sa.sa_flags = SA_SIGINFO;
+			if (sigaction(SIGSEGV, &sa, NULL))
+				die("sigaction");
+			volatile uint64_t rsp_before = 0;
+			if (!sigsetjmp(fault_jb, 1)) {
+				uint64_t *volatile null = NULL;
+				__asm__ volatile("mov %%rsp, %0" : "=r"(rsp_before));
+				j_load(null);
+				die("no fault");
+			}
+			signal(SIGSEGV, SIG_DFL);
+			for (unsigned i = 0; i < n; i++)
+				bad += j_load(&v) != 42;
+			/* at j_load+1: the return address and rbp are pushed */
+			if (!bad && fault_rip == (uint64_t)j_load + 1 && fault_rsp == rsp_before - 16)
+				printf("fault ok\n");
+			else
+				printf("fault bad %u rip %#lx want %#lx rsp %#lx want %#lx\n", bad, fault_rip,
+				       (uint64_t)j_load + 1, fault_rsp, rsp_before - 16);
+			continue;
 		}
 		if (!strncmp(line, "o ", 2)) {
 			line[strcspn(line, "\n")] = 0;
@@ -264,6 +344,12 @@ int main(int argc, char **argv) {
 				execv(argv[0], args);
 				die("execv");
 			}
+			unsigned ft, fn;
+			while (sscanf(line, "f %u %u", &ft, &fn) == 2) {
+				fork_batch(ft, fn);
+				if (!fgets(line, sizeof line, stdin))
+					die("no stop");
+			}
 			if (strcmp(line, "stop\n"))
 				die("no stop");
 			__atomic_store_n(&stop, 1, __ATOMIC_SEQ_CST);
@@ -283,16 +369,7 @@ int main(int argc, char **argv) {
 			continue;
 		}
 		if (sscanf(line, "f %u %u", &t, &n) == 2) {
-			pid_t child = fork();
-			if (child < 0)
-				die("fork");
-			if (child == 0)
-				_exit(run_batch(t, n, 0) == batch_want(t, n) ? 0 : 3);
-			uint64_t sum = run_batch(t, n, 0);
-			int st;
-			if (waitpid(child, &st, 0) != child)
-				die("waitpid");
-			printf("fork sum %lu exit %d\n", sum, WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+			fork_batch(t, n);
 			continue;
 		}
 		if (sscanf(line, "L %u %u", &t, &n) == 2) {
