@@ -652,3 +652,87 @@ func TestJumpForkSpinning(t *testing.T) {
 	}
 	j.finish()
 }
+
+// jumpMaps returns the /proc/PID/maps lines of pid's trampoline regions.
+func jumpMaps(t *testing.T, pid int) []string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for l := range strings.Lines(string(b)) {
+		if strings.Contains(l, "/memfd:uprobefs-jump") {
+			out = append(out, strings.TrimSpace(l))
+		}
+	}
+	return out
+}
+
+// TestJumpForkChild: a fork child that lives on is a jump site of its own
+// in status; its jmp leads into trampoline memory that is not its
+// parent's (another memfd: its counts are its own; the parent's region it
+// inherited stays mapped, unused); and when it runs, its calls and its
+// parent's are all counted, once.
+func TestJumpForkChild(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, N = 8, 100000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	pv := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, N)
+	j.send(fmt.Sprintf("F %d %d", T, N))
+	var child int
+	if _, err := fmt.Sscanf(j.line(), "child %d", &child); err != nil {
+		t.Fatal(err)
+	}
+	cv := d.waitMode(P+"/j_func", child, modeJump)
+	ptr := jumpTarget(t, &jproc{t: t, bin: bin, cmd: j.cmd}, off, pv)
+	cp, err := os.FindProcess(child) // only its pid is used: never signalled
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfx := &jproc{t: t, bin: bin, cmd: &exec.Cmd{Process: cp}}
+	ctr := jumpTarget(t, cfx, off, cv)
+	pm, cm := jumpMaps(t, j.pid()), jumpMaps(t, child)
+	pIno, cIno := regionInode(pm, ptr), regionInode(cm, ctr)
+	if pIno == "" || cIno == "" || pIno == cIno {
+		t.Fatalf("parent's jmp to %#x (memfd inode %q), child's to %#x (%q): want each its own region\nparent: %q\nchild: %q",
+			ptr, pIno, ctr, cIno, pm, cm)
+	}
+	t.Logf("parent's trampoline at %#x (memfd %s), child's at %#x (memfd %s); child maps %d trampoline regions", ptr, pIno, ctr, cIno, len(cm)/2)
+	j.send("k")
+	j.expect("child exit 0")
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 3*T*N)
+	j.finish()
+}
+
+// jumpTarget returns where the jmp of the jump site at vaddr (file offset
+// off) of j leads.
+func jumpTarget(t *testing.T, j *jproc, off uint64, vaddr string) uint64 {
+	t.Helper()
+	b := j.text(off, 5)
+	va, err := strconv.ParseUint(strings.TrimPrefix(vaddr, "0x"), 16, 64)
+	if b[0] != 0xe9 || err != nil {
+		t.Fatalf("pid %d: % x at %s (%v), want a jmp rel32", j.pid(), b, vaddr, err)
+	}
+	rel := int32(uint32(b[1]) | uint32(b[2])<<8 | uint32(b[3])<<16 | uint32(b[4])<<24)
+	return va + 5 + uint64(int64(rel))
+}
+
+// regionInode returns the inode of the maps line (of jumpMaps) that holds
+// addr ("" if none).
+func regionInode(maps []string, addr uint64) string {
+	for _, l := range maps {
+		f := strings.Fields(l)
+		var lo, hi uint64
+		if _, err := fmt.Sscanf(f[0], "%x-%x", &lo, &hi); err == nil && addr >= lo && addr < hi {
+			return f[4]
+		}
+	}
+	return ""
+}

@@ -24,6 +24,9 @@
  *           more: "fault ok" if every call returned v+1 and the fault was
  *           at j_load+1 with rsp 8 below the caller's (as natively),
  *           else "fault bad ..."
+ *   F T N   fork a child that prints "child PID" and waits; at the next
+ *           line ("k") the child runs "T N" and exits 0 if its sum is right,
+ *           and the parent prints "child exit E"
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
@@ -370,6 +373,33 @@ int main(int argc, char **argv) {
 		}
 		if (sscanf(line, "f %u %u", &t, &n) == 2) {
 			fork_batch(t, n);
+			continue;
+		}
+		if (sscanf(line, "F %u %u", &t, &n) == 2) {
+			int p[2];
+			if (pipe(p))
+				die("pipe");
+			pid_t child = fork();
+			if (child < 0)
+				die("fork");
+			if (child == 0) {
+				char c;
+				close(p[1]);
+				printf("child %d\n", (int)getpid());
+				if (read(p[0], &c, 1) != 1)
+					_exit(4);
+				_exit(run_batch(t, n, 0) == batch_want(t, n) ? 0 : 3);
+			}
+			close(p[0]);
+			if (!fgets(line, sizeof line, stdin) || strcmp(line, "k\n"))
+				die("no k");
+			if (write(p[1], "k", 1) != 1)
+				die("write");
+			close(p[1]);
+			int st;
+			if (waitpid(child, &st, 0) != child)
+				die("waitpid");
+			printf("child exit %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
 			continue;
 		}
 		if (sscanf(line, "L %u %u", &t, &n) == 2) {
