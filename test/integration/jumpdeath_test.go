@@ -1,0 +1,157 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// TestJumpDaemonKilled (issue 12, "Our own death"): 10 processes of 8
+// threads each hit a jump site at full speed when the daemon is SIGKILLed.
+// None of them ever stops for a hit, so all run on through their
+// trampolines (left in place by the guardian) and finish with the right
+// sum and exit status 0. One more process, of another copy, has its probe
+// on the trap path (its events are being read: an int3): idle at the kill,
+// the guardian restores its text, and it then runs its calls and exits 0.
+func TestJumpDaemonKilled(t *testing.T) {
+	d := startDaemon(t)
+	src := testfix.CC(t, "testdata/jump.c", "-O2", "-pthread", "-fcf-protection=none")
+	bin, trapBin := testfix.Copy(t, src), testfix.Copy(t, src)
+	off := testfix.SymOff(t, bin, "j_func")
+	const nProc, T = 10, 8
+	P, PT := d.in(bin), d.in(trapBin)
+
+	var procs []*jproc
+	for range nProc {
+		procs = append(procs, startJump(t, bin))
+	}
+	trap := startJump(t, trapBin)
+	d.must("echo j_func > " + P + "/probes")
+	d.must("echo j_func > " + PT + "/probes")
+	for _, j := range procs {
+		d.waitMode(P+"/j_func", j.pid(), modeJump)
+	}
+	r := readEvents(t, PT+"/j_func/events")
+	d.waitMode(PT+"/j_func", trap.pid(), modeEvents)
+	trap.batch(T, 100)
+	r.take(t, T*100)
+	d.wantHits(PT+"/j_func", T*100)
+	if b := trap.text(off, 1)[0]; b != 0xcc {
+		t.Fatalf("trap process: first byte of j_func %#x, want 0xcc", b)
+	}
+
+	for _, j := range procs {
+		j.send(fmt.Sprintf("spin %d", T))
+	}
+	for _, j := range procs {
+		j.expect("ok 1")
+	}
+	h := d.waitHitsAbove(P+"/j_func", 0)
+	d.waitHitsAbove(P+"/j_func", h+1000000)
+	for _, j := range procs {
+		if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
+			t.Fatalf("pid %d: status %q while spinning, want %q", j.pid(), m, modeJump)
+		}
+	}
+
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	for isMounted(d.mnt) {
+		if time.Since(t0) > 10*time.Second {
+			t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unmounted := time.Since(t0)
+	select {
+	case <-d.done: // the daemon, and the guardian that shares its stderr
+	case <-time.After(10 * time.Second):
+		t.Fatalf("guardian did not exit\n%s", d.log.String())
+	}
+	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
+		t.Errorf("no guardian report in the log:\n%s", d.log.String())
+	}
+
+	// The spinners: still hitting their jump sites, which stay.
+	var calls uint64
+	for i, j := range procs {
+		if b := j.text(off, 1)[0]; b != 0xe9 {
+			t.Errorf("process %d (pid %d): first byte of j_func %#x after the daemon's death, want the jump site's 0xe9", i, j.pid(), b)
+		}
+		c, l := j.stopSpin()
+		if c == 0 {
+			t.Errorf("process %d (pid %d): %q, want spin C sum S want S", i, j.pid(), l)
+		}
+		calls += c
+		j.finish()
+	}
+
+	// The trap process: its int3 restored, it runs on the file's text.
+	want := fileBytes(t, trapBin, off, 16)
+	if got := trap.text(off, 16); !bytes.Equal(got, want) {
+		t.Fatalf("trap process: j_func % x after the guardian, file % x", got, want)
+	}
+	trap.batch(T, 1000)
+	trap.finish()
+	r.close(t)
+
+	t.Logf("daemon SIGKILL: %d of %d jump processes (%d calls in all) and the trap process finished; dead mount unmounted %v after the kill",
+		nProc, nProc, calls, unmounted.Round(time.Microsecond))
+	for l := range strings.Lines(d.log.String()) {
+		if strings.Contains(l, "uprobefs guardian:") {
+			t.Log(strings.TrimSpace(l))
+		}
+	}
+}
+
+// TestJumpRestartAfterKill: after a SIGKILL of the daemon, the jmp of a
+// live jump site stays in the process (the guardian leaves it: the process
+// runs on through its trampoline). A new daemon then finds j_func's first
+// byte not the file's and refuses the probe with a reason (it never writes
+// an int3 over the old jmp's bytes); the process is unharmed throughout.
+// This pins today's behaviour: one such process keeps the whole file from
+// being probed again while it lives.
+func TestJumpRestartAfterKill(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	const T, N = 8, 100000
+	j := startJump(t, bin)
+	d.must("echo j_func > " + d.in(bin) + "/probes")
+	d.waitMode(d.in(bin)+"/j_func", j.pid(), modeJump)
+	j.batch(T, N)
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the daemon and its guardian did not exit 10s after the SIGKILL")
+	}
+	if isMounted(d.mnt) {
+		t.Fatal("the dead mount is still mounted after the guardian exited")
+	}
+	j.batch(T, N) // through the orphaned trampoline
+	if b := j.text(off, 1)[0]; b != 0xe9 {
+		t.Fatalf("first byte of j_func %#x after the daemon's death, want the left jmp's 0xe9", b)
+	}
+
+	d2 := startDaemon(t)
+	r := d2.sh("echo j_func > " + d2.in(bin) + "/probes")
+	if r.code == 0 {
+		t.Fatalf("registration over a dead daemon's jmp succeeded: %q", r.out)
+	}
+	errs := d2.must("cat $M/.uprobefs/errors")
+	if !strings.Contains(errs, "EINVAL") || !strings.Contains(errs, fmt.Sprintf("mm %d: ", j.pid())) ||
+		!strings.Contains(errs, "found [e9], want [55] (memory does not hold the file's code)") {
+		t.Fatalf("refusal reason:\n%s", errs)
+	}
+	if b := j.text(off, 1)[0]; b != 0xe9 {
+		t.Fatalf("first byte of j_func %#x after the refusal, want 0xe9", b)
+	}
+	j.batch(T, N)
+	j.finish()
+}

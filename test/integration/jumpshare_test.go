@@ -1,0 +1,224 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
+)
+
+// TestJumpSharedSite: consumers sharing one site. Two counting probes of
+// j_func share its jump and both count every call; a third with fetch
+// arguments, then a return probe, move the site to the trap path (status
+// says why) while the counts stay exact; without them it is a jump again.
+func TestJumpSharedSite(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N, n = 8, 100000, 500
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("printf 'a=j_func\\nb=j_func\\n' > " + P + "/probes")
+	d.waitMode(P+"/a", j.pid(), modeJump)
+	d.waitMode(P+"/b", j.pid(), modeJump)
+	j.batch(T, N)
+	d.wantHits(P+"/a", T*N)
+	d.wantHits(P+"/b", T*N)
+
+	d.must("echo 'p:c j_func %di' > " + P + "/probes")
+	d.waitMode(P+"/a", j.pid(), "trap: fetch arguments")
+	j.batch(T, n)
+	d.wantHits(P+"/a", T*(N+n))
+	d.wantHits(P+"/b", T*(N+n))
+	d.wantHits(P+"/c", T*n)
+	d.must("rmdir " + P + "/c")
+	d.waitMode(P+"/a", j.pid(), modeJump)
+
+	d.must("echo 'r:r j_func' > " + P + "/probes")
+	d.waitMode(P+"/a", j.pid(), "trap: a return probe")
+	j.batch(T, n)
+	d.wantHits(P+"/a", T*(N+2*n))
+	d.wantHits(P+"/r", T*n)
+	d.must("rmdir " + P + "/r")
+	d.waitMode(P+"/b", j.pid(), modeJump)
+	j.batch(T, N)
+	d.wantHits(P+"/a", T*(2*N+2*n))
+	d.wantHits(P+"/b", T*(2*N+2*n))
+	j.finish()
+}
+
+// TestJumpRefused: j_loop branches back into the bytes a jump at its entry
+// would displace: its probe stays on the trap path, status gives the
+// reason, and the count is exact.
+func TestJumpRefused(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_loop")
+	const T, N = 8, 1000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_loop > " + P + "/probes")
+	d.waitMode(P+"/j_loop", j.pid(), "trap: branch into the displaced range from this function (j_loop+0x8 to +2)")
+	if b := j.text(off, 1)[0]; b != 0xcc {
+		t.Fatalf("first byte of j_loop %#x, want 0xcc", b)
+	}
+	j.send(fmt.Sprintf("L %d %d", T, N))
+	j.expect(fmt.Sprintf("sum %d", 6*T*N))
+	d.wantHits(P+"/j_loop", T*N)
+	j.finish()
+}
+
+// TestJumpInterior: probes at j_func and at j_func+1, inside the bytes a
+// jump at j_func displaces: j_func stays on the trap path while the other
+// is there (status says so) and both count every call; once j_func+1 is
+// removed, j_func becomes a jump site; j_func+1 registered again, inside
+// that live jmp, counts every call from the moment its write returns.
+func TestJumpInterior(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 1000
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("printf 'j_func\\nj_func+1\\n' > " + P + "/probes")
+	const why = "trap: another breakpoint at 0x"
+	mode, _ := d.waitModeMatch(P+"/j_func", j.pid(), why+"...", func(m string) bool { return strings.HasPrefix(m, why) })
+	inner, vaddr := d.waitModeMatch(P+"/j_func+0x1", j.pid(), "installed", func(m string) bool { return m != "" })
+	if !strings.Contains(mode, vaddr+" ") {
+		t.Errorf("j_func: %q does not name j_func+1's vaddr %s", mode, vaddr)
+	}
+	t.Logf("j_func: %s; j_func+1: %s", mode, inner)
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", T*N)
+	d.wantHits(P+"/j_func+0x1", T*N)
+	d.must("rmdir " + P + "/j_func+0x1")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.batch(T, 100*N)
+	d.wantHits(P+"/j_func", 101*T*N)
+
+	// At once: the registration returns with its breakpoint in, the jmp
+	// under it undone.
+	d.must("echo j_func+1 > " + P + "/probes")
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 102*T*N)
+	d.wantHits(P+"/j_func+0x1", T*N)
+	d.waitModeMatch(P+"/j_func", j.pid(), why+"...", func(m string) bool { return strings.HasPrefix(m, why) })
+	j.finish()
+}
+
+// TestJumpShutdown: SIGTERM while 8 threads run through a jump site: the
+// daemon exits 0, the text is the file's again, the process is let go and
+// its sum is right.
+func TestJumpShutdown(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	off := testfix.SymOff(t, bin, "j_func")
+	P := d.in(bin)
+	j := startJump(t, bin)
+	d.must("echo j_func > " + P + "/probes")
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	j.send("spin 8")
+	j.expect("ok 1")
+	d.waitHitsAbove(P+"/j_func", 100000)
+	if code := d.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("uprobefs exit status %d after SIGTERM", code)
+	}
+	j.checkOriginal(off)
+	fx := &fixture{t: t, path: bin, cmd: j.cmd}
+	if pid := fx.tracerPid(); pid != 0 {
+		t.Fatalf("still traced by %d after the shutdown", pid)
+	}
+	if c, l := j.stopSpin(); c == 0 {
+		t.Fatalf("after the shutdown: %q, want spin C sum S want S", l)
+	}
+	j.finish()
+}
+
+// TestJumpFilter: a probe limited to one of two processes (pid=) is a jump
+// site there only; the other is not traced at all; the count is exactly
+// the selected process's calls.
+func TestJumpFilter(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const T, N = 8, 100000
+	P := d.in(bin)
+	a, b := startJump(t, bin), startJump(t, bin)
+	d.must(fmt.Sprintf("echo 'j_func pid=%d' > %s/probes", a.pid(), P))
+	d.waitMode(P+"/j_func", a.pid(), modeJump)
+	if m, _ := d.siteLine(P+"/j_func", b.pid()); m != "" {
+		t.Fatalf("unselected pid %d in status: %q", b.pid(), m)
+	}
+	if pid := (&fixture{t: t, path: bin, cmd: b.cmd}).tracerPid(); pid != 0 {
+		t.Fatalf("unselected pid %d traced by %d", b.pid(), pid)
+	}
+	a.batch(T, N)
+	b.batch(T, N)
+	a.batch(T, N)
+	d.wantHits(P+"/j_func", 2*T*N)
+	a.finish()
+	b.finish()
+}
+
+// TestJumpDlopen: a library (testdata/jumplib.c) is dlopened, its l_func
+// becomes a jump site, is called, and the library is dlclosed; then
+// another build of it, whose l_other lies where l_func was, is loaded at
+// the same address, and so on, 3 times each. Every load gets its own
+// jump site, the hits of each file are exactly its l_func calls, and no
+// stale jmp or trampoline is left in the other build (l_other's sum would
+// be wrong: it starts like l_func).
+func TestJumpDlopen(t *testing.T) {
+	d := startDaemon(t)
+	bin := jumpFixture(t)
+	const src = "testdata/jumplib.c"
+	libs := []string{
+		testfix.Copy(t, testfix.CC(t, src, "-shared", "-fPIC", "-O2", "-fcf-protection=none")),
+		testfix.Copy(t, testfix.CC(t, src, "-shared", "-fPIC", "-O2", "-fcf-protection=none", "-DSWAP")),
+	}
+	const T, N = 8, 50000
+	for _, l := range libs {
+		d.must("echo l_func > " + d.in(l) + "/probes")
+	}
+	j := startJump(t, bin)
+	calls := make([]uint64, 2)
+	at := map[string][]string{} // address -> "lib:function" loaded there
+	for round := range 6 {
+		i := round % 2
+		L := d.in(libs[i])
+		j.send("o " + libs[i])
+		var fn, other string
+		if _, err := fmt.Sscanf(j.line(), "open %s %s", &fn, &other); err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		at[fn] = append(at[fn], fmt.Sprintf("%d:l_func", i))
+		at[other] = append(at[other], fmt.Sprintf("%d:l_other", i))
+		if v := d.waitMode(L+"/l_func", j.pid(), modeJump); v != fn {
+			t.Fatalf("round %d: site at %s, l_func at %s", round, v, fn)
+		}
+		j.send(fmt.Sprintf("c %d %d", T, N))
+		var sum, want uint64
+		l := j.line()
+		if _, err := fmt.Sscanf(l, "calls sum %d want %d", &sum, &want); err != nil || sum != want {
+			t.Fatalf("round %d (library %d): %q, want calls sum S want S", round, i, l)
+		}
+		calls[i] += T * N
+		for k := range libs {
+			d.wantHits(d.in(libs[k])+"/l_func", calls[k])
+		}
+		j.send("u")
+		j.expect("closed")
+		if m, _ := d.siteLine(L+"/l_func", j.pid()); m != "" {
+			t.Fatalf("round %d: status line %q after dlclose", round, m)
+		}
+	}
+	reused := 0
+	for a, who := range at {
+		if strings.Contains(strings.Join(who, " "), ":l_func") && strings.Contains(strings.Join(who, " "), ":l_other") {
+			reused++
+			t.Logf("%s held %v", a, who)
+		}
+	}
+	if reused == 0 {
+		t.Errorf("no address held l_func of one build and l_other of the other (dlopen did not reuse the address): %v", at)
+	}
+	j.finish()
+}
