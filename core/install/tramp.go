@@ -46,6 +46,11 @@ type tramp struct {
 	// starts are the offsets in code of the relocated displaced
 	// instructions, one per instruction (OrigAt).
 	starts []int
+	// ps are the prologue's states, one per instruction boundary from
+	// the pushfq to the popfq (TrampolineEv; trampev.go), cur the state
+	// being built.
+	ps  []PState
+	cur PState
 }
 
 type poolRef struct {
@@ -95,6 +100,8 @@ func (j *JumpPlan) build(site, at, counter uint64, ev *EvMem) (code []byte, entr
 	t := &tramp{at: at, code: make([]byte, 0, MaxTrampSize)}
 	t.code = append(t.code, tLeaDown[:]...)
 	t.code = append(t.code, tPushf[:]...)
+	t.cur = PState{Below: 136}
+	t.mark()
 	if ev != nil && ev.PerCPU {
 		if err := t.perCPUCount(counter); err != nil {
 			return nil, 0, 0, nil, err
@@ -106,6 +113,8 @@ func (j *JumpPlan) build(site, at, counter uint64, ev *EvMem) (code []byte, entr
 			return nil, 0, 0, nil, fmt.Errorf("trampoline at %#x: counter: %w", at, err)
 		}
 		t.code = binary.LittleEndian.AppendUint32(t.code, uint32(rel))
+		t.cur.Counted = true
+		t.mark()
 	}
 	if ev != nil {
 		if err := t.events(ev); err != nil {

@@ -3,6 +3,9 @@ package install
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+
+	"golang.org/x/arch/x86/x86asm"
 )
 
 // Events from trampolines. A trampoline made with an EvMem (TrampolineEv)
@@ -56,17 +59,33 @@ const (
 // (locked still: a thread may move to another CPU between the rdpid and
 // the increment).
 func (t *tramp) perCPUCount(counter uint64) error {
-	t.code = append(t.code, 0x50, 0x52)               // push %rax; push %rdx
-	t.code = append(t.code, 0xf3, 0x0f, 0xc7, 0xf8)   // rdpid %rax
+	t.code = append(t.code, 0x50) // push %rax
+	t.push(x86asm.RAX)
+	t.mark()
+	t.code = append(t.code, 0x52) // push %rdx
+	t.push(x86asm.RDX)
+	t.mark()
+	t.code = append(t.code, 0xf3, 0x0f, 0xc7, 0xf8) // rdpid %rax
+	t.mark()
 	t.code = append(t.code, 0x83, 0xe0, EvCPUSlots-1) // and $15,%eax
-	t.code = append(t.code, 0xc1, 0xe0, 6)            // shl $6,%eax (EvCPUStride)
+	t.mark()
+	t.code = append(t.code, 0xc1, 0xe0, 6) // shl $6,%eax (EvCPUStride)
+	t.mark()
 	rel, err := rel32(counter, t.at+uint64(len(t.code))+7)
 	if err != nil {
 		return fmt.Errorf("trampoline at %#x: counter: %w", t.at, err)
 	}
 	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x48, 0x8d, 0x15), uint32(rel)) // lea counter(%rip),%rdx
-	t.code = append(t.code, 0xf0, 0x48, 0xff, 0x04, 0x02)                                    // lock incq (%rdx,%rax)
-	t.code = append(t.code, 0x5a, 0x58)                                                      // pop %rdx; pop %rax
+	t.mark()
+	t.code = append(t.code, 0xf0, 0x48, 0xff, 0x04, 0x02) // lock incq (%rdx,%rax)
+	t.cur.Counted = true
+	t.mark()
+	t.code = append(t.code, 0x5a) // pop %rdx
+	t.pop(x86asm.RDX)
+	t.mark()
+	t.code = append(t.code, 0x58) // pop %rax
+	t.pop(x86asm.RAX)
+	t.mark()
 	return nil
 }
 
@@ -87,6 +106,87 @@ func (j *JumpPlan) TrampolineEv(site, at uint64, ev EvMem) (code []byte, entry, 
 	return code, entry, entry - len(tPopf) - len(tLeaUp), nil
 }
 
+// PState is what the instructions of a trampoline's prologue before an
+// instruction boundary did (from the pushfq to the popfq): with it the
+// tracer moves a thread stopped there (a signal) out of the prologue
+// without running it: back to the site, or on to the entry.
+type PState struct {
+	Off   int    // the boundary's offset in the trampoline
+	Below uint64 // rsp is this far below the program's; the flags pushed at rsp+Below-136
+	// Saved are the registers pushed and not yet popped, by their
+	// offset from rsp (x86asm register: RAX, RCX, RDX, RSI).
+	Saved map[x86asm.Reg]uint64
+	// Counted: the hit is counted. Claimed: an event record is claimed
+	// (its number is rcx, or rcx-1 after the inc: Inc), not published;
+	// Published: it is.
+	Counted, Claimed, Inc, Published bool
+}
+
+// PrologueStates returns the states of the prologue of TrampolineEv's
+// code for the same arguments, by offset.
+func (j *JumpPlan) PrologueStates(site, at uint64, ev EvMem) (map[int]PState, error) {
+	t, err := j.prologue(site, at, ev)
+	if err != nil {
+		return nil, err
+	}
+	m := map[int]PState{}
+	for _, s := range t.ps {
+		m[s.Off] = s
+	}
+	return m, nil
+}
+
+// prologue builds the trampoline's code, to keep its states.
+func (j *JumpPlan) prologue(site, at uint64, ev EvMem) (*tramp, error) {
+	t := &tramp{at: at}
+	t.code = append(t.code, tLeaDown[:]...)
+	t.code = append(t.code, tPushf[:]...)
+	t.cur = PState{Below: 136}
+	t.mark()
+	if ev.PerCPU {
+		if err := t.perCPUCount(ev.Counter); err != nil {
+			return nil, err
+		}
+	} else {
+		t.code = append(t.code, tLockInc[:]...)
+		t.code = append(t.code, 0, 0, 0, 0)
+		t.cur.Counted = true
+		t.mark()
+	}
+	if err := t.events(&ev); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// mark records the state at the end of the code so far.
+func (t *tramp) mark() {
+	s := t.cur
+	s.Off = len(t.code)
+	s.Saved = maps.Clone(t.cur.Saved)
+	t.ps = append(t.ps, s)
+}
+
+// push and pop track a push or pop of r in the state.
+func (t *tramp) push(r x86asm.Reg) {
+	if t.cur.Saved == nil {
+		t.cur.Saved = map[x86asm.Reg]uint64{}
+	}
+	for k, v := range t.cur.Saved {
+		t.cur.Saved[k] = v + 8
+	}
+	t.cur.Saved[r] = 0
+	t.cur.Below += 8
+}
+
+func (t *tramp) pop(r x86asm.Reg) {
+	delete(t.cur.Saved, r)
+	for k, v := range t.cur.Saved {
+		t.cur.Saved[k] = v - 8
+	}
+	t.cur.Below -= 8
+}
+
 // TrampPushfEnd is the offset after the pushfq in every trampoline.
 var TrampPushfEnd = len(tLeaDown) + len(tPushf)
 
@@ -99,37 +199,63 @@ func (t *tramp) events(ev *EvMem) error {
 		}
 		return binary.LittleEndian.AppendUint32(nil, uint32(rel)), nil
 	}
+	op := func(b ...byte) { t.code = append(t.code, b...); t.mark() }
 	d, err := rip(ev.Flag, 8)
 	if err != nil {
 		return err
 	}
-	t.code = append(append(append(t.code, 0x48, 0x83, 0x3d), d...), 0x00) // cmpq $0,flag(%rip)
-	t.code = append(t.code, 0x0f, 0x84, 0, 0, 0, 0)                       // je skip (below)
+	op(append(append([]byte{0x48, 0x83, 0x3d}, d...), 0x00)...) // cmpq $0,flag(%rip)
+	t.code = append(t.code, 0x0f, 0x84, 0, 0, 0, 0)             // je skip (below)
 	je := len(t.code)
-	t.code = append(t.code, 0x50, 0x51, 0x52, 0x56) // push %rax, %rcx, %rdx, %rsi
-	t.code = append(t.code, 0xb9, 1, 0, 0, 0)       // mov $1,%ecx
+	skip := t.cur // the state at the popfq, when skipped
+	t.mark()
+	for _, r := range []struct {
+		b byte
+		r x86asm.Reg
+	}{{0x50, x86asm.RAX}, {0x51, x86asm.RCX}, {0x52, x86asm.RDX}, {0x56, x86asm.RSI}} {
+		t.code = append(t.code, r.b) // push
+		t.push(r.r)
+		t.mark()
+	}
+	op(0xb9, 1, 0, 0, 0) // mov $1,%ecx
 	if d, err = rip(ev.Head, 9); err != nil {
 		return err
 	}
-	t.code = append(append(t.code, 0xf0, 0x48, 0x0f, 0xc1, 0x0d), d...)            // lock xadd %rcx,head(%rip)
-	t.code = append(t.code, 0x0f, 0x31)                                            // rdtsc
-	t.code = append(t.code, 0x48, 0xc1, 0xe2, 0x20)                                // shl $32,%rdx
-	t.code = append(t.code, 0x48, 0x09, 0xd0)                                      // or %rdx,%rax
-	t.code = append(t.code, 0x48, 0x89, 0xca)                                      // mov %rcx,%rdx
-	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x81, 0xe2), ev.Mask) // and $mask,%edx
-	t.code = append(t.code, 0x48, 0xc1, 0xe2, 0x05)                                // shl $5,%rdx
+	t.code = append(append(t.code, 0xf0, 0x48, 0x0f, 0xc1, 0x0d), d...) // lock xadd %rcx,head(%rip)
+	t.cur.Claimed = true
+	t.mark()
+	op(0x0f, 0x31)                                                       // rdtsc
+	op(0x48, 0xc1, 0xe2, 0x20)                                           // shl $32,%rdx
+	op(0x48, 0x09, 0xd0)                                                 // or %rdx,%rax
+	op(0x48, 0x89, 0xca)                                                 // mov %rcx,%rdx
+	op(binary.LittleEndian.AppendUint32([]byte{0x81, 0xe2}, ev.Mask)...) // and $mask,%edx
+	op(0x48, 0xc1, 0xe2, 0x05)                                           // shl $5,%rdx
 	if d, err = rip(ev.Ring, 7); err != nil {
 		return err
 	}
-	t.code = append(append(t.code, 0x48, 0x8d, 0x35), d...)                                  // lea ring(%rip),%rsi
-	t.code = append(t.code, 0x48, 0x01, 0xf2)                                                // add %rsi,%rdx
-	t.code = append(t.code, 0x48, 0x89, 0x42, 0x08)                                          // mov %rax,8(%rdx)
-	t.code = append(t.code, 0xf3, 0x48, 0x0f, 0xae, 0xc0)                                    // rdfsbase %rax
-	t.code = append(t.code, 0x48, 0x89, 0x42, 0x10)                                          // mov %rax,16(%rdx)
-	t.code = binary.LittleEndian.AppendUint32(append(t.code, 0x48, 0xc7, 0x42, 0x18), ev.ID) // movq $id,24(%rdx)
-	t.code = append(t.code, 0x48, 0xff, 0xc1)                                                // inc %rcx
-	t.code = append(t.code, 0x48, 0x89, 0x0a)                                                // mov %rcx,(%rdx)
-	t.code = append(t.code, 0x5e, 0x5a, 0x59, 0x58)                                          // pop %rsi, %rdx, %rcx, %rax
+	op(append([]byte{0x48, 0x8d, 0x35}, d...)...)                                  // lea ring(%rip),%rsi
+	op(0x48, 0x01, 0xf2)                                                           // add %rsi,%rdx
+	op(0x48, 0x89, 0x42, 0x08)                                                     // mov %rax,8(%rdx)
+	op(0xf3, 0x48, 0x0f, 0xae, 0xc0)                                               // rdfsbase %rax
+	op(0x48, 0x89, 0x42, 0x10)                                                     // mov %rax,16(%rdx)
+	op(binary.LittleEndian.AppendUint32([]byte{0x48, 0xc7, 0x42, 0x18}, ev.ID)...) // movq $id,24(%rdx)
+	t.code = append(t.code, 0x48, 0xff, 0xc1)                                      // inc %rcx
+	t.cur.Inc = true
+	t.mark()
+	t.code = append(t.code, 0x48, 0x89, 0x0a) // mov %rcx,(%rdx): published
+	t.cur.Claimed, t.cur.Inc, t.cur.Published = false, false, true
+	t.mark()
+	for _, r := range []struct {
+		b byte
+		r x86asm.Reg
+	}{{0x5e, x86asm.RSI}, {0x5a, x86asm.RDX}, {0x59, x86asm.RCX}, {0x58, x86asm.RAX}} {
+		t.code = append(t.code, r.b) // pop
+		t.pop(r.r)
+		t.mark()
+	}
 	binary.LittleEndian.PutUint32(t.code[je-4:], uint32(len(t.code)-je))
+	// At the popfq either way: published (or skipped), nothing saved.
+	t.ps[len(t.ps)-1].Published = t.cur.Published
+	_ = skip
 	return nil
 }

@@ -152,7 +152,7 @@ func (w *World) resume(th *thread, sig int) {
 	if th.follow != 0 {
 		cont = ptraceSyscall // following its system calls (syscalls.go)
 	}
-	if st := th.step; st != nil && st.fault == 0 {
+	if st := th.step; st != nil && st.fault == 0 && !st.hw {
 		// Single-stepping a slot to deliver a held signal after it
 		// (slotsig.go): resumed from any other stop meanwhile (a
 		// group-stop, an interrupt), it must go on stepping: a

@@ -131,6 +131,16 @@ func (w *World) trap(th *thread) {
 	}
 }
 
+// rewind puts a thread trapped at the int3 at addr back on it before the
+// tracer injects system calls through it (a slot page, a jump region): a
+// daemon killed meanwhile leaves the thread to run on from its saved
+// registers, which must not skip the probed instruction (it runs the int3
+// again, or the byte the guardian put back). Every step-over sets rip
+// anew afterwards.
+func rewind(th *thread, addr uint64) {
+	ptracePokeRip(th.tid, addr)
+}
+
 // lookup returns the uprobe whose breakpoint the engine has at addr in p
 // (the engine's table is the truth), and whether p ever had a breakpoint
 // written there (its history).
@@ -180,6 +190,9 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		w.setBlocked(s, other)
 		if s.why == "" && other == 0 {
 			fresh := s.tramp == 0
+			if fresh {
+				rewind(th, addr)
+			}
 			err := w.trampFor(th, s)
 			if th.dead {
 				w.dropThread(th)

@@ -2,10 +2,16 @@ package proc
 
 import (
 	"encoding/binary"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/arch/x86/x86asm"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
 )
 
 // Signals in trampolines. A thread in a jump site's trampoline (jump.go) is,
@@ -51,11 +57,31 @@ func (w *World) trampSignal(th *thread, s *jumpSite, sig int, rip uint64) {
 		}
 		w.resume(th, sig)
 		return
+	case rip < s.popf && w.leavePrologue(th, s, rip, sig):
+		if th.step == nil {
+			return // back at the site, the signal delivered there
+		}
+		st = th.step
 	case rip < s.popf:
-		// Counting (and appending an event): single-stepped to the
-		// popfq, which is emulated (the kernel would leave a trap flag
+		// Counting (and appending an event): run to the popfq (a
+		// hardware breakpoint there; single steps where it cannot be
+		// set), which is emulated (the kernel would leave a trap flag
 		// that a stepped popf sets to the program), then out.
 		st.popf = s.popf
+		if ptraceHwBreak(th.tid, s.popf) == nil {
+			st.hw = true
+			th.step = st
+			maskForStep(th, st)
+			if err := ptraceCont(th.tid, 0); err != nil {
+				unmask(th, st)
+				ptraceHwBreak(th.tid, 0)
+				th.step = nil
+				w.resume(th, sig)
+				return
+			}
+			th.state = running
+			return
+		}
 	case rip <= s.popf+1:
 		if !w.endPrologue(th, s, rip) {
 			w.resume(th, sig)
@@ -67,8 +93,10 @@ func (w *World) trampSignal(th *thread, s *jumpSite, sig int, rip uint64) {
 		return
 	}
 	th.step = st
+	maskForStep(th, st)
 	if err := ptraceSingleStep(th.tid, 0); err != nil {
 		th.step = nil
+		unmask(th, st)
 		w.resume(th, sig)
 		return
 	}
@@ -125,7 +153,11 @@ func (w *World) trampStep(th *thread, st *stepping, sig int, si *siginfo, rip ui
 	p := th.proc
 	in := rip >= st.tramp && rip < st.tramp+trampStride
 	switch {
-	case sig == int(unix.SIGTRAP) && si.code() == trapTrace:
+	case sig == int(unix.SIGTRAP) && (si.code() == trapTrace || si.code() == trapHwbkpt):
+		if st.hw {
+			st.hw = false
+			ptraceHwBreak(th.tid, 0)
+		}
 		if st.popf != 0 && rip == st.popf {
 			st.popf = 0
 			if s := p.inTramp(rip); s == nil || !w.endPrologue(th, s, rip) {
@@ -152,4 +184,93 @@ func (w *World) trampStep(th *thread, st *stepping, sig int, si *siginfo, rip ui
 		return true
 	}
 	return false
+}
+
+// leavePrologue moves th, stopped by sig at rip inside the counting and
+// event code of s's trampoline, out of it without running it (its state
+// from install.JumpPlan.PrologueStates): before the count, back to the
+// site with its registers and flags (the signal is delivered there: th is
+// resumed, th.step nil); after it, on to the entry, a claimed event record
+// published by us (or the event made here, when the thread was to append
+// it but had not claimed one), th.step set to single-step out of the
+// relocated instructions. It reports false if it could not (th untouched).
+func (w *World) leavePrologue(th *thread, s *jumpSite, rip uint64, sig int) bool {
+	if s.ev == nil {
+		return false
+	}
+	states, err := s.plan.PrologueStates(s.vaddr, s.tramp, *s.ev)
+	if err != nil {
+		return false
+	}
+	ps, ok := states[int(rip-s.tramp)]
+	var regs install.Regs
+	if !ok || ptraceGetRegs(th.tid, &regs) != nil {
+		return false
+	}
+	as := th.proc.as
+	read := func(a uint64) (uint64, bool) {
+		var b [8]byte
+		if as.ReadMemory(a, b[:]) != nil {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint64(b[:]), true
+	}
+	flags, ok := read(regs.Rsp + ps.Below - 136)
+	if !ok {
+		return false
+	}
+	idx := regs.Rcx // the claimed record's number (before the saved rcx is back)
+	if ps.Inc {
+		idx--
+	}
+	out := regs
+	for r, off := range ps.Saved {
+		v, ok := read(regs.Rsp + off)
+		if !ok {
+			return false
+		}
+		switch r {
+		case x86asm.RAX:
+			out.Rax = v
+		case x86asm.RCX:
+			out.Rcx = v
+		case x86asm.RDX:
+			out.Rdx = v
+		case x86asm.RSI:
+			out.Rsi = v
+		default:
+			return false
+		}
+	}
+	out.Eflags, out.Rsp = flags, regs.Rsp+ps.Below
+	if !ps.Counted {
+		out.Rip = s.vaddr
+		if ptraceSetRegs(th.tid, &out) != nil {
+			return false
+		}
+		w.resume(th, sig)
+		return true
+	}
+	out.Rip = s.entry
+	if ptraceSetRegs(th.tid, &out) != nil {
+		return false
+	}
+	w.jumpMu.Lock()
+	switch {
+	case ps.Claimed && s.reg != nil:
+		rec := s.reg.local[jumpRingOff+int(idx%jumpRingRecs)*install.EvRecSize:]
+		word := func(i int) *uint64 { return (*uint64)(unsafe.Pointer(&rec[i*8])) }
+		atomic.StoreUint64(word(1), rdtsc())
+		atomic.StoreUint64(word(2), regs.FsBase)
+		atomic.StoreUint64(word(3), uint64(s.ev.ID))
+		atomic.StoreUint64(word(0), idx+1)
+	case !ps.Published && s.flag != nil && atomic.LoadUint64(s.flag) != 0 && s.u != nil:
+		// It was to append the event and had not claimed a record.
+		w.eng.DispatchEvent(s.u, probes.Hit{Pid: s.pid, Tid: th.tid, Vaddr: s.vaddr, Time: time.Now().UnixNano()})
+	}
+	w.jumpMu.Unlock()
+	var si siginfo
+	ptraceGetSiginfo(th.tid, &si)
+	th.step = &stepping{vaddr: s.vaddr, held: &si, heldSig: sig, tramp: s.tramp}
+	return true
 }

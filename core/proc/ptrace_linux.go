@@ -159,9 +159,10 @@ func ptracePeekData(tid int, addr uintptr) (uint64, error) {
 
 // Values of si_code for SIGTRAP.
 const (
-	siKernel  = 0x80 // SI_KERNEL: int3
-	trapBrkpt = 1    // TRAP_BRKPT
-	trapTrace = 2    // TRAP_TRACE: single-step
+	siKernel   = 0x80 // SI_KERNEL: int3
+	trapBrkpt  = 1    // TRAP_BRKPT
+	trapTrace  = 2    // TRAP_TRACE: single-step
+	trapHwbkpt = 4    // TRAP_HWBKPT: a hardware breakpoint
 )
 
 // waitid peeks (WNOWAIT) at the next event of a child or tracee of the
@@ -209,4 +210,23 @@ func ptraceGetSigmask(tid int, mask *uint64) error {
 // ptraceSetSigmask sets th's blocked-signal mask (PTRACE_SETSIGMASK).
 func ptraceSetSigmask(tid int, mask uint64) error {
 	return ptracePtr(unix.PTRACE_SETSIGMASK, tid, 8, unsafe.Pointer(&mask))
+}
+
+// The debug registers in struct user (u_debugreg): DR0, and DR7 whose bit 0
+// (L0) enables DR0 as an execute breakpoint (RW0 = LEN0 = 0).
+const (
+	userDR0 = 848
+	userDR7 = userDR0 + 7*8
+)
+
+// ptraceHwBreak sets (addr != 0) or clears an execute breakpoint of tid in
+// DR0.
+func ptraceHwBreak(tid int, addr uint64) error {
+	if addr == 0 {
+		return ptrace(unix.PTRACE_POKEUSR, tid, userDR7, 0)
+	}
+	if err := ptrace(unix.PTRACE_POKEUSR, tid, userDR0, uintptr(addr)); err != nil {
+		return err
+	}
+	return ptrace(unix.PTRACE_POKEUSR, tid, userDR7, 1)
 }

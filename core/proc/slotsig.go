@@ -75,9 +75,16 @@ type stepping struct {
 	held    *siginfo
 	heldSig int
 	more    []int // further signals that arrived during the step
+	// mask, when masked, is the thread's signal mask, every asynchronous
+	// signal blocked meanwhile (a stream of them would stop every step
+	// before it runs: jumpsig.go); put back before the held one goes.
+	mask   uint64
+	masked bool
 	// tramp is the trampoline the thread single-steps out of (jumpsig.go),
-	// 0: none; popf, when not 0, its popfq, emulated when reached.
+	// 0: none; popf, when not 0, its popfq, emulated when reached; hw: a
+	// hardware breakpoint there takes the thread to it (no single steps).
 	tramp, popf uint64
+	hw          bool
 }
 
 // maxFaultTries bounds the fault-code runs of one step: each run either
@@ -273,6 +280,7 @@ func (w *World) stepSignal(th *thread, st *stepping, sig int, rip uint64) {
 // this stop (sig 0); the others are sent again (their siginfo is then the
 // tracer's tgkill).
 func (w *World) deliverHeld(th *thread, st *stepping, sig int) {
+	unmask(th, st)
 	var resend []int
 	if st.held != nil {
 		if sig == 0 && ptraceSetSiginfo(th.tid, st.held) == nil {
@@ -307,8 +315,30 @@ func (w *World) resendHeld(th *thread, st *stepping) {
 func (w *World) abandonStep(th *thread) {
 	st := th.step
 	th.step = nil
+	unmask(th, st)
 	if st.fault != 0 {
 		ptraceSetRegs(th.tid, &st.regs)
 	}
 	w.resendHeld(th, st)
+}
+
+// syncSigs are the signals an instruction raises itself: never blocked
+// during a step (the kernel would kill the process for a blocked one).
+const syncSigs = 1<<(unix.SIGSEGV-1) | 1<<(unix.SIGBUS-1) | 1<<(unix.SIGFPE-1) | 1<<(unix.SIGILL-1) | 1<<(unix.SIGTRAP-1)
+
+// maskForStep blocks th's asynchronous signals for the step st (they stay
+// pending, and reach the program after it, where they may come natively).
+func maskForStep(th *thread, st *stepping) {
+	var m uint64
+	if ptraceGetSigmask(th.tid, &m) == nil && ptraceSetSigmask(th.tid, ^uint64(syncSigs)) == nil {
+		st.mask, st.masked = m, true
+	}
+}
+
+// unmask puts back the mask maskForStep saved.
+func unmask(th *thread, st *stepping) {
+	if st != nil && st.masked {
+		st.masked = false
+		ptraceSetSigmask(th.tid, st.mask)
+	}
 }

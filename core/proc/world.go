@@ -3,6 +3,7 @@ package proc
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -201,7 +202,7 @@ func NewWorld(eng *probes.Engine, inodes *rmap.Inodes, o Options) (*World, error
 		sigFiles: map[rmap.InodeKey]*sigHookFile{},
 		evOK:     evSupported(),
 	}
-	w.perCPU = w.evOK && hasRDPID()
+	w.perCPU = w.evOK && hasRDPID() && os.Getenv("NOPERCPU") == ""
 	w.place.init(o.Placement)
 	if w.evOK {
 		w.tsc.init()
