@@ -9,7 +9,7 @@ func (j *JumpPlan) OrigAt(site, at, rip uint64, ev *EvMem) (uint64, bool) {
 	// The memory's addresses change no offset: any within reach will do.
 	var e *EvMem
 	if ev != nil {
-		e = &EvMem{Counter: at, Flag: at, Head: at, Ring: at, Mask: ev.Mask, ID: ev.ID}
+		e = &EvMem{Counter: at, Flag: at, Head: at, Ring: at, Mask: ev.Mask, ID: ev.ID, PerCPU: ev.PerCPU}
 	}
 	_, entry, _, starts, err := j.build(site, at, at, e)
 	if err != nil || rip < at {

@@ -23,7 +23,9 @@ import (
 const (
 	modeJump   = "jump"
 	modeTrapOp = "trap: jump sites disabled (trap mount option)"
-	modeEvents = "trap: its events are being read"
+	// A probe whose events are read stays a jump site: its trampolines
+	// append the events to a ring shared with the daemon.
+	modeEvents = modeJump
 )
 
 // jumpFixture returns a private copy of testdata/jump.c, compiled once per
@@ -335,9 +337,10 @@ func (r *eventsReader) close(t *testing.T) []string {
 	}
 }
 
-// TestJumpEvents: an events reader moves the site to the trap path (status
-// says why) and sees every hit from then on; when it closes, the site is a
-// jump again; the hit count is exact through both switches.
+// TestJumpEvents: with an events reader the site stays a jump site (its
+// trampoline appends the events to the shared ring) and the reader sees
+// every hit from then on, from every thread; when it closes, the site is
+// still a jump; the hit count is exact throughout.
 func TestJumpEvents(t *testing.T) {
 	d := startDaemon(t)
 	bin := jumpFixture(t)
@@ -352,7 +355,7 @@ func TestJumpEvents(t *testing.T) {
 	r := readEvents(t, P+"/j_func/events")
 	d.waitReaders(1)
 	if v := d.waitMode(P+"/j_func", j.pid(), modeEvents); v != vaddr {
-		t.Fatalf("vaddr %s on the trap path, %s as a jump", v, vaddr)
+		t.Fatalf("vaddr %s with a reader, %s without", v, vaddr)
 	}
 	j.batch(T, NB)
 	lines := r.take(t, T*NB)
@@ -525,8 +528,8 @@ func TestJumpEventsSpinning(t *testing.T) {
 	for range K {
 		r := readEvents(t, P+"/j_func/events")
 		d.waitMode(P+"/j_func", j.pid(), modeEvents)
-		if b := j.text(off, 1)[0]; b != 0xcc {
-			t.Fatalf("first byte of j_func %#x while its events are read, want 0xcc", b)
+		if b := j.text(off, 1)[0]; b != 0xe9 {
+			t.Fatalf("first byte of j_func %#x while its events are read, want the jump site's 0xe9", b)
 		}
 		r.take(t, 500)
 		r.close(t)

@@ -16,7 +16,7 @@ import (
 // None of them ever stops for a hit, so all run on through their
 // trampolines (left in place by the guardian) and finish with the right
 // sum and exit status 0. One more process, of another copy, has its probe
-// on the trap path (its events are being read: an int3): idle at the kill,
+// on the trap path (it fetches an argument: an int3): idle at the kill,
 // the guardian restores its text, and it then runs its calls and exits 0.
 func TestJumpDaemonKilled(t *testing.T) {
 	d := startDaemon(t)
@@ -32,14 +32,12 @@ func TestJumpDaemonKilled(t *testing.T) {
 	}
 	trap := startJump(t, trapBin)
 	d.must("echo j_func > " + P + "/probes")
-	d.must("echo j_func > " + PT + "/probes")
+	d.must("echo 'p:j_func j_func %di' > " + PT + "/probes")
 	for _, j := range procs {
 		d.waitMode(P+"/j_func", j.pid(), modeJump)
 	}
-	r := readEvents(t, PT+"/j_func/events")
-	d.waitMode(PT+"/j_func", trap.pid(), modeEvents)
+	d.waitMode(PT+"/j_func", trap.pid(), "trap: fetch arguments")
 	trap.batch(T, 100)
-	r.take(t, T*100)
 	d.wantHits(PT+"/j_func", T*100)
 	if b := trap.text(off, 1)[0]; b != 0xcc {
 		t.Fatalf("trap process: first byte of j_func %#x, want 0xcc", b)
@@ -98,7 +96,6 @@ func TestJumpDaemonKilled(t *testing.T) {
 	}
 	trap.batch(T, 1000)
 	trap.finish()
-	r.close(t)
 
 	t.Logf("daemon SIGKILL: %d of %d jump processes (%d calls in all) and the trap process finished; dead mount unmounted %v after the kill",
 		nProc, nProc, calls, unmounted.Round(time.Microsecond))
