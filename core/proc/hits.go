@@ -97,6 +97,12 @@ func (w *World) trap(th *thread) {
 	if w.place.mode != PlaceNone {
 		w.place.follow(th)
 	}
+	// Back on the int3 while the tracer holds the thread: a daemon killed
+	// from now until the step-over leaves it to run on from here, which
+	// must not skip the probed instruction (it runs the int3 again: the
+	// SIGTRAP of a daemon's death, or the byte the guardian put back).
+	// The step-over sets rip anew.
+	rewind(th, addr)
 	w.nHits.Add(1)
 	hit := probes.Hit{Pid: th.tgid, Tid: th.tid, Vaddr: addr, Time: time.Now().UnixNano()}
 	if u.WantsRegs() {
@@ -131,12 +137,11 @@ func (w *World) trap(th *thread) {
 	}
 }
 
-// rewind puts a thread trapped at the int3 at addr back on it before the
-// tracer injects system calls through it (a slot page, a jump region): a
-// daemon killed meanwhile leaves the thread to run on from its saved
-// registers, which must not skip the probed instruction (it runs the int3
-// again, or the byte the guardian put back). Every step-over sets rip
-// anew afterwards.
+// rewind puts a thread trapped at the int3 at addr back on it (trap, and
+// before system calls are injected through it): a daemon killed meanwhile
+// leaves the thread to run on from its saved registers, which must not
+// skip the probed instruction (it runs the int3 again, or the byte the
+// guardian put back). Every step-over sets rip anew afterwards.
 func rewind(th *thread, addr uint64) {
 	ptracePokeRip(th.tid, addr)
 }
@@ -190,9 +195,6 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		w.setBlocked(s, other)
 		if s.why == "" && other == 0 {
 			fresh := s.tramp == 0
-			if fresh {
-				rewind(th, addr)
-			}
 			err := w.trampFor(th, s)
 			if th.dead {
 				w.dropThread(th)

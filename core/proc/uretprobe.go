@@ -80,9 +80,6 @@ func (w *World) hijack(th *thread, u *probes.Uprobe, fn uint64, entry int64) {
 		w.errorf("tid %d: more than %d nested returns pending at %#x: this return is not probed", th.tid, maxRetDepth, fn)
 		return
 	}
-	if th.proc.xol.tramp == 0 {
-		rewind(th, fn) // the trampoline's page may be mapped now (hits.go)
-	}
 	tramp, err := w.trampoline(th, fn)
 	if err != nil {
 		w.errorf("tid %d: no return trampoline: %v", th.tid, err)

@@ -117,7 +117,6 @@ func (w *World) slotFor(th *thread, addr uint64, plan *install.Plan) (uint64, er
 			return s.addr, nil
 		}
 	}
-	rewind(th, addr) // injections may follow (hits.go)
 	slot, code, err := w.allocSlot(th, addr, func(a uint64) ([]byte, error) { return plan.SlotCode(addr, a) })
 	if err != nil {
 		return 0, err

@@ -38,9 +38,14 @@
  *   x       execs argv[0] (this program, its mode "ready" again)
  *
  * End of file on stdin: exit 0. Any failure: a message and exit 1.
+ *
+ * With JUMP_DIAG=FILE in the environment, stderr goes to FILE and a
+ * SIGSEGV writes the thread's registers and the stack around rsp there,
+ * then exits 139 (for TestJumpDaemonKilledChurn's report).
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <ucontext.h>
 #include <pthread.h>
@@ -180,6 +185,43 @@ static void *spin(void *arg) {
 	return NULL;
 }
 
+static void hexout(const char *name, uint64_t v) {
+	char b[40];
+	int n = 0;
+	while (*name)
+		b[n++] = *name++;
+	b[n++] = '=';
+	for (int i = 60; i >= 0; i -= 4)
+		b[n++] = "0123456789abcdef"[(v >> i) & 15];
+	b[n++] = ' ';
+	write(2, b, n);
+}
+
+static void on_segv_diag(int sig, siginfo_t *si, void *ucv) {
+	ucontext_t *uc = ucv;
+	greg_t *g = uc->uc_mcontext.gregs;
+	hexout("tid", gettid());
+	hexout("rip", g[REG_RIP]);
+	hexout("rsp", g[REG_RSP]);
+	hexout("rax", g[REG_RAX]);
+	hexout("rdi", g[REG_RDI]);
+	hexout("rsi", g[REG_RSI]);
+	hexout("rdx", g[REG_RDX]);
+	hexout("r10", g[REG_R10]);
+	hexout("r8", g[REG_R8]);
+	hexout("r9", g[REG_R9]);
+	hexout("rcx", g[REG_RCX]);
+	hexout("r11", g[REG_R11]);
+	hexout("rbp", g[REG_RBP]);
+	hexout("fl", g[REG_EFL]);
+	uint64_t *sp = (uint64_t *)g[REG_RSP];
+	for (int i = -4; i < 6; i++)
+		hexout("s", sp[i]);
+	hexout("j_func", (uint64_t)j_func);
+	write(2, "\n", 1);
+	_exit(139);
+}
+
 static void die(const char *what) {
 	printf("error: %s\n", what);
 	fflush(stdout);
@@ -235,6 +277,18 @@ static void fork_batch(unsigned t, unsigned n) {
 int main(int argc, char **argv) {
 	(void)argc;
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (getenv("JUMP_DIAG")) {
+		int fd = open(getenv("JUMP_DIAG"), O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 2);
+		static char altstack[65536];
+		stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
+		sigaltstack(&ss, NULL);
+		struct sigaction sa;
+		memset(&sa, 0, sizeof sa);
+		sa.sa_sigaction = on_segv_diag;
+		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+		sigaction(SIGSEGV, &sa, NULL);
+	}
 	printf("ready\n");
 	char line[4096];
 	void *lib = NULL;
