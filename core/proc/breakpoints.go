@@ -56,6 +56,9 @@ func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 	if err := as.proc.coverJump(vaddr); err != nil {
 		return err
 	}
+	if err := as.proc.reclaimStaleJump(vaddr, u); err != nil {
+		return err
+	}
 	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
 	if err == nil || errors.Is(err, syscall.EEXIST) {
 		as.proc.wantJump(vaddr, u) // the int3 is in: it may become a jump

@@ -10,6 +10,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/core/probes"
+
 	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
@@ -136,4 +139,48 @@ func (p *process) trampUsed(at uint64) bool {
 		}
 	}
 	return false
+}
+
+// reclaimStaleJump turns the jmp of a jump site an earlier daemon left at
+// vaddr (it died: the guardian leaves live jumps) back into an int3 of
+// ours, the way unjumpLocked removes one: the int3 over byte 0, then the
+// file's bytes over the jmp's tail (no thread can be inside the range: a
+// thread enters it only through byte 0, and those in the old trampoline
+// jump back past it). The install hook then finds its breakpoint in
+// place. Only a jmp into one of our regions, over the displaced range of
+// u's jump plan, is touched. Preconditions: p.mm.MmapSem held.
+func (p *process) reclaimStaleJump(vaddr uint64, u *probes.Uprobe) error {
+	if u.Arch == nil || u.Arch.Jump == nil {
+		return nil
+	}
+	orig := u.Arch.Jump.Orig
+	cur := make([]byte, len(orig))
+	if p.as.ReadMemory(vaddr, cur) != nil || cur[0] != 0xe9 || !bytes.Equal(cur[install.JumpLen:], orig[install.JumpLen:]) {
+		return nil
+	}
+	target := vaddr + install.JumpLen + uint64(int64(int32(binary.LittleEndian.Uint32(cur[1:]))))
+	ms, err := procfs.ReadMaps(p.procPid()) // the path (PROCMAP_QUERY gives none here)
+	if err != nil {
+		return nil
+	}
+	ours := false
+	for _, m := range ms {
+		if target >= m.Start && target < m.End {
+			ours = strings.HasPrefix(m.Path, "/memfd:"+string(jumpName[:len(jumpName)-1])) && m.Exec()
+		}
+	}
+	if !ours {
+		return nil
+	}
+	if err := p.checkMapped(vaddr, uprobeSite(u)); err != nil {
+		return err
+	}
+	if err := p.as.WriteMemory(vaddr, []byte{install.BreakpointInsn}); err != nil {
+		return goneIfFault(err)
+	}
+	if err := p.as.WriteMemory(vaddr+1, orig[1:install.JumpLen]); err != nil {
+		return goneIfFault(err)
+	}
+	p.as.w.log("pid %d: a jump site left at %#x by an earlier daemon is an int3 again", p.pid, vaddr)
+	return nil
 }
