@@ -11,9 +11,10 @@ import (
 	"github.com/uprobefs/uprobefs/core/probes"
 )
 
-// EventRingSize is the number of hit events an EventRing keeps: a reader that
+// EventRingSize is the number of hit events an EventRing keeps (as many as a
+// jump site's shared ring: a burst of them fits): a reader that
 // falls further behind than this loses the oldest events (and is told so).
-const EventRingSize = 4096
+const EventRingSize = 1 << 16
 
 // Bounds of the event rings of one Manager together: a ring holds a buffer
 // only while it has a subscriber, and the buffers share ringBudgetEvents
