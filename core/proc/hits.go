@@ -189,10 +189,13 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		// thread is ever left between displaced instructions.
 		s := w.jumpSiteFor(th.proc, addr, u)
 		p := th.proc
-		p.mm.MmapSem.RLock()
-		other := w.othersInside(p, s)
-		p.mm.MmapSem.RUnlock()
-		w.setBlocked(s, other)
+		other := uint64(0)
+		if s.why == "" { // a site that stays a trap needs no look inside
+			p.mm.MmapSem.RLock()
+			other = w.othersInside(p, s)
+			p.mm.MmapSem.RUnlock()
+			w.setBlocked(s, other)
+		}
 		if s.why == "" && other == 0 {
 			fresh := s.tramp == 0
 			err := w.trampFor(th, s)

@@ -2,7 +2,6 @@ package proc
 
 import (
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -168,7 +167,7 @@ func (w *World) jumpableIn(p *process, plan *install.Plan) string {
 	if why := w.jumpable(plan); why != "" {
 		return why
 	}
-	if jumpHasCall(plan.Jump) {
+	if plan.Jump.EmulatesCall() {
 		for _, th := range p.threads {
 			if w.shadowStack(th) {
 				return "a call in the displaced range and a shadow stack"
@@ -346,15 +345,4 @@ func (p *process) inTramp(rip uint64) *jumpSite {
 		}
 	}
 	return nil
-}
-
-// jumpHasCall reports whether j displaces a call (emulated in the
-// trampoline by a push and a jump, which a shadow stack would not follow).
-func jumpHasCall(j *install.JumpPlan) bool {
-	for _, a := range j.Asm {
-		if strings.HasPrefix(a, "call") {
-			return true
-		}
-	}
-	return false
 }
