@@ -8,11 +8,14 @@ import (
 // Hits counted outside the engine. Where the world counts a probe's hits in
 // the traced process itself (core/proc's jump sites: no trap), the counts
 // reach the probe's consumer when the engine is asked to flush them, which
-// every read of its hit count does (probes.Consumer.Hits). A probe whose events someone reads needs
-// every hit on the trap path (only it pushes events), so its consumer is
-// Busy while its ring streams, and the engine is told when that changes;
-// a new reader waits until the world has moved the probe's sites back to
-// the trap path, so that it sees every hit from then on.
+// every read of its hit count does (probes.Consumer.Hits). A probe whose
+// events someone reads needs its Handler called at every hit, so its
+// consumer is Busy while its ring streams, and the engine is told when
+// that changes: the world then has its sites append events too (or, where
+// it cannot, moves them back to the trap path); a new reader waits until
+// the world has acted (WorldSettler), so that it sees every hit from then
+// on. Events the world lost on the way reach the ring as a count
+// (Consumer.Lost).
 
 // WorldSettler is implemented by a world whose reaction to Engine.Changed
 // is asynchronous: Settle waits until it has acted on every Changed call

@@ -52,7 +52,8 @@ func flushHook(u *probes.Uprobe)   { eachWorld(func(w *World) { w.flushJumps(u) 
 func changedHook(u *probes.Uprobe) { eachWorld(func(w *World) { w.changed(u) }) }
 
 // Settle waits until the world has acted on every Engine.Changed call made
-// before (core/manager's WorldSettler): a probe's sites are back on the
+// before (core/manager's WorldSettler): a probe's sites append events (set
+// at once by changed), or, without FSGSBASE, are back on the
 // trap path when a reader of its events starts.
 func (w *World) Settle() { w.t.do(func() {}) }
 
