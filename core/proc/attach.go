@@ -3,6 +3,7 @@ package proc
 import (
 	"fmt"
 	"os"
+	"sort"
 	"syscall"
 	"time"
 
@@ -42,10 +43,10 @@ func (w *World) checkAttachable(pid int) error {
 // builds their one MM: all of them are seized before the first breakpoint
 // goes into the shared memory, since a breakpoint is hit by whichever of
 // them runs there. The sharers are looked for among cands (the processes
-// that map a watched file: sharers map it too), or among every process of
-// /proc when cands is nil.
+// that map a watched file, grouped by address space: sharers map it too),
+// or among every process of /proc when cands is nil.
 // Preconditions: on the tracer thread; pid not traced by us.
-func (w *World) attach(pid int, cands []int) (*process, error) {
+func (w *World) attach(pid int, cands *mmGroups) (*process, error) {
 	self := w.t.tid // TracerPid names the tracer thread
 	if err := w.checkAttachable(pid); err != nil {
 		return nil, err
@@ -79,10 +80,11 @@ func (w *World) attach(pid int, cands []int) (*process, error) {
 	// are candidates too, found once no clone begun before the seizure
 	// (whose child is untraced) is under way.
 	w.settleClones(p, pid)
+	var extra []int
 	if cands != nil {
-		cands = append(cands[:len(cands):len(cands)], childrenOf(pid)...)
+		extra = childrenOf(pid)
 	}
-	for _, m := range w.sharers(pid, cands) {
+	for _, m := range w.sharers(pid, cands, extra) {
 		if err := ptraceSeize(m); err != nil {
 			w.errorf("pid %d shares the address space of pid %d but cannot be attached (%v): its breakpoints stay out", m, pid, err)
 			w.detachProcess(p)
@@ -98,25 +100,87 @@ func (w *World) attach(pid int, cands []int) (*process, error) {
 	return p, nil
 }
 
-// sharers returns the processes among cands (every process of /proc if
-// cands is nil) that share pid's address space and are not traced yet.
+// sharers returns the processes that share pid's address space and are not
+// traced yet: among pid's group in cands and among extra, or among every
+// process of /proc if cands is nil. The address space is compared first
+// (one kcmp), the attachability of a sharer after.
 // Preconditions: on the tracer thread.
-func (w *World) sharers(pid int, cands []int) []int {
+func (w *World) sharers(pid int, cands *mmGroups, extra []int) []int {
+	var look []int
 	if cands == nil {
-		cands, _ = procfs.ListPids()
+		look, _ = procfs.ListPids()
+	} else {
+		look = append(cands.of[pid][:len(cands.of[pid]):len(cands.of[pid])], extra...)
 	}
 	var out []int
-	seen := make(map[int]bool, len(cands))
-	for _, c := range cands {
-		if c == pid || seen[c] || w.threads[c] != nil || w.checkAttachable(c) != nil {
+	seen := make(map[int]bool, len(look))
+	for _, c := range look {
+		if c == pid || seen[c] || w.threads[c] != nil {
 			continue
 		}
 		seen[c] = true
-		if sameMM(pid, c) {
+		if sameMM(pid, c) && w.checkAttachable(c) == nil {
 			out = append(out, c)
 		}
 	}
 	return out
+}
+
+// mmGroups is a set of processes grouped by address space: of maps each
+// process that shares its address space with another of the set to the
+// whole group. Sharing without being threads of one process (CLONE_VM
+// without CLONE_THREAD, vfork) is rare; grouping once costs O(n log n)
+// kcmp calls where asking each process about every other costs n².
+type mmGroups struct {
+	of map[int][]int
+}
+
+// groupByMM groups pids by address space: kcmp(KCMP_VM) orders address
+// spaces, so a sort brings sharers together. A process that ends during
+// the sort (kcmp fails) would make the order inconsistent: the sorted
+// order is checked pair by pair and the sort redone without the dead.
+func groupByMM(pids []int) *mmGroups {
+	ps := append([]int(nil), pids...)
+	for try := 0; try < 3; try++ {
+		bad := false
+		sort.SliceStable(ps, func(i, j int) bool {
+			o, ok := kcmpVM(ps[i], ps[j])
+			bad = bad || !ok
+			return ok && o < 0
+		})
+		g := &mmGroups{of: map[int][]int{}}
+		start := 0
+		for i := 1; i <= len(ps) && !bad; i++ {
+			if i < len(ps) {
+				o, ok := kcmpVM(ps[i-1], ps[i])
+				if !ok || o > 0 {
+					bad = true
+					break
+				}
+				if o == 0 {
+					continue
+				}
+			}
+			if i-start > 1 {
+				grp := ps[start:i:i]
+				for _, m := range grp {
+					g.of[m] = grp
+				}
+			}
+			start = i
+		}
+		if !bad {
+			return g
+		}
+		live := ps[:0]
+		for _, p := range ps {
+			if _, ok := kcmpVM(p, p); ok {
+				live = append(live, p)
+			}
+		}
+		ps = live
+	}
+	return nil // keeps changing: every process is asked (sharers)
 }
 
 // settleCloneWait bounds settleClones' wait for the stops of threads that
@@ -185,9 +249,25 @@ func (w *World) settleClones(p *process, pid int) {
 // sameMM reports whether the processes a and b share one address space
 // (kcmp KCMP_VM).
 func sameMM(a, b int) bool {
-	const kcmpVM = 1
-	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVM, 0, 0, 0)
-	return e == 0 && r == 0
+	o, ok := kcmpVM(a, b)
+	return ok && o == 0
+}
+
+// kcmpVM orders the address spaces of a and b (kcmp KCMP_VM): -1, 0 (the
+// same) or 1; ok is false if either process is gone.
+func kcmpVM(a, b int) (order int, ok bool) {
+	const kcmpVMType = 1
+	r, _, e := unix.Syscall6(unix.SYS_KCMP, uintptr(a), uintptr(b), kcmpVMType, 0, 0, 0)
+	if e != 0 {
+		return 0, false
+	}
+	switch r {
+	case 0:
+		return 0, true
+	case 1:
+		return -1, true
+	}
+	return 1, true
 }
 
 // seizeThreads seizes every thread of pid that is not traced yet and calls

@@ -257,6 +257,7 @@ func (w *World) rescan(ctx context.Context) {
 			continue
 		}
 		w.t.do(func() {
+			groups := groupByMM(pids)
 			for _, pid := range pids {
 				if w.threads[pid] != nil {
 					continue
@@ -267,7 +268,7 @@ func (w *World) rescan(ctx context.Context) {
 				if !w.selectsMapped(pid) {
 					continue // no filter of what it maps selects it (filter.go)
 				}
-				_, err := w.attach(pid, pids)
+				_, err := w.attach(pid, groups)
 				switch {
 				case err == nil:
 					w.log("rescan: pid %d attached", pid)

@@ -323,6 +323,7 @@ const watchScans = 3
 // Preconditions: on the tracer thread.
 func (w *World) watchAttach(path string, pids, cands []int) []Skip {
 	var skips []Skip
+	groups := groupByMM(cands)
 	for _, pid := range pids {
 		if th := w.threads[pid]; th != nil {
 			// Traced (a process, or a member of one sharing an address
@@ -337,7 +338,7 @@ func (w *World) watchAttach(path string, pids, cands []int) []Skip {
 		if _, ok := w.orphans[pid]; ok {
 			continue // a fork child, announced soon
 		}
-		if _, err := w.attach(pid, cands); err != nil {
+		if _, err := w.attach(pid, groups); err != nil {
 			if !errors.Is(err, syscall.ESRCH) {
 				skips = append(skips, Skip{Pid: pid, Reason: err.Error()})
 			}
