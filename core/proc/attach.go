@@ -43,10 +43,12 @@ func (w *World) checkAttachable(pid int) error {
 // builds their one MM: all of them are seized before the first breakpoint
 // goes into the shared memory, since a breakpoint is hit by whichever of
 // them runs there. The sharers are looked for among cands (the processes
-// that map a watched file, grouped by address space: sharers map it too),
-// or among every process of /proc when cands is nil.
+// a scan found mapping a watched file, grouped by address space: sharers
+// map it too), or among every process of /proc when cands is nil; the
+// scan's maps of pid stand for its maps if they are still right
+// (addScanned).
 // Preconditions: on the tracer thread; pid not traced by us.
-func (w *World) attach(pid int, cands *mmGroups) (*process, error) {
+func (w *World) attach(pid int, cands *scanned) (*process, error) {
 	self := w.t.tid // TracerPid names the tracer thread
 	if err := w.checkAttachable(pid); err != nil {
 		return nil, err
@@ -94,7 +96,11 @@ func (w *World) attach(pid int, cands *mmGroups) (*process, error) {
 		w.seizeThreads(m, func(tid int) { w.addThread(p, tid, m) })
 		w.learnSigTrap(p, m, false)
 	}
-	if err := w.addMappings(p); err != nil {
+	var ms []procfs.Mapping
+	if cands != nil {
+		ms = cands.maps[pid]
+	}
+	if err := w.addScanned(p, ms); err != nil {
 		w.errorf("attach pid %d: %v", pid, err)
 	}
 	return p, nil
@@ -105,7 +111,7 @@ func (w *World) attach(pid int, cands *mmGroups) (*process, error) {
 // process of /proc if cands is nil. The address space is compared first
 // (one kcmp), the attachability of a sharer after.
 // Preconditions: on the tracer thread.
-func (w *World) sharers(pid int, cands *mmGroups, extra []int) []int {
+func (w *World) sharers(pid int, cands *scanned, extra []int) []int {
 	var look []int
 	if cands == nil {
 		look, _ = procfs.ListPids()
@@ -126,20 +132,24 @@ func (w *World) sharers(pid int, cands *mmGroups, extra []int) []int {
 	return out
 }
 
-// mmGroups is a set of processes grouped by address space: of maps each
-// process that shares its address space with another of the set to the
-// whole group. Sharing without being threads of one process (CLONE_VM
-// without CLONE_THREAD, vfork) is rare; grouping once costs O(n log n)
-// kcmp calls where asking each process about every other costs n².
-type mmGroups struct {
-	of map[int][]int
+// scanned is what a scan of /proc learned about the processes that map a
+// watched file: of maps each process that shares its address space with
+// another of them to the whole group (groupByMM), maps each one's maps as
+// the scan read them. Sharing without being threads of one process
+// (CLONE_VM without CLONE_THREAD, vfork) is rare; grouping once costs
+// O(n log n) kcmp calls where asking each process about every other
+// costs n².
+type scanned struct {
+	of   map[int][]int
+	maps map[int][]procfs.Mapping
 }
 
 // groupByMM groups pids by address space: kcmp(KCMP_VM) orders address
 // spaces, so a sort brings sharers together. A process that ends during
 // the sort (kcmp fails) would make the order inconsistent: the sorted
-// order is checked pair by pair and the sort redone without the dead.
-func groupByMM(pids []int) *mmGroups {
+// order is checked pair by pair and the sort redone without the dead. nil
+// if the processes keep ending.
+func groupByMM(pids []int) *scanned {
 	ps := append([]int(nil), pids...)
 	for try := 0; try < 3; try++ {
 		bad := false
@@ -148,7 +158,7 @@ func groupByMM(pids []int) *mmGroups {
 			bad = bad || !ok
 			return ok && o < 0
 		})
-		g := &mmGroups{of: map[int][]int{}}
+		g := &scanned{of: map[int][]int{}}
 		start := 0
 		for i := 1; i <= len(ps) && !bad; i++ {
 			if i < len(ps) {

@@ -182,6 +182,37 @@ func (q mapsQuery) close() {
 	}
 }
 
+// sameExec reports whether pid's executable file mappings are still those
+// of ms (maps read earlier): the same ranges of the same files at the same
+// offsets, asked with one PROCMAP_QUERY per mapping. False where the
+// kernel has no PROCMAP_QUERY.
+func (q mapsQuery) sameExec(ms []procfs.Mapping) bool {
+	if q.f == nil {
+		return false
+	}
+	i := 0
+	next := func() *procfs.Mapping {
+		for ; i < len(ms); i++ {
+			if ms[i].Exec() && ms[i].Ino != 0 {
+				i++
+				return &ms[i-1]
+			}
+		}
+		return nil
+	}
+	for addr := uint64(0); ; {
+		m, err := q.f.QueryNext(addr, true)
+		want := next()
+		if err != nil {
+			return want == nil && errors.Is(err, syscall.ENOENT)
+		}
+		if want == nil || m.Start != want.Start || m.End != want.End || m.Off != want.Off || m.Dev != want.Dev || m.Ino != want.Ino {
+			return false
+		}
+		addr = m.End
+	}
+}
+
 // query returns the mapping covering vaddr in pid.
 func (q mapsQuery) query(pid int, vaddr uint64) (procfs.Mapping, error) {
 	if q.f != nil {

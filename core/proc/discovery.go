@@ -252,12 +252,15 @@ func (w *World) rescan(ctx context.Context) {
 		if len(keys) == 0 {
 			continue
 		}
-		pids, err := procfs.PidsMapping(keys, known)
+		pids, maps, err := procfs.PidsMappingMaps(keys, known)
 		if err != nil || len(pids) == 0 {
 			continue
 		}
 		w.t.do(func() {
 			groups := groupByMM(pids)
+			if groups != nil {
+				groups.maps = maps
+			}
 			for _, pid := range pids {
 				if w.threads[pid] != nil {
 					continue

@@ -54,8 +54,15 @@ func changedHook(u *probes.Uprobe) { eachWorld(func(w *World) { w.changed(u) }) 
 // Settle waits until the world has acted on every Engine.Changed call made
 // before (core/manager's WorldSettler): a probe's sites append events (set
 // at once by changed), or, without FSGSBASE, are back on the
-// trap path when a reader of its events starts.
-func (w *World) Settle() { w.t.do(func() {}) }
+// trap path when a reader of its events starts. The tracer runs the work
+// changed posted in order, after the requests waiting: Settle waits for a
+// post of its own.
+func (w *World) Settle() {
+	if w.t.onTracer() {
+		return
+	}
+	w.t.drainPosts()
+}
 
 // changed is the engine's Changed hook for this world: the tracer looks at
 // every site of u again. Any goroutine; must not wait.

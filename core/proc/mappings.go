@@ -9,12 +9,22 @@ import (
 // mapping of a watched inode that p's MM does not have yet, and puts the
 // r_brk breakpoint (rdebug.go) if p has none and is to stay traced.
 // Preconditions: on the tracer thread.
-func (w *World) addMappings(p *process) error {
-	ms, err := procfs.ReadMaps(p.procPid())
-	if err != nil {
-		return err
+func (w *World) addMappings(p *process) error { return w.addScanned(p, nil) }
+
+// addScanned is addMappings given the maps a scan of /proc read before p
+// was seized (nil: none): they stand for p's maps if p's executable file
+// mappings are still the same (mapsQuery.sameExec: a few ioctls where
+// reading and parsing the maps again costs most of an attach), else the
+// maps are read again.
+func (w *World) addScanned(p *process, scanned []procfs.Mapping) error {
+	ms := scanned
+	if ms == nil || !p.maps.sameExec(ms) {
+		var err error
+		if ms, err = procfs.ReadMaps(p.procPid()); err != nil {
+			return err
+		}
 	}
-	err = w.insertMappings(p, w.selectMappings(p, ms))
+	err := w.insertMappings(p, w.selectMappings(p, ms))
 	if w.hasWatched(p) || w.expecting(p) {
 		w.setRbrk(p, ms)
 		w.placeSigHooks(p, ms)

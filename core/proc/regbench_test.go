@@ -1,6 +1,8 @@
 package proc
 
 import (
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -9,11 +11,11 @@ import (
 )
 
 // BenchmarkWatchFleet measures Watch + Register (and Unregister + Unwatch)
-// of one probe on a binary mapped by 500 sleeping processes (the bench's
+// of one probe on a binary mapped by 500 ($UFS_FLEET) sleeping processes (the bench's
 // `workload fleet 500`), in ns per registration.
 func BenchmarkWatchFleet(b *testing.B) {
 	bin := testfix.Copy(b, buildOnce(b, "../../../bench/testdata/workload", "-O2", "-pthread"))
-	f := startFixture(b, bin, "fleet", "500")
+	f := startFixture(b, bin, "fleet", fleetN())
 	line, err := f.readLine(60 * time.Second)
 	if err != nil || !strings.HasPrefix(line, "ready") {
 		b.Fatalf("fleet: %q %v", line, err)
@@ -32,4 +34,51 @@ func BenchmarkWatchFleet(b *testing.B) {
 	}
 	b.ReportMetric(float64(reg.Nanoseconds())/float64(b.N), "reg-ns")
 	b.ReportMetric(float64(unreg.Nanoseconds())/float64(b.N), "unreg-ns")
+}
+
+// BenchmarkRegister1000 measures 1,000 probes registered (and removed) one
+// Register at a time on a file 100 processes map: 100,000 breakpoint
+// writes, in ns per breakpoint.
+func BenchmarkRegister1000(b *testing.B) {
+	bin := testfix.Glob(b)
+	fs := startFixtures(b, 100, bin, "wait")
+	for _, f := range fs {
+		if line, err := f.readLine(30 * time.Second); err != nil || line != "ready\n" {
+			b.Fatalf("waiter: %q %v", line, err)
+		}
+	}
+	e := newEnv(b, Options{Log: func(string, ...any) {}})
+	var ps []*probe
+	for i := range 1000 {
+		ps = append(ps, e.register(bin, fmt.Sprintf("many_%d", i)))
+	}
+	for _, p := range ps {
+		e.unregister(p)
+	}
+	var reg, unreg time.Duration
+	b.ResetTimer()
+	for range b.N {
+		t0 := time.Now()
+		for _, p := range ps {
+			if err := e.eng.Register(p.in, p.off, p.plan.Insn, p.plan, p.c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reg += time.Since(t0)
+		t0 = time.Now()
+		for _, p := range ps {
+			e.unregister(p)
+		}
+		unreg += time.Since(t0)
+	}
+	b.ReportMetric(float64(reg.Nanoseconds())/float64(b.N)/1e5, "reg-ns/bp")
+	b.ReportMetric(float64(unreg.Nanoseconds())/float64(b.N)/1e5, "unreg-ns/bp")
+}
+
+// fleetN is the size of BenchmarkWatchFleet's fleet: $UFS_FLEET, else 500.
+func fleetN() string {
+	if n := os.Getenv("UFS_FLEET"); n != "" {
+		return n
+	}
+	return "500"
 }

@@ -44,11 +44,14 @@ type tracer struct {
 
 	bell doorbell
 
-	// mu guards reqs, pokes and closed. pokes are requests that the
-	// tracer also serves while it waits for an mmap_sem (servePokes).
+	// mu guards reqs, pokes, posts and closed. pokes are requests that
+	// the tracer also serves while it waits for an mmap_sem (servePokes);
+	// posts are background work (post), run one at a time when no request
+	// waits.
 	mu     sync.Mutex
 	reqs   []func()
 	pokes  []func()
+	posts  []func()
 	closed bool
 
 	// quit is set by a request to end the loop. quit is tracer-owned.
@@ -166,21 +169,42 @@ func (t *tracer) enqueue(f func(), poke bool) error {
 
 // post queues f to run on the tracer thread and returns at once, also
 // when called on the tracer thread (f then runs at the loop's next round):
-// for callers that may hold locks the tracer takes. f does not run if the
-// tracer stops first.
+// for callers that may hold locks the tracer takes. Posted work is
+// background work (the switch of sites to jumps): it runs in the order
+// posted, but only when no request (do) waits, so that a registration's
+// thousands of switches do not hold up the next registration or removal.
+// f does not run if the tracer stops first.
 func (t *tracer) post(f func()) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return
 	}
-	t.reqs = append(t.reqs, func() {
+	t.posts = append(t.posts, func() {
 		if !t.quit {
 			f()
 		}
 	})
 	t.mu.Unlock()
 	t.bell.ring()
+}
+
+// drainPosts waits until every f posted before the call has run (or the
+// tracer has stopped). Not on the tracer thread.
+func (t *tracer) drainPosts() {
+	done := make(chan struct{})
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	t.posts = append(t.posts, func() { close(done) })
+	t.mu.Unlock()
+	t.bell.ring()
+	select {
+	case <-done:
+	case <-t.done:
+	}
 }
 
 // stopLoop ends the loop; call it from a request. The loop returns after
@@ -215,7 +239,18 @@ func (t *tracer) serve() {
 		t.mu.Lock()
 		reqs := t.reqs
 		t.reqs = nil
+		var post func()
+		if len(reqs) == 0 && len(t.posts) > 0 {
+			post = t.posts[0]
+			t.posts[0] = nil
+			t.posts = t.posts[1:]
+		}
 		t.mu.Unlock()
+		if post != nil {
+			post()
+			t.h.flush()
+			continue
+		}
 		if len(reqs) == 0 {
 			return
 		}

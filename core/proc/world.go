@@ -285,7 +285,7 @@ func (w *World) scanAttach(in *rmap.Inode, path string) error {
 	var skips []Skip
 	seen := map[int]bool{}
 	for pass := 0; pass < watchScans; pass++ {
-		pids, err := pidsMapping(in.Key)
+		pids, maps, err := procfs.PidsMappingMaps([]procfs.FileID{procfs.FileID(in.Key)}, nil)
 		if err != nil {
 			if pass == 0 {
 				return fmt.Errorf("watch %s: %w", path, err)
@@ -302,7 +302,7 @@ func (w *World) scanAttach(in *rmap.Inode, path string) error {
 		if pass > 0 && len(fresh) == 0 {
 			break
 		}
-		err = w.t.do(func() { skips = append(skips, w.watchAttach(path, w.selectedPids(in.Key, fresh), pids)...) })
+		err = w.t.do(func() { skips = append(skips, w.watchAttach(path, w.selectedPids(in.Key, fresh), pids, maps)...) })
 		if err != nil {
 			return err
 		}
@@ -319,11 +319,15 @@ const watchScans = 3
 
 // watchAttach attaches the processes pids found mapping the watched file at
 // path (cands: every process found, where sharers of an address space are
-// looked for) and returns those that could not be attached.
+// looked for; maps: their maps as the scan read them) and returns those
+// that could not be attached.
 // Preconditions: on the tracer thread.
-func (w *World) watchAttach(path string, pids, cands []int) []Skip {
+func (w *World) watchAttach(path string, pids, cands []int, maps map[int][]procfs.Mapping) []Skip {
 	var skips []Skip
 	groups := groupByMM(cands)
+	if groups != nil {
+		groups.maps = maps
+	}
 	for _, pid := range pids {
 		if th := w.threads[pid]; th != nil {
 			// Traced (a process, or a member of one sharing an address

@@ -460,9 +460,16 @@ var needleOK = sync.OnceValue(func() bool {
 // read by a few goroutines at once; only those that contain a key's
 // " MAJ:MIN INODE " are parsed, to confirm.
 func PidsMapping(keys []FileID, skip map[int]bool) ([]int, error) {
+	pids, _, err := PidsMappingMaps(keys, skip)
+	return pids, err
+}
+
+// PidsMappingMaps is PidsMapping that also returns the maps each of the
+// pids had when it was read, by pid.
+func PidsMappingMaps(keys []FileID, skip map[int]bool) ([]int, map[int][]Mapping, error) {
 	pids, err := ListPids()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	self := os.Getpid()
 	needles := make([][]byte, len(keys))
@@ -470,7 +477,7 @@ func PidsMapping(keys []FileID, skip map[int]bool) ([]int, error) {
 		needles[i] = mapsNeedle(k)
 	}
 	filter := needleOK()
-	match := make([]bool, len(pids))
+	match := make([][]Mapping, len(pids))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(scanWorkers, len(pids)) {
@@ -512,7 +519,7 @@ func PidsMapping(keys []FileID, skip map[int]bool) ([]int, error) {
 				for j := range ms {
 					for _, k := range keys {
 						if ms[j].Dev == k.Dev && ms[j].Ino == k.Ino {
-							match[i] = true
+							match[i] = ms
 							break scan
 						}
 					}
@@ -522,12 +529,14 @@ func PidsMapping(keys []FileID, skip map[int]bool) ([]int, error) {
 	}
 	wg.Wait()
 	var out []int
-	for i, ok := range match {
-		if ok {
+	maps := map[int][]Mapping{}
+	for i, ms := range match {
+		if ms != nil {
 			out = append(out, pids[i])
+			maps[pids[i]] = ms
 		}
 	}
-	return out, nil
+	return out, maps, nil
 }
 
 // Auxiliary vector keys (<elf.h>).

@@ -69,7 +69,11 @@ func (f *MapsFile) Close() error { return unix.Close(f.fd) }
 // when nothing covers addr, ESRCH when the address space is gone,
 // ErrNoQuery without kernel support.
 func (f *MapsFile) Query(addr uint64) (Mapping, error) {
-	q := procmapQuery{Size: uint64(unsafe.Sizeof(procmapQuery{})), QueryAddr: addr}
+	return f.query(addr, 0)
+}
+
+func (f *MapsFile) query(addr, flags uint64) (Mapping, error) {
+	q := procmapQuery{Size: uint64(unsafe.Sizeof(procmapQuery{})), QueryAddr: addr, QueryFlags: flags}
 	_, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(f.fd), uintptr(procmapQueryIoctl), uintptr(unsafe.Pointer(&q)))
 	switch e {
 	case 0:
@@ -86,4 +90,15 @@ func (f *MapsFile) Query(addr uint64) (Mapping, error) {
 		m.Perms = "--x-"
 	}
 	return m, nil
+}
+
+// QueryNext returns the first file-backed mapping at or above addr (only
+// executable ones if execOnly), as Query does; ENOENT-wrapped past the
+// last.
+func (f *MapsFile) QueryNext(addr uint64, execOnly bool) (Mapping, error) {
+	flags := uint64(queryCoveringOrNext | queryFileBacked)
+	if execOnly {
+		flags |= queryVMAExecutable
+	}
+	return f.query(addr, flags)
 }

@@ -60,3 +60,48 @@ func TestGroupByMM(t *testing.T) {
 		t.Errorf("%d processes grouped, want 8: %v", n, g.of)
 	}
 }
+
+// TestSameExec: the maps a scan read stand for a process's maps only while
+// its executable file mappings are unchanged: sameExec says yes for the
+// maps just read, and no for each kind of change (a mapping moved, cut,
+// at another offset, missing, or one too many).
+func TestSameExec(t *testing.T) {
+	f := startFixture(t, harmBin(t), "clonespin", "1")
+	ms, err := procfs.ReadMaps(f.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := openMapsQuery(f.Pid)
+	defer q.close()
+	if q.f == nil {
+		t.Skip("no PROCMAP_QUERY: the maps are always read again")
+	}
+	if !q.sameExec(ms) {
+		t.Fatalf("the maps just read are not the same:\n%v", ms)
+	}
+	ex := -1
+	for i, m := range ms {
+		if m.Exec() && m.Ino != 0 {
+			ex = i
+			break
+		}
+	}
+	if ex < 0 {
+		t.Fatalf("no executable file mapping in %v", ms)
+	}
+	changes := map[string]func([]procfs.Mapping) []procfs.Mapping{
+		"moved":   func(m []procfs.Mapping) []procfs.Mapping { m[ex].Start += 4096; m[ex].End += 4096; return m },
+		"cut":     func(m []procfs.Mapping) []procfs.Mapping { m[ex].End -= 4096; return m },
+		"offset":  func(m []procfs.Mapping) []procfs.Mapping { m[ex].Off += 4096; return m },
+		"inode":   func(m []procfs.Mapping) []procfs.Mapping { m[ex].Ino++; return m },
+		"missing": func(m []procfs.Mapping) []procfs.Mapping { return slices.Delete(m, ex, ex+1) },
+		"extra": func(m []procfs.Mapping) []procfs.Mapping {
+			return append(m, procfs.Mapping{Start: 1 << 46, End: 1<<46 + 4096, Perms: "r-xp", Ino: m[ex].Ino, Dev: m[ex].Dev})
+		},
+	}
+	for name, change := range changes {
+		if q.sameExec(change(slices.Clone(ms))) {
+			t.Errorf("%s: still the same", name)
+		}
+	}
+}
