@@ -129,6 +129,23 @@ func (f *fuseTracer) unregisterMany(path string, names []string) (time.Duration,
 	return total, nil
 }
 
+// list is `cat MNT/PATH/probes`: how long the read took and how many
+// lines it gave.
+func (f *fuseTracer) list(path string) (time.Duration, int, error) {
+	t0 := time.Now()
+	b, err := os.ReadFile(filepath.Join(f.dir(path), "probes"))
+	d := time.Since(t0)
+	if err != nil {
+		return 0, 0, err
+	}
+	return d, strings.Count(string(b), "\n"), nil
+}
+
+// removePattern is `echo -PATTERN > MNT/PATH/probes`.
+func (f *fuseTracer) removePattern(path, pattern string) (time.Duration, error) {
+	return f.write(path, "-"+pattern+"\n")
+}
+
 // hits is `cat MNT/PATH/NAME/hits`.
 func (f *fuseTracer) hits(path, name string) (uint64, error) {
 	b, err := os.ReadFile(filepath.Join(f.dir(path), name, "hits"))

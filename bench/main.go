@@ -62,6 +62,13 @@ type bulkTracer interface {
 	unregisterMany(path string, names []string) (time.Duration, error)
 }
 
+// lister is a bulkTracer that can also list a file's probes and remove
+// them by one pattern.
+type lister interface {
+	list(path string) (time.Duration, int, error)
+	removePattern(path, pattern string) (time.Duration, error)
+}
+
 // daemon is a tracer that runs in a process of its own.
 type daemon interface{ Pid() int }
 

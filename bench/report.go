@@ -69,8 +69,8 @@ type row struct {
 	Ours    value
 	Ref     value
 	RefName string // "kernel" unless said otherwise
-	// Target: ours/ref must be <= MaxRatio (or, for uPct rows, Ours <=
-	// MaxValue); empty Target means none.
+	// Target: ours/ref must be <= MaxRatio (or, for uPct rows and uNs
+	// rows without MaxRatio, Ours <= MaxValue); empty Target means none.
 	Target   string
 	MaxRatio float64
 	MaxValue float64
@@ -216,6 +216,15 @@ func (r row) verdict() string {
 			return "met" + noise
 		}
 		return fmt.Sprintf("MISSED by %.2f points%s", r.Ours.med()-r.MaxValue, noise)
+	}
+	if r.Unit == uNs && r.MaxValue > 0 {
+		if !r.Ours.ok() {
+			return "not measured"
+		}
+		if x := r.Ours.med(); x > r.MaxValue {
+			return fmt.Sprintf("MISSED by %.2f× (%s over)", x/r.MaxValue, fmtVal(uNs, x-r.MaxValue))
+		}
+		return "met"
 	}
 	return ""
 }
