@@ -4,6 +4,7 @@ import (
 	"context"
 	"debug/elf"
 	"errors"
+	"fmt"
 	"log/slog"
 	"syscall"
 	"time"
@@ -158,6 +159,15 @@ func (w *World) unmark(in *rmap.Inode) {
 func (w *World) onFanotify(ev fanotify.Event) {
 	if ev.Pid <= 0 || w.closed.Load() {
 		return
+	}
+	if ev.Exec && ev.Tid > 0 {
+		// A traced thread's exec is followed by its exec event: nothing
+		// to do, and nothing to wait for (the tracer may itself be
+		// waiting for this thread to stop, which it cannot while its
+		// exec is held here).
+		if st, err := procfs.ReadStatus(fmt.Sprintf("/proc/%d/task/%d/status", ev.Pid, ev.Tid)); err == nil && st.TracerPid == w.t.tid {
+			return
+		}
 	}
 	k := rmap.InodeKey{Dev: ev.Dev, Ino: ev.Ino}
 	w.t.do(func() { w.heldOpen(ev.Pid, ev.Tid, k, ev.Exec) })

@@ -8,7 +8,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
-	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // syscallInsn returns the address of a "syscall" instruction in p: the
@@ -17,7 +16,7 @@ func (w *World) syscallInsn(p *process) (uint64, error) {
 	if len(p.xol.pages) > 0 {
 		return p.xol.pages[0].addr, nil
 	}
-	ms, err := procfs.ReadMaps(p.procPid())
+	ms, err := p.readMaps()
 	if err != nil {
 		return 0, err
 	}

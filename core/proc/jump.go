@@ -140,6 +140,12 @@ type jumpState struct {
 	// tracer request for them is queued.
 	want   map[uint64]*probes.Uprobe
 	posted bool
+	// lazy: a process made by a fork or an exec, whose sites become
+	// jumps at its first trap on one of them rather than at once (its
+	// region's mapping, ~1–2 ms of injected system calls, would delay
+	// every exec and every fork+exec; a process that never hits pays
+	// nothing). Under World.jumpMu.
+	lazy bool
 	// adopted: the regions an earlier attachment left were looked for.
 	adopted bool
 }

@@ -159,7 +159,7 @@ func (p *process) reclaimStaleJump(vaddr uint64, u *probes.Uprobe) error {
 		return nil
 	}
 	target := vaddr + install.JumpLen + uint64(int64(int32(binary.LittleEndian.Uint32(cur[1:]))))
-	ms, err := procfs.ReadMaps(p.procPid()) // the path (PROCMAP_QUERY gives none here)
+	ms, err := p.readMaps() // the path (PROCMAP_QUERY gives none here)
 	if err != nil {
 		return nil
 	}

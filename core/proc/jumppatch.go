@@ -41,8 +41,21 @@ func (p *process) wantJump(vaddr uint64, u *probes.Uprobe) {
 		p.jump.want = map[uint64]*probes.Uprobe{}
 	}
 	p.jump.want[vaddr] = u
-	post := !p.jump.posted
-	p.jump.posted = true
+	post := !p.jump.posted && !p.jump.lazy
+	p.jump.posted = p.jump.posted || post
+	w.jumpMu.Unlock()
+	if post {
+		w.t.post(func() { w.serveJumps(p) })
+	}
+}
+
+// wakeJumps ends the laziness of p (jumpState.lazy) at its first trap on
+// a jump site: the sites wantJump noted are switched. On the tracer thread.
+func (w *World) wakeJumps(p *process) {
+	w.jumpMu.Lock()
+	post := p.jump.lazy && !p.jump.posted
+	p.jump.lazy = false
+	p.jump.posted = p.jump.posted || post
 	w.jumpMu.Unlock()
 	if post {
 		w.t.post(func() { w.serveJumps(p) })

@@ -9,7 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
-	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // Jump regions and trampolines (see jump.go for the design): a region is
@@ -106,7 +105,7 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 	if err != nil {
 		return nil, err
 	}
-	ms, err := procfs.ReadMaps(p.procPid())
+	ms, err := p.readMaps()
 	if err != nil {
 		return nil, err
 	}

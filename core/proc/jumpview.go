@@ -54,15 +54,9 @@ func changedHook(u *probes.Uprobe) { eachWorld(func(w *World) { w.changed(u) }) 
 // Settle waits until the world has acted on every Engine.Changed call made
 // before (core/manager's WorldSettler): a probe's sites append events (set
 // at once by changed), or, without FSGSBASE, are back on the
-// trap path when a reader of its events starts. The tracer runs the work
-// changed posted in order, after the requests waiting: Settle waits for a
-// post of its own.
-func (w *World) Settle() {
-	if w.t.onTracer() {
-		return
-	}
-	w.t.drainPosts()
-}
+// trap path when a reader of its events starts. (changed's work runs in
+// order with the requests: postNext.)
+func (w *World) Settle() { w.t.do(func() {}) }
 
 // changed is the engine's Changed hook for this world: the tracer looks at
 // every site of u again. Any goroutine; must not wait.
@@ -71,7 +65,10 @@ func (w *World) changed(u *probes.Uprobe) {
 		return
 	}
 	w.streamChanged(u) // at once: a new reader sees every hit from now on
-	w.t.post(func() { w.reconsider(u) })
+	// In order with the requests, not after the background switches: a
+	// consumer that wants every hit (a Handler, registers) takes the
+	// sites back to the trap path before the next request.
+	w.t.postNext(func() { w.reconsider(u) })
 }
 
 // reconsider switches every site of u to the jump (u is CountOnly) or back
@@ -127,6 +124,7 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	if s != nil {
 		live, why, blocked = s.live.Load(), s.why, s.blocked
 	}
+	lazy := as.proc.jump.lazy
 	w.jumpMu.Unlock()
 	switch {
 	case live:
@@ -141,6 +139,9 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	}
 	if why = notCountOnly(u, w.evOK); why != "" {
 		return "trap: " + why
+	}
+	if lazy {
+		return "trap: a jump at the process's first hit (made by fork or exec)"
 	}
 	return "trap: not switched yet"
 }

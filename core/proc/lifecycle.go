@@ -116,6 +116,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	}
 	c.xol = pp.xol.clone()
 	c.jump.adopted = true // its parent's regions are the parent's (jumpadopt.go)
+	c.jump.lazy = true    // jumps at its first trap (a fork is often an exec's)
 	if d := pp.trapDisp(parent.tgid); d != nil {
 		cp := *d // a fork child starts with its parent's dispositions
 		c.sigtrap = map[int]*sigTrap{tgid: &cp}
@@ -224,6 +225,7 @@ func (w *World) execed(th *thread) {
 		w.detachNow(th, 0)
 		return
 	}
+	p.jump.lazy = true // jumps at its first trap: the exec is not held for them
 	if q := w.procs[p.pid]; q != nil && q != old {
 		// A stale process of this pid (cannot happen normally).
 		w.dropProcess(q)
@@ -295,7 +297,7 @@ func (w *World) expect(p *process) {
 		w.after(expectWindow, func() { w.expectEnd(p) })
 	}
 	if p.rbrk == 0 {
-		if ms, err := procfs.ReadMaps(p.procPid()); err == nil {
+		if ms, err := p.readMaps(); err == nil {
 			w.setRbrk(p, ms)
 		}
 	}

@@ -20,7 +20,7 @@ func (w *World) addScanned(p *process, scanned []procfs.Mapping) error {
 	ms := scanned
 	if ms == nil || !p.maps.sameExec(ms) {
 		var err error
-		if ms, err = procfs.ReadMaps(p.procPid()); err != nil {
+		if ms, err = p.readMaps(); err != nil {
 			return err
 		}
 	}
@@ -109,7 +109,7 @@ func (w *World) removeMappings(p *process, which func(*rmap.VMA) bool) {
 // get their sigaction hooks.
 // Preconditions: on the tracer thread.
 func (w *World) syncMappings(p *process) error {
-	ms, err := procfs.ReadMaps(p.procPid())
+	ms, err := p.readMaps()
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/rmap"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // tstate is what the tracer knows of a thread.
@@ -276,4 +277,24 @@ func (p *process) updateView() {
 		other = p.pid
 	}
 	p.viewPid.Store(int64(other))
+}
+
+// readMaps reads the maps of p's address space through procPid or, where
+// that process is exiting (its maps read empty before the tracer has
+// handled its exit: a clone(CLONE_VM) child outliving its parent), through
+// another process sharing it. Preconditions: on the tracer thread.
+func (p *process) readMaps() ([]procfs.Mapping, error) {
+	view := p.procPid()
+	ms, err := procfs.ReadMaps(view)
+	if err == nil && len(ms) > 0 {
+		return ms, nil
+	}
+	for _, th := range p.threads {
+		if th.tgid != view && !th.dead {
+			if o, e := procfs.ReadMaps(th.tgid); e == nil && len(o) > 0 {
+				return o, nil
+			}
+		}
+	}
+	return ms, err
 }

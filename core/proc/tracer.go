@@ -189,22 +189,21 @@ func (t *tracer) post(f func()) {
 	t.bell.ring()
 }
 
-// drainPosts waits until every f posted before the call has run (or the
-// tracer has stopped). Not on the tracer thread.
-func (t *tracer) drainPosts() {
-	done := make(chan struct{})
+// postNext is post for work that must run in order with the requests
+// (do): it runs before any request queued after it.
+func (t *tracer) postNext(f func()) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return
 	}
-	t.posts = append(t.posts, func() { close(done) })
+	t.reqs = append(t.reqs, func() {
+		if !t.quit {
+			f()
+		}
+	})
 	t.mu.Unlock()
 	t.bell.ring()
-	select {
-	case <-done:
-	case <-t.done:
-	}
 }
 
 // stopLoop ends the loop; call it from a request. The loop returns after

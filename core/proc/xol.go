@@ -194,7 +194,7 @@ func (w *World) allocSlot(th *thread, addr uint64, gen func(slot uint64) ([]byte
 // rewritten, and a new page is mapped only when they are full or out of
 // reach. Preconditions: on the tracer thread.
 func (w *World) adoptXolPages(p *process) {
-	ms, err := procfs.ReadMaps(p.procPid())
+	ms, err := p.readMaps()
 	if err != nil {
 		return
 	}
@@ -250,7 +250,7 @@ func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ms, err := procfs.ReadMaps(p.procPid())
+	ms, err := p.readMaps()
 	if err != nil {
 		return 0, err
 	}
