@@ -160,6 +160,40 @@ func (d *daemon) wait() int {
 	return -1
 }
 
+// killForGuardian SIGKILLs the daemon and waits (10 s each) until its
+// guardian has unmounted the dead mount and exited, and the log has the
+// guardian's report; it returns the time from the kill to the unmount.
+func (d *daemon) killForGuardian() time.Duration {
+	d.t.Helper()
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	for isMounted(d.mnt) {
+		if time.Since(t0) > 10*time.Second {
+			d.t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unmounted := time.Since(t0)
+	select {
+	case <-d.done: // the daemon, and the guardian that shares its stderr
+	case <-time.After(10 * time.Second):
+		d.t.Fatalf("guardian did not exit\n%s", d.log.String())
+	}
+	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
+		d.t.Errorf("no guardian report in the log:\n%s", d.log.String())
+	}
+	return unmounted
+}
+
+// logGuardian copies the guardian's lines of the log into the test's.
+func (d *daemon) logGuardian() {
+	for l := range strings.Lines(d.log.String()) {
+		if strings.Contains(l, "uprobefs guardian:") {
+			d.t.Log(strings.TrimSpace(l))
+		}
+	}
+}
+
 // in returns the path of real path p inside the mount.
 func (d *daemon) in(p string) string { return d.mnt + p }
 
@@ -265,6 +299,23 @@ func (d *daemon) waitReaders(n int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// startLines starts cmd with pipes (testfix.StartPiped: cleanup kills it)
+// and returns its stdin and its stdout's lines (the channel, of capacity
+// n, is closed at end of file).
+func startLines(t *testing.T, cmd *exec.Cmd, n int) (io.WriteCloser, chan string) {
+	t.Helper()
+	stdin, out := testfix.StartPiped(t, cmd)
+	lines := make(chan string, n)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return stdin, lines
 }
 
 // fixture is a running fixture process.
@@ -388,34 +439,47 @@ func (f *fixture) waitUntraced() {
 // executable mapping.
 func (f *fixture) text(off uint64, n int) []byte {
 	f.t.Helper()
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", f.pid()))
+	vaddr := textVaddr(f.t, f.pid(), f.path, off)
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", f.pid()))
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	for line := range strings.Lines(string(maps)) {
+	defer mem.Close()
+	b := make([]byte, n)
+	if _, err := mem.ReadAt(b, int64(vaddr)); err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// readMaps returns /proc/PID/maps.
+func readMaps(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// textVaddr is the address of file offset off of path in pid's executable
+// mapping of it.
+func textVaddr(t *testing.T, pid int, path string, off uint64) uint64 {
+	t.Helper()
+	for line := range strings.Lines(readMaps(t, pid)) {
 		fl := strings.Fields(line)
-		if len(fl) < 6 || fl[5] != f.path || !strings.Contains(fl[1], "x") {
+		if len(fl) < 6 || fl[5] != path || !strings.Contains(fl[1], "x") {
 			continue
 		}
 		var start, end, pgoff uint64
 		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
 		fmt.Sscanf(fl[2], "%x", &pgoff)
-		if off < pgoff || off-pgoff >= end-start {
-			continue
+		if off >= pgoff && off-pgoff < end-start {
+			return start + off - pgoff
 		}
-		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", f.pid()))
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		defer mem.Close()
-		b := make([]byte, n)
-		if _, err := mem.ReadAt(b, int64(start+off-pgoff)); err != nil {
-			f.t.Fatal(err)
-		}
-		return b
 	}
-	f.t.Fatalf("fixture %d does not map %s at %#x", f.pid(), f.path, off)
-	return nil
+	t.Fatalf("pid %d does not map %s at %#x", pid, path, off)
+	return 0
 }
 
 // checkOriginal checks that the fixture's text at off is the file's.
