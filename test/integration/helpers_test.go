@@ -334,6 +334,16 @@ func buildFixture(t *testing.T) string {
 	return testfix.Target(t)
 }
 
+// startTargetRig starts a daemon (mount flags) and one process of a
+// private copy of the target fixture (its path is fx.path); P is that
+// copy's directory in the mount.
+func startTargetRig(t *testing.T, flags ...string) (d *daemon, P string, fx *fixture) {
+	t.Helper()
+	d = startDaemon(t, flags...)
+	fx = startFixture(t, buildFixture(t), -1)
+	return d, d.in(fx.path), fx
+}
+
 // startFixture runs the fixture at path (as uid, if uid >= 0). Cleanup
 // kills it.
 func startFixture(t *testing.T, path string, uid int) *fixture {
