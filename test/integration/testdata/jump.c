@@ -197,23 +197,23 @@ static void hexout(const char *name, uint64_t v) {
 	write(2, b, n);
 }
 
+/* The registers on_segv_diag prints, in its order. */
+static const struct {
+	const char *name;
+	int reg;
+} diag_regs[] = {
+	{"rip", REG_RIP}, {"rsp", REG_RSP}, {"rax", REG_RAX}, {"rdi", REG_RDI},
+	{"rsi", REG_RSI}, {"rdx", REG_RDX}, {"r10", REG_R10}, {"r8", REG_R8},
+	{"r9", REG_R9},   {"rcx", REG_RCX}, {"r11", REG_R11}, {"rbp", REG_RBP},
+	{"fl", REG_EFL},
+};
+
 static void on_segv_diag(int sig, siginfo_t *si, void *ucv) {
 	ucontext_t *uc = ucv;
 	greg_t *g = uc->uc_mcontext.gregs;
 	hexout("tid", gettid());
-	hexout("rip", g[REG_RIP]);
-	hexout("rsp", g[REG_RSP]);
-	hexout("rax", g[REG_RAX]);
-	hexout("rdi", g[REG_RDI]);
-	hexout("rsi", g[REG_RSI]);
-	hexout("rdx", g[REG_RDX]);
-	hexout("r10", g[REG_R10]);
-	hexout("r8", g[REG_R8]);
-	hexout("r9", g[REG_R9]);
-	hexout("rcx", g[REG_RCX]);
-	hexout("r11", g[REG_R11]);
-	hexout("rbp", g[REG_RBP]);
-	hexout("fl", g[REG_EFL]);
+	for (size_t i = 0; i < sizeof diag_regs / sizeof diag_regs[0]; i++)
+		hexout(diag_regs[i].name, g[diag_regs[i].reg]);
 	uint64_t *sp = (uint64_t *)g[REG_RSP];
 	for (int i = -4; i < 6; i++)
 		hexout("s", sp[i]);
