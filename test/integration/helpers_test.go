@@ -197,6 +197,15 @@ func (d *daemon) logGuardian() {
 // in returns the path of real path p inside the mount.
 func (d *daemon) in(p string) string { return d.mnt + p }
 
+// needTool fails the test unless the command name is installed (missing
+// says what is missing and where it comes from).
+func needTool(t *testing.T, name, missing string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatal(missing)
+	}
+}
+
 // isMounted reports whether a uprobefs is mounted at mnt.
 func isMounted(mnt string) bool {
 	b, err := os.ReadFile("/proc/self/mountinfo")

@@ -20,9 +20,7 @@ import (
 // counts hits, and unmounts with "uprobefs umount": a clean shutdown, the
 // process restored and detached.
 func TestNonRootMount(t *testing.T) {
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Fatal("fusermount3 missing: make prereq installs fuse3")
-	}
+	needTool(t, "fusermount3", "fusermount3 missing: make prereq installs fuse3")
 	uid, gid := testfix.User(t)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 	mnt := filepath.Join(t.TempDir(), "mnt")

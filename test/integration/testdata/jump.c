@@ -228,6 +228,22 @@ static void die(const char *what) {
 	exit(1);
 }
 
+/* handle installs the handler of sig: fn (with SA_SIGINFO) if given, else
+ * h; with flags. It dies if sigaction fails. */
+static void handle(int sig, void (*h)(int), void (*fn)(int, siginfo_t *, void *), int flags) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	if (fn) {
+		sa.sa_sigaction = fn;
+		flags |= SA_SIGINFO;
+	} else {
+		sa.sa_handler = h;
+	}
+	sa.sa_flags = flags;
+	if (sigaction(sig, &sa, NULL))
+		die("sigaction");
+}
+
 /* run_batch runs T threads of N calls and returns the sum. */
 static uint64_t run_batch(unsigned t, unsigned n, int loop) {
 	if (t < 1 || t > 64)
@@ -283,11 +299,7 @@ int main(int argc, char **argv) {
 		static char altstack[65536];
 		stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
 		sigaltstack(&ss, NULL);
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_sigaction = on_segv_diag;
-		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-		sigaction(SIGSEGV, &sa, NULL);
+		handle(SIGSEGV, NULL, on_segv_diag, SA_ONSTACK);
 	}
 	printf("ready\n");
 	char line[4096];
@@ -304,12 +316,7 @@ int main(int argc, char **argv) {
 			unsigned bad = 0;
 			for (unsigned i = 0; i < n; i++)
 				bad += j_load(&v) != 42;
-			struct sigaction sa;
-			memset(&sa, 0, sizeof sa);
-			sa.sa_sigaction = on_segv;
-			sa.sa_flags = SA_SIGINFO;
-			if (sigaction(SIGSEGV, &sa, NULL))
-				die("sigaction");
+			handle(SIGSEGV, NULL, on_segv, 0);
 			volatile uint64_t rsp_before = 0;
 			if (!sigsetjmp(fault_jb, 1)) {
 				uint64_t *volatile null = NULL;
@@ -375,12 +382,7 @@ int main(int argc, char **argv) {
 			running = 0;
 			if (us) {
 				alrm_mask(SIG_BLOCK); /* main: never; the workers unblock it */
-				struct sigaction sa;
-				memset(&sa, 0, sizeof sa);
-				sa.sa_handler = on_alrm;
-				sa.sa_flags = SA_RESTART;
-				if (sigaction(SIGALRM, &sa, NULL))
-					die("sigaction");
+				handle(SIGALRM, on_alrm, NULL, SA_RESTART);
 				struct itimerval it = {{0, us}, {0, us}};
 				if (setitimer(ITIMER_REAL, &it, NULL))
 					die("setitimer");
