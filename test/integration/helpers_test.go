@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -208,17 +209,25 @@ func needTool(t *testing.T, name, missing string) {
 
 // isMounted reports whether a uprobefs is mounted at mnt.
 func isMounted(mnt string) bool {
+	ms, _ := mountPoints("fuse.uprobefs")
+	return slices.Contains(ms, mnt)
+}
+
+// mountPoints returns the mount points of the mounts of type fstype
+// (/proc/self/mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - TYPE ...).
+func mountPoints(fstype string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil, err
 	}
+	var out []string
 	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == mnt && strings.Contains(line, "fuse.uprobefs") {
-			return true
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && len(f) > 4 && strings.HasPrefix(post, fstype+" ") {
+			out = append(out, f[4])
 		}
 	}
-	return false
+	return out, nil
 }
 
 // isInstalled reports whether a status line says the breakpoint is in:
@@ -343,14 +352,14 @@ func buildFixture(t *testing.T) string {
 	return testfix.Target(t)
 }
 
-// startTargetRig starts a daemon (mount flags) and one process of a
-// private copy of the target fixture (its path is fx.path); P is that
-// copy's directory in the mount.
-func startTargetRig(t *testing.T, flags ...string) (d *daemon, P string, fx *fixture) {
+// startFixtureRig starts a daemon (mount flags) and one process of the
+// fixture bin (a private copy; fx.path); P is bin's directory in the
+// mount.
+func startFixtureRig(t *testing.T, bin string, flags ...string) (d *daemon, P string, fx *fixture) {
 	t.Helper()
 	d = startDaemon(t, flags...)
-	fx = startFixture(t, buildFixture(t), -1)
-	return d, d.in(fx.path), fx
+	fx = startFixture(t, bin, -1)
+	return d, d.in(bin), fx
 }
 
 // startFixture runs the fixture at path (as uid, if uid >= 0). Cleanup

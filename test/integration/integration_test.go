@@ -25,7 +25,7 @@ import (
 // consumers on one location count separately and the breakpoint leaves
 // only with the second.
 func TestRegisterListHits(t *testing.T) {
-	d, P, fx := startTargetRig(t)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	tick, tock := testfix.SymOff(t, fx.path, "tick"), testfix.SymOff(t, fx.path, "tock")
 
 	d.must(fmt.Sprintf("echo %#x > %s/probes", tick, P))      // offset
@@ -93,7 +93,7 @@ func TestRegisterListHits(t *testing.T) {
 // TestTruncateAndBatches: ">" never deletes, and a write with one bad line
 // registers nothing.
 func TestTruncateAndBatches(t *testing.T) {
-	d, P, _ := startTargetRig(t)
+	d, P, _ := startFixtureRig(t, buildFixture(t))
 	d.must("echo a=tick > " + P + "/probes")
 	d.must(": > " + P + "/probes")
 	d.must("echo b=tock > " + P + "/probes")
@@ -138,7 +138,7 @@ func armELF(t *testing.T, path string) {
 // TestBadInputs: each bad input gets its documented errno and a readable
 // line in the error log, and the existing probes keep counting.
 func TestBadInputs(t *testing.T) {
-	d, P, fx := startTargetRig(t)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	dir := t.TempDir()
 	os.WriteFile(dir+"/text", []byte("#!/bin/sh\necho not an ELF\n"), 0o755)
 	armELF(t, dir+"/arm")
@@ -263,7 +263,7 @@ func TestBadInputs(t *testing.T) {
 // TestEvents: cat streams lines while hits happen; O_NONBLOCK gives EAGAIN
 // on an empty stream.
 func TestEvents(t *testing.T) {
-	d, P, fx := startTargetRig(t)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	d.must("echo tick > " + P + "/probes")
 	d.must("echo never_called > " + P + "/probes")
 

@@ -68,7 +68,7 @@ func startStraced(t *testing.T, bin string) straced {
 // those another uprobefs traces, each as "pid=P skipped: REASON". Before,
 // only processes found at the first registration were listed.
 func TestStatusShowsLaterTracees(t *testing.T) {
-	d, P, fx := startTargetRig(t)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	bin := fx.path
 	d.must("echo tick > " + P + "/probes")
 	s := startStraced(t, bin)
