@@ -81,6 +81,13 @@ type daemon struct {
 // makes sure nothing stays mounted.
 func startDaemon(t testing.TB, flags ...string) *daemon {
 	t.Helper()
+	return startDaemonAs(t, nil, flags...)
+}
+
+// startDaemonAs is startDaemon as the user cred (nil: as the test), who
+// owns the mount point then.
+func startDaemonAs(t testing.TB, cred *syscall.Credential, flags ...string) *daemon {
+	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	testfix.Reachable(t, mnt)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
@@ -88,6 +95,13 @@ func startDaemon(t testing.TB, flags ...string) *daemon {
 	}
 	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(uprobefsBin, append(append([]string{"mount"}, flags...), mnt)...)
+	if cred != nil {
+		if err := os.Chown(mnt, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Dir(uprobefsBin), 0o755) // its own temp dir (TestMain's)
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,36 +22,11 @@ func TestNonRootMount(t *testing.T) {
 	needTool(t, "fusermount3", "fusermount3 missing: make prereq installs fuse3")
 	uid, gid := testfix.User(t)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	mnt := filepath.Join(t.TempDir(), "mnt")
 	bin := buildFixture(t)
-	testfix.Reachable(t, mnt, bin)
-	os.Chmod(filepath.Dir(uprobefsBin), 0o755) // its own temp dir (TestMain's)
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(mnt, uid, gid)
+	testfix.Reachable(t, bin)
 	os.Chown(bin, uid, gid)
 	fx := startFixture(t, bin, uid)
-
-	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(uprobefsBin, "mount", mnt)
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.cleanup)
-	for deadline := time.Now().Add(20 * time.Second); !isMounted(mnt); time.Sleep(10 * time.Millisecond) {
-		select {
-		case <-d.done:
-			t.Fatalf("uprobefs exited before mounting: %v\n%s", d.err, d.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not mounted in time\n%s", d.log.String())
-		}
-	}
+	d := startDaemonAs(t, cred)
 	if r := d.shAs(uid, "echo tick > "+d.in(bin)+"/probes"); r.code != 0 {
 		t.Fatalf("registering as the user: exit %d %q\n%s", r.code, r.out, d.log.String())
 	}
@@ -70,7 +44,7 @@ func TestNonRootMount(t *testing.T) {
 	if tp := fx.tracerPid(); tp == 0 || !isDir(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
 		t.Errorf("fixture traced by %d, not a thread of the user's daemon %d", tp, d.cmd.Process.Pid)
 	}
-	c := exec.Command(uprobefsBin, "umount", mnt)
+	c := exec.Command(uprobefsBin, "umount", d.mnt)
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("uprobefs umount as the user: %v %s", err, out)
