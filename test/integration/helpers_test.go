@@ -284,19 +284,25 @@ func (d *daemon) shAs(uid int, cmd string) result {
 func (d *daemon) sh(cmd string) result { d.t.Helper(); return d.shAs(-1, cmd) }
 
 // must runs cmd and fails the test unless it succeeds; it returns the output.
-func (d *daemon) must(cmd string) string {
+func (d *daemon) must(cmd string) string { d.t.Helper(); return d.mustAs(-1, cmd) }
+
+// mustAs is must as uid (if uid >= 0).
+func (d *daemon) mustAs(uid int, cmd string) string {
 	d.t.Helper()
-	r := d.sh(cmd)
+	r := d.shAs(uid, cmd)
 	if r.code != 0 {
-		d.t.Fatalf("sh -c %q: exit %d\n%s", cmd, r.code, r.out)
+		d.t.Fatalf("sh -c %q (uid %d): exit %d\n%s", cmd, uid, r.code, r.out)
 	}
 	return r.out
 }
 
 // hits returns the hit count of a probe (by its directory in the mount).
-func (d *daemon) hits(probeDir string) uint64 {
+func (d *daemon) hits(probeDir string) uint64 { d.t.Helper(); return d.hitsAs(-1, probeDir) }
+
+// hitsAs is hits read as uid (if uid >= 0).
+func (d *daemon) hitsAs(uid int, probeDir string) uint64 {
 	d.t.Helper()
-	out := strings.TrimSpace(d.must("cat " + probeDir + "/hits"))
+	out := strings.TrimSpace(d.mustAs(uid, "cat "+probeDir+"/hits"))
 	n, err := strconv.ParseUint(out, 10, 64)
 	if err != nil {
 		d.t.Fatalf("hits of %s = %q", probeDir, out)
@@ -307,9 +313,15 @@ func (d *daemon) hits(probeDir string) uint64 {
 // waitHitsAbove waits until the probe's hits exceed n and returns them.
 func (d *daemon) waitHitsAbove(probeDir string, n uint64) uint64 {
 	d.t.Helper()
+	return d.waitHitsAboveAs(-1, probeDir, n)
+}
+
+// waitHitsAboveAs is waitHitsAbove with the hits read as uid (if uid >= 0).
+func (d *daemon) waitHitsAboveAs(uid int, probeDir string, n uint64) uint64 {
+	d.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		h := d.hits(probeDir)
+		h := d.hitsAs(uid, probeDir)
 		if h > n {
 			return h
 		}

@@ -4,11 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -31,15 +29,7 @@ func TestNonRootMount(t *testing.T) {
 		t.Fatalf("registering as the user: exit %d %q\n%s", r.code, r.out, d.log.String())
 	}
 	// Only the user reaches its mount (root too is refused by FUSE).
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r := d.shAs(uid, "cat "+d.in(bin)+"/tick/hits")
-		if n, err := strconv.Atoi(strings.TrimSpace(r.out)); err == nil && n > 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hits as the user: %q\n%s", r.out, d.log.String())
-		}
-	}
+	d.waitHitsAboveAs(uid, d.in(bin)+"/tick", 10)
 	// Traced by the user's daemon (its tracer thread).
 	if tp := fx.tracerPid(); tp == 0 || !isDir(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
 		t.Errorf("fixture traced by %d, not a thread of the user's daemon %d", tp, d.cmd.Process.Pid)
