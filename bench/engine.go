@@ -75,21 +75,21 @@ func (a *memAS) page(vaddr uint64, n int) ([]byte, error) {
 	return pg[vaddr-base:], nil
 }
 
-func (a *memAS) ReadMemory(vaddr uint64, p []byte) error {
-	pg, err := a.page(vaddr, len(p))
-	if err != nil {
-		return err
-	}
-	copy(p, pg)
-	return nil
-}
+func (a *memAS) ReadMemory(vaddr uint64, p []byte) error { return a.copyAt(vaddr, p, false) }
 
-func (a *memAS) WriteMemory(vaddr uint64, p []byte) error {
+func (a *memAS) WriteMemory(vaddr uint64, p []byte) error { return a.copyAt(vaddr, p, true) }
+
+// copyAt copies p from the memory at vaddr, or into it if write.
+func (a *memAS) copyAt(vaddr uint64, p []byte, write bool) error {
 	pg, err := a.page(vaddr, len(p))
 	if err != nil {
 		return err
 	}
-	copy(pg, p)
+	if write {
+		copy(pg, p)
+	} else {
+		copy(p, pg)
+	}
 	return nil
 }
 

@@ -28,11 +28,18 @@ type fuseTracer struct {
 
 // startFuse mounts uprobefs at a new directory under dir.
 func startFuse(bin, dir string) (*fuseTracer, error) {
-	mnt := filepath.Join(dir, "mnt")
+	return mountFuse(bin, filepath.Join(dir, "mnt"))
+}
+
+// mountFuse runs `uprobefs mount [flags] mnt` and waits until the control
+// directory appears in it; the tracer is stopped at exit if the caller
+// does not stop it first.
+func mountFuse(bin, mnt string, flags ...string) (*fuseTracer, error) {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return nil, err
 	}
-	d, err := startChild(bin, "mount", mnt)
+	what := strings.Join(append([]string{"uprobefs mount"}, flags...), " ")
+	d, err := startChild(bin, append(append([]string{"mount"}, flags...), mnt)...)
 	if err != nil {
 		return nil, err
 	}
@@ -41,21 +48,20 @@ func startFuse(bin, dir string) (*fuseTracer, error) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		if st, err := os.Stat(filepath.Join(mnt, controlDir)); err == nil && st.IsDir() {
-			break
+			return f, nil
 		}
 		select {
 		case <-d.done:
 			f.stop()
-			return nil, fmt.Errorf("uprobefs mount exited: %v: %s", d.werr, tail(d.Stderr(), 600))
+			return nil, fmt.Errorf("%s exited: %v: %s", what, d.werr, tail(d.Stderr(), 600))
 		default:
 		}
 		if time.Now().After(deadline) {
 			f.stop()
-			return nil, fmt.Errorf("uprobefs mount: %s/%s did not appear in 15s: %s", mnt, controlDir, tail(d.Stderr(), 600))
+			return nil, fmt.Errorf("%s: %s/%s did not appear in 15s: %s", what, mnt, controlDir, tail(d.Stderr(), 600))
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond) // no event for "the mount is up"; bounded above
 	}
-	return f, nil
 }
 
 func (f *fuseTracer) Name() string { return "`uprobefs mount` (FUSE)" }

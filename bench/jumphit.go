@@ -56,13 +56,9 @@ type jcase struct {
 
 func phaseJumpHit(e *env) ([]row, error) {
 	sec := jumpHitSection
-	jf, _ := unwrap(e.fuse).(*fuseTracer)
-	if jf == nil {
-		return []row{{Section: sec, Name: "jump-site figures", Ours: value{Note: "pending: `uprobefs mount` did not start: " + e.fuseNote}, Ref: value{Note: "—"}}}, nil
-	}
-	bin, err := e.copyBin("jumphit")
-	if err != nil {
-		return nil, err
+	jf, bin, pending, err := jumpSetup(e, sec, "jump-site figures", "jumphit")
+	if pending != nil || err != nil {
+		return pending, err
 	}
 	jump := &modeTracer{tracer: e.fuse, f: jf, mode: "jump"}
 	reader := &readerTracer{tracer: e.fuse, f: jf}

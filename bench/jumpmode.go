@@ -27,33 +27,19 @@ func (trapMount) Name() string { return "`uprobefs mount --trap` (FUSE)" }
 // startFuseTrap mounts uprobefs --trap at a new directory under dir; the
 // caller stops it (it is also stopped at exit).
 func startFuseTrap(bin, dir string) (*fuseTracer, error) {
-	mnt := filepath.Join(dir, "mnt-trap")
-	if err := os.MkdirAll(mnt, 0o755); err != nil {
-		return nil, err
+	return mountFuse(bin, filepath.Join(dir, "mnt-trap"), "--trap")
+}
+
+// jumpSetup is the start of a jump-site phase: the default mount and a
+// private copy of the workload (named name), or, when that mount did not
+// start, pending: the section's one row (its figure what) saying so.
+func jumpSetup(e *env, sec, what, name string) (jf *fuseTracer, bin string, pending []row, err error) {
+	jf, _ = unwrap(e.fuse).(*fuseTracer)
+	if jf == nil {
+		return nil, "", []row{{Section: sec, Name: what, Ours: value{Note: "pending: `uprobefs mount` did not start: " + e.fuseNote}, Ref: value{Note: "—"}}}, nil
 	}
-	d, err := startChild(bin, "mount", "--trap", mnt)
-	if err != nil {
-		return nil, err
-	}
-	f := &fuseTracer{bin: bin, mnt: mnt, daemon: d}
-	f.forget = atExit("unmount "+mnt, f.stop)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if st, err := os.Stat(filepath.Join(mnt, controlDir)); err == nil && st.IsDir() {
-			return f, nil
-		}
-		select {
-		case <-d.done:
-			f.stop()
-			return nil, fmt.Errorf("uprobefs mount --trap exited: %v: %s", d.werr, tail(d.Stderr(), 600))
-		default:
-		}
-		if time.Now().After(deadline) {
-			f.stop()
-			return nil, fmt.Errorf("uprobefs mount --trap: %s/%s did not appear in 15s: %s", mnt, controlDir, tail(d.Stderr(), 600))
-		}
-		time.Sleep(20 * time.Millisecond) // no event for "the mount is up"; bounded above
-	}
+	bin, err = e.copyBin(name)
+	return jf, bin, nil, err
 }
 
 // statusPoll is the pause between two reads of a status file while waiting

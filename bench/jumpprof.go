@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -52,29 +51,18 @@ func jumpProfile(e *env, t tracer, bin, fn string, n, threads int) string {
 	}()
 	data := filepath.Join(e.dir, "perf-jump.data")
 	defer os.Remove(data)
-	rec := exec.Command(perfBin, "record", "-q", "-o", data, "-p", fmt.Sprint(c.Pid()))
-	rec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := rec.Start(); err != nil {
-		return ""
-	}
-	forget := atExit("perf record", func() { _ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL) })
-	defer forget()
-	time.Sleep(500 * time.Millisecond) // perf has no ready signal with -p (as perfRecord)
 	var res string
-	if err := c.send("go"); err == nil {
-		res, err = c.line(time.Minute)
-		if err != nil {
-			logf("jump profile: %v", err)
+	started, _ := recordPerf(perfBin, []string{"-o", data, "-p", fmt.Sprint(c.Pid())}, func() error {
+		if err := c.send("go"); err == nil {
+			var lerr error
+			if res, lerr = c.line(time.Minute); lerr != nil {
+				logf("jump profile: %v", lerr)
+			}
 		}
-	}
-	_ = rec.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- rec.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL)
-		<-done
+		return nil
+	})
+	if !started {
+		return ""
 	}
 	if res == "" {
 		return ""

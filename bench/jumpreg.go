@@ -14,13 +14,9 @@ var jumpRegSizes = []int{1, 100}
 
 func phaseJumpReg(e *env) ([]row, error) {
 	sec := "Jump sites: registration including the switch (issue 12)"
-	jf, _ := unwrap(e.fuse).(*fuseTracer)
-	if jf == nil {
-		return []row{{Section: sec, Name: "registration to jump sites", Ours: value{Note: "pending: `uprobefs mount` did not start: " + e.fuseNote}, Ref: value{Note: "—"}}}, nil
-	}
-	bin, err := e.copyBin("jumpreg")
-	if err != nil {
-		return nil, err
+	jf, bin, pending, err := jumpSetup(e, sec, "registration to jump sites", "jumpreg")
+	if pending != nil || err != nil {
+		return pending, err
 	}
 	var rows []row
 	for _, k := range jumpRegSizes {

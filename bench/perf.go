@@ -24,24 +24,10 @@ func perfRecord(e *env, pids []int, during func() error) (string, error) {
 		ps = append(ps, fmt.Sprint(p))
 	}
 	data := filepath.Join(e.dir, "perf.data")
-	rec := exec.Command(perfBin, "record", "-q", "-g", "-o", data, "-p", strings.Join(ps, ","))
-	rec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := rec.Start(); err != nil {
-		return "", during()
-	}
-	forget := atExit("perf record", func() { _ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL) })
-	defer forget()
 	defer os.Remove(data)
-	time.Sleep(500 * time.Millisecond) // perf has no ready signal with -p; best effort
-	derr := during()
-	_ = rec.Process.Signal(syscall.SIGINT)
-	done := make(chan error, 1)
-	go func() { done <- rec.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		_ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL)
-		<-done
+	started, derr := recordPerf(perfBin, []string{"-g", "-o", data, "-p", strings.Join(ps, ",")}, during)
+	if !started {
+		return "", during()
 	}
 	if derr != nil {
 		return "", derr
@@ -52,6 +38,33 @@ func perfRecord(e *env, pids []int, during func() error) (string, error) {
 		return "", nil
 	}
 	return perfTop(string(out), 28), nil
+}
+
+// recordPerf runs during() under `perf record -q args`: it starts perf,
+// gives it 500 ms to attach (perf has no ready signal with -p; best
+// effort), runs during, and stops perf (SIGINT; SIGKILL of its process
+// group if it has not exited 20 s later). started is false, and during is
+// not run, if perf did not start.
+func recordPerf(perfBin string, args []string, during func() error) (started bool, err error) {
+	rec := exec.Command(perfBin, append([]string{"record", "-q"}, args...)...)
+	rec.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := rec.Start(); err != nil {
+		return false, nil
+	}
+	forget := atExit("perf record", func() { _ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL) })
+	defer forget()
+	time.Sleep(500 * time.Millisecond)
+	err = during()
+	_ = rec.Process.Signal(syscall.SIGINT)
+	done := make(chan error, 1)
+	go func() { done <- rec.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-rec.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	return true, err
 }
 
 // perfNoise are frames that say nothing about where the time goes.

@@ -74,15 +74,6 @@ func (d *probeSet) Unlink(ctx context.Context, name string) syscall.Errno {
 // binDir is a real regular file, shown as the directory of its probes.
 type binDir struct{ probeSet }
 
-var (
-	_ = (fusefs.NodeLookuper)((*binDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*binDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*binDir)(nil))
-	_ = (fusefs.NodeRmdirer)((*binDir)(nil))
-	_ = (fusefs.NodeUnlinker)((*binDir)(nil))
-	_ = (fusefs.NodeCreater)((*binDir)(nil))
-)
-
 // newBinDir is the directory of the probes of the regular file at mpath,
 // whose identity is key: its probes file registers and unregisters by path,
 // and lists to who may read the file.
@@ -124,14 +115,6 @@ type probesFile struct {
 	// symbol offsets), or keeps only the probes it may see.
 	listable func(ctx context.Context, ps []*manager.Probe) ([]*manager.Probe, syscall.Errno)
 }
-
-var (
-	_ = (fusefs.NodeOpener)((*probesFile)(nil))
-	_ = (fusefs.NodeWriter)((*probesFile)(nil))
-	_ = (fusefs.NodeWritever)((*probesFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*probesFile)(nil))
-	_ = (fusefs.NodeSetattrer)((*probesFile)(nil))
-)
 
 func (f *probesFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	f.synthAttr(&out.Attr, syscall.S_IFREG|0644, f.fsys.uid)

@@ -14,12 +14,6 @@ import (
 // controlDir is <mount>/.uprobefs.
 type controlDir struct{ node }
 
-var (
-	_ = (fusefs.NodeLookuper)((*controlDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*controlDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*controlDir)(nil))
-)
-
 // controlFiles are the files of the control directory and their content for
 // a caller.
 var controlFiles = map[string]func(m *manager.Manager, c manager.Caller) string{
@@ -85,11 +79,6 @@ type controlFile struct {
 	node
 	content func(m *manager.Manager, c manager.Caller) string
 }
-
-var (
-	_ = (fusefs.NodeOpener)((*controlFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*controlFile)(nil))
-)
 
 func (f *controlFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	f.synthAttr(&out.Attr, syscall.S_IFREG|0444, f.fsys.uid)

@@ -26,12 +26,6 @@ const InodesDir = "inodes"
 // inodesDir is <mount>/.uprobefs/inodes.
 type inodesDir struct{ node }
 
-var (
-	_ = (fusefs.NodeLookuper)((*inodesDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*inodesDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*inodesDir)(nil))
-)
-
 func (d *inodesDir) Getattr(ctx context.Context, f fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
 	d.synthAttr(&out.Attr, syscall.S_IFDIR|0555, d.fsys.uid)
 	return 0
@@ -61,14 +55,6 @@ func (d *inodesDir) Readdir(ctx context.Context) (fusefs.DirStream, syscall.Errn
 // binDir shows them, without its path: its probes file only removes, and
 // lists to others only their own probes.
 type inodeDir struct{ probeSet }
-
-var (
-	_ = (fusefs.NodeLookuper)((*inodeDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*inodeDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*inodeDir)(nil))
-	_ = (fusefs.NodeRmdirer)((*inodeDir)(nil))
-	_ = (fusefs.NodeUnlinker)((*inodeDir)(nil))
-)
 
 func newInodeDir(fsys *filesys, mpath string, key rmap.InodeKey) *inodeDir {
 	return &inodeDir{probeSet{node: node{fsys: fsys, mpath: mpath}, key: key,

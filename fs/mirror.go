@@ -22,14 +22,6 @@ type mirrorDir struct {
 	isRoot bool
 }
 
-var (
-	_ = (fusefs.NodeLookuper)((*mirrorDir)(nil))
-	_ = (fusefs.NodeReaddirer)((*mirrorDir)(nil))
-	_ = (fusefs.NodeGetattrer)((*mirrorDir)(nil))
-	_ = (fusefs.NodeCreater)((*mirrorDir)(nil))
-	_ = (fusefs.NodeStatfser)((*mirrorDir)(nil))
-)
-
 // hidden reports whether the real path must not appear in the mirror: the
 // mount point itself.
 func (d *mirrorDir) hidden(real string) bool { return real == d.fsys.mnt }
@@ -174,11 +166,6 @@ func (d *mirrorDir) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Err
 
 // mirrorLink is a real symlink.
 type mirrorLink struct{ node }
-
-var (
-	_ = (fusefs.NodeReadlinker)((*mirrorLink)(nil))
-	_ = (fusefs.NodeGetattrer)((*mirrorLink)(nil))
-)
 
 // target returns the symlink's target as seen in the mount: a relative
 // target that stays inside the mirror as it is, an absolute one (or one that

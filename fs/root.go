@@ -154,18 +154,6 @@ func (n *node) refuse(ctx context.Context, path, input string, errno syscall.Err
 
 const readOnlyReason = "uprobefs changes only through writes into probes files and rmdir of probe directories"
 
-var (
-	_ = (fusefs.NodeMkdirer)((*node)(nil))
-	_ = (fusefs.NodeCreater)((*node)(nil))
-	_ = (fusefs.NodeMknoder)((*node)(nil))
-	_ = (fusefs.NodeSymlinker)((*node)(nil))
-	_ = (fusefs.NodeLinker)((*node)(nil))
-	_ = (fusefs.NodeRenamer)((*node)(nil))
-	_ = (fusefs.NodeUnlinker)((*node)(nil))
-	_ = (fusefs.NodeRmdirer)((*node)(nil))
-	_ = (fusefs.NodeSetattrer)((*node)(nil))
-)
-
 func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*fusefs.Inode, syscall.Errno) {
 	return nil, n.refuse(ctx, n.child(name), "mkdir", syscall.EPERM, "mkdir is not allowed: register probes by writing into a file's probes (echo NAME=LOCATION > FILE/probes); %s", readOnlyReason)
 }

@@ -11,31 +11,16 @@ import (
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
-// cgroup2 returns the cgroup v2 mount point, or "" if there is none.
-func cgroup2(t *testing.T) string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if pre, post, ok := strings.Cut(l, " - "); ok && strings.HasPrefix(post, "cgroup2 ") {
-			if f := strings.Fields(pre); len(f) >= 5 {
-				return f[4]
-			}
-		}
-	}
-	return ""
-}
-
 // TestCgroupFilter: a probe limited with cgroup= to a test cgroup (v2,
 // created and removed by the test) goes only into the process moved into
 // it (and counts it exactly); a process of the same binary outside stays
 // untraced with the file's text; a cgroup that does not exist is EINVAL.
 func TestCgroupFilter(t *testing.T) {
-	root := cgroup2(t)
-	if root == "" {
-		t.Fatal("no cgroup v2 hierarchy mounted (cgroup2 in /proc/self/mountinfo)")
+	roots, err := mountPoints("cgroup2")
+	if err != nil || len(roots) == 0 {
+		t.Fatalf("no cgroup v2 hierarchy mounted (cgroup2 in /proc/self/mountinfo): %v", err)
 	}
+	root := roots[0]
 	cg := filepath.Join(root, fmt.Sprintf("uprobefs-test-%d", os.Getpid()))
 	if err := os.Mkdir(cg, 0o755); err != nil {
 		t.Fatal(err)

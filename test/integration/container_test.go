@@ -14,9 +14,7 @@ import (
 // reaches it (that path resolves in the process's namespace, by the inode
 // it runs), while a probe on P outside does not.
 func TestContainerPath(t *testing.T) {
-	if _, err := exec.LookPath("unshare"); err != nil {
-		t.Fatal("unshare (util-linux) missing")
-	}
+	needTool(t, "unshare", "unshare (util-linux) missing")
 	d := startDaemon(t)
 	inside := buildFixture(t)  // the file the "container" runs
 	outside := buildFixture(t) // another inode at the path it runs it as

@@ -14,10 +14,8 @@ import (
 // listing and status are one line per entry, and removing them restores
 // the text and detaches the process, which keeps running.
 func TestGoPackagePathSymbols(t *testing.T) {
-	d := startDaemon(t)
-	bin := testfix.GoTarget(t)
-	fx := startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, fx := startFixtureRig(t, testfix.GoTarget(t))
+	bin := fx.path
 	tick, tock := testfix.SymOff(t, bin, testfix.GoTick), testfix.SymOff(t, bin, testfix.GoTock)
 	in := `"` + testfix.GoTick + `"` + "\n" + `tk="` + testfix.GoTock + `"` + "\n"
 	if err := os.WriteFile(P+"/probes", []byte(in), 0); err != nil {

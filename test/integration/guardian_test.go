@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,23 +80,7 @@ func TestDaemonKilled(t *testing.T) {
 	if off == 0 {
 		t.Fatal("no offset in the probes listing")
 	}
-	t0 := time.Now()
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	for isMounted(d.mnt) {
-		if time.Since(t0) > 10*time.Second {
-			t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	unmounted := time.Since(t0)
-	select {
-	case <-d.done: // the daemon, and the guardian that shares its stderr
-	case <-time.After(10 * time.Second):
-		t.Fatalf("guardian did not exit\n%s", d.log.String())
-	}
-	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
-		t.Errorf("no guardian report in the log:\n%s", d.log.String())
-	}
+	unmounted := d.killForGuardian()
 	want := fileBytes(t, bin, off, 1)
 	for i, g := range idle {
 		if got := g.text(t, bin, off); !bytes.Equal(got, want) {
@@ -126,9 +109,5 @@ func TestDaemonKilled(t *testing.T) {
 	}
 	t.Logf("daemon SIGKILL: %d of %d idle and %d of %d busy processes alive; dead mount unmounted %v after the kill",
 		nIdle, nIdle, survivors, nBusy, unmounted.Round(time.Microsecond))
-	for _, l := range strings.Split(d.log.String(), "\n") {
-		if strings.Contains(l, "uprobefs guardian:") {
-			t.Log(l)
-		}
-	}
+	d.logGuardian()
 }

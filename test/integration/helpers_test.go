@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,6 +81,13 @@ type daemon struct {
 // makes sure nothing stays mounted.
 func startDaemon(t testing.TB, flags ...string) *daemon {
 	t.Helper()
+	return startDaemonAs(t, nil, flags...)
+}
+
+// startDaemonAs is startDaemon as the user cred (nil: as the test), who
+// owns the mount point then.
+func startDaemonAs(t testing.TB, cred *syscall.Credential, flags ...string) *daemon {
+	t.Helper()
 	mnt := filepath.Join(t.TempDir(), "mnt")
 	testfix.Reachable(t, mnt)
 	if err := os.Mkdir(mnt, 0o755); err != nil {
@@ -87,6 +95,13 @@ func startDaemon(t testing.TB, flags ...string) *daemon {
 	}
 	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
 	d.cmd = exec.Command(uprobefsBin, append(append([]string{"mount"}, flags...), mnt)...)
+	if cred != nil {
+		if err := os.Chown(mnt, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		os.Chmod(filepath.Dir(uprobefsBin), 0o755) // its own temp dir (TestMain's)
+		d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	}
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	if err := d.cmd.Start(); err != nil {
@@ -160,22 +175,73 @@ func (d *daemon) wait() int {
 	return -1
 }
 
+// killForGuardian SIGKILLs the daemon and waits (10 s each) until its
+// guardian has unmounted the dead mount and exited, and the log has the
+// guardian's report; it returns the time from the kill to the unmount.
+func (d *daemon) killForGuardian() time.Duration {
+	d.t.Helper()
+	t0 := time.Now()
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	for isMounted(d.mnt) {
+		if time.Since(t0) > 10*time.Second {
+			d.t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	unmounted := time.Since(t0)
+	select {
+	case <-d.done: // the daemon, and the guardian that shares its stderr
+	case <-time.After(10 * time.Second):
+		d.t.Fatalf("guardian did not exit\n%s", d.log.String())
+	}
+	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
+		d.t.Errorf("no guardian report in the log:\n%s", d.log.String())
+	}
+	return unmounted
+}
+
+// logGuardian copies the guardian's lines of the log into the test's.
+func (d *daemon) logGuardian() {
+	for l := range strings.Lines(d.log.String()) {
+		if strings.Contains(l, "uprobefs guardian:") {
+			d.t.Log(strings.TrimSpace(l))
+		}
+	}
+}
+
 // in returns the path of real path p inside the mount.
 func (d *daemon) in(p string) string { return d.mnt + p }
 
+// needTool fails the test unless the command name is installed (missing
+// says what is missing and where it comes from).
+func needTool(t *testing.T, name, missing string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatal(missing)
+	}
+}
+
 // isMounted reports whether a uprobefs is mounted at mnt.
 func isMounted(mnt string) bool {
+	ms, _ := mountPoints("fuse.uprobefs")
+	return slices.Contains(ms, mnt)
+}
+
+// mountPoints returns the mount points of the mounts of type fstype
+// (/proc/self/mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT ... - TYPE ...).
+func mountPoints(fstype string) ([]string, error) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
-		return false
+		return nil, err
 	}
+	var out []string
 	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) > 4 && f[4] == mnt && strings.Contains(line, "fuse.uprobefs") {
-			return true
+		pre, post, ok := strings.Cut(line, " - ")
+		if f := strings.Fields(pre); ok && len(f) > 4 && strings.HasPrefix(post, fstype+" ") {
+			out = append(out, f[4])
 		}
 	}
-	return false
+	return out, nil
 }
 
 // isInstalled reports whether a status line says the breakpoint is in:
@@ -218,19 +284,25 @@ func (d *daemon) shAs(uid int, cmd string) result {
 func (d *daemon) sh(cmd string) result { d.t.Helper(); return d.shAs(-1, cmd) }
 
 // must runs cmd and fails the test unless it succeeds; it returns the output.
-func (d *daemon) must(cmd string) string {
+func (d *daemon) must(cmd string) string { d.t.Helper(); return d.mustAs(-1, cmd) }
+
+// mustAs is must as uid (if uid >= 0).
+func (d *daemon) mustAs(uid int, cmd string) string {
 	d.t.Helper()
-	r := d.sh(cmd)
+	r := d.shAs(uid, cmd)
 	if r.code != 0 {
-		d.t.Fatalf("sh -c %q: exit %d\n%s", cmd, r.code, r.out)
+		d.t.Fatalf("sh -c %q (uid %d): exit %d\n%s", cmd, uid, r.code, r.out)
 	}
 	return r.out
 }
 
 // hits returns the hit count of a probe (by its directory in the mount).
-func (d *daemon) hits(probeDir string) uint64 {
+func (d *daemon) hits(probeDir string) uint64 { d.t.Helper(); return d.hitsAs(-1, probeDir) }
+
+// hitsAs is hits read as uid (if uid >= 0).
+func (d *daemon) hitsAs(uid int, probeDir string) uint64 {
 	d.t.Helper()
-	out := strings.TrimSpace(d.must("cat " + probeDir + "/hits"))
+	out := strings.TrimSpace(d.mustAs(uid, "cat "+probeDir+"/hits"))
 	n, err := strconv.ParseUint(out, 10, 64)
 	if err != nil {
 		d.t.Fatalf("hits of %s = %q", probeDir, out)
@@ -241,9 +313,15 @@ func (d *daemon) hits(probeDir string) uint64 {
 // waitHitsAbove waits until the probe's hits exceed n and returns them.
 func (d *daemon) waitHitsAbove(probeDir string, n uint64) uint64 {
 	d.t.Helper()
+	return d.waitHitsAboveAs(-1, probeDir, n)
+}
+
+// waitHitsAboveAs is waitHitsAbove with the hits read as uid (if uid >= 0).
+func (d *daemon) waitHitsAboveAs(uid int, probeDir string, n uint64) uint64 {
+	d.t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		h := d.hits(probeDir)
+		h := d.hitsAs(uid, probeDir)
 		if h > n {
 			return h
 		}
@@ -267,6 +345,23 @@ func (d *daemon) waitReaders(n int) {
 	}
 }
 
+// startLines starts cmd with pipes (testfix.StartPiped: cleanup kills it)
+// and returns its stdin and its stdout's lines (the channel, of capacity
+// n, is closed at end of file).
+func startLines(t *testing.T, cmd *exec.Cmd, n int) (io.WriteCloser, chan string) {
+	t.Helper()
+	stdin, out := testfix.StartPiped(t, cmd)
+	lines := make(chan string, n)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	return stdin, lines
+}
+
 // fixture is a running fixture process.
 type fixture struct {
 	t     *testing.T
@@ -281,6 +376,16 @@ type fixture struct {
 func buildFixture(t *testing.T) string {
 	t.Helper()
 	return testfix.Target(t)
+}
+
+// startFixtureRig starts a daemon (mount flags) and one process of the
+// fixture bin (a private copy; fx.path); P is bin's directory in the
+// mount.
+func startFixtureRig(t *testing.T, bin string, flags ...string) (d *daemon, P string, fx *fixture) {
+	t.Helper()
+	d = startDaemon(t, flags...)
+	fx = startFixture(t, bin, -1)
+	return d, d.in(bin), fx
 }
 
 // startFixture runs the fixture at path (as uid, if uid >= 0). Cleanup
@@ -388,34 +493,47 @@ func (f *fixture) waitUntraced() {
 // executable mapping.
 func (f *fixture) text(off uint64, n int) []byte {
 	f.t.Helper()
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", f.pid()))
+	vaddr := textVaddr(f.t, f.pid(), f.path, off)
+	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", f.pid()))
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	for line := range strings.Lines(string(maps)) {
+	defer mem.Close()
+	b := make([]byte, n)
+	if _, err := mem.ReadAt(b, int64(vaddr)); err != nil {
+		f.t.Fatal(err)
+	}
+	return b
+}
+
+// readMaps returns /proc/PID/maps.
+func readMaps(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// textVaddr is the address of file offset off of path in pid's executable
+// mapping of it.
+func textVaddr(t *testing.T, pid int, path string, off uint64) uint64 {
+	t.Helper()
+	for line := range strings.Lines(readMaps(t, pid)) {
 		fl := strings.Fields(line)
-		if len(fl) < 6 || fl[5] != f.path || !strings.Contains(fl[1], "x") {
+		if len(fl) < 6 || fl[5] != path || !strings.Contains(fl[1], "x") {
 			continue
 		}
 		var start, end, pgoff uint64
 		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
 		fmt.Sscanf(fl[2], "%x", &pgoff)
-		if off < pgoff || off-pgoff >= end-start {
-			continue
+		if off >= pgoff && off-pgoff < end-start {
+			return start + off - pgoff
 		}
-		mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", f.pid()))
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		defer mem.Close()
-		b := make([]byte, n)
-		if _, err := mem.ReadAt(b, int64(start+off-pgoff)); err != nil {
-			f.t.Fatal(err)
-		}
-		return b
 	}
-	f.t.Fatalf("fixture %d does not map %s at %#x", f.pid(), f.path, off)
-	return nil
+	t.Fatalf("pid %d does not map %s at %#x", pid, path, off)
+	return 0
 }
 
 // checkOriginal checks that the fixture's text at off is the file's.

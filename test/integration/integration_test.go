@@ -25,11 +25,8 @@ import (
 // consumers on one location count separately and the breakpoint leaves
 // only with the second.
 func TestRegisterListHits(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	fx := startFixture(t, bin, -1)
-	tick, tock := testfix.SymOff(t, bin, "tick"), testfix.SymOff(t, bin, "tock")
-	P := d.in(bin)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
+	tick, tock := testfix.SymOff(t, fx.path, "tick"), testfix.SymOff(t, fx.path, "tock")
 
 	d.must(fmt.Sprintf("echo %#x > %s/probes", tick, P))      // offset
 	d.must(fmt.Sprintf("echo tock > %s/probes", P))           // symbol
@@ -96,10 +93,7 @@ func TestRegisterListHits(t *testing.T) {
 // TestTruncateAndBatches: ">" never deletes, and a write with one bad line
 // registers nothing.
 func TestTruncateAndBatches(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	fx := startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, _ := startFixtureRig(t, buildFixture(t))
 	d.must("echo a=tick > " + P + "/probes")
 	d.must(": > " + P + "/probes")
 	d.must("echo b=tock > " + P + "/probes")
@@ -122,7 +116,6 @@ func TestTruncateAndBatches(t *testing.T) {
 		t.Fatalf("ls = %q", got)
 	}
 	d.waitHitsAbove(P+"/e", 0)
-	_ = fx
 }
 
 func lastLine(s string) string {
@@ -145,17 +138,14 @@ func armELF(t *testing.T, path string) {
 // TestBadInputs: each bad input gets its documented errno and a readable
 // line in the error log, and the existing probes keep counting.
 func TestBadInputs(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	dir := t.TempDir()
 	os.WriteFile(dir+"/text", []byte("#!/bin/sh\necho not an ELF\n"), 0o755)
 	armELF(t, dir+"/arm")
 	os.Mkdir(dir+"/sub", 0o755)
 	D := d.in(dir)
 	d.must("echo tick > " + P + "/probes")
-	data := testfix.SymOff(t, bin, "data_word")
+	data := testfix.SymOff(t, fx.path, "data_word")
 
 	cases := []struct {
 		name, cmd string
@@ -244,11 +234,7 @@ func TestBadInputs(t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]result, 8)
 	for i := range results {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			results[i] = d.sh("env echo same=tock > " + P + "/probes")
-		}()
+		wg.Go(func() { results[i] = d.sh("env echo same=tock > " + P + "/probes") })
 	}
 	wg.Wait()
 	ok := 0
@@ -277,10 +263,7 @@ func TestBadInputs(t *testing.T) {
 // TestEvents: cat streams lines while hits happen; O_NONBLOCK gives EAGAIN
 // on an empty stream.
 func TestEvents(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	fx := startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
 	d.must("echo tick > " + P + "/probes")
 	d.must("echo never_called > " + P + "/probes")
 

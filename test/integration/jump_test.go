@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -59,18 +58,28 @@ type jproc struct {
 // kills it (testfix.StartPiped).
 func startJump(t *testing.T, bin string) *jproc {
 	t.Helper()
-	j := &jproc{t: t, bin: bin, cmd: exec.Command(bin), lines: make(chan string, 16)}
-	var out io.Reader
-	j.stdin, out = testfix.StartPiped(t, j.cmd)
-	go func() {
-		defer close(j.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			j.lines <- sc.Text()
-		}
-	}()
+	j := &jproc{t: t, bin: bin, cmd: exec.Command(bin)}
+	j.stdin, j.lines = startLines(t, j.cmd, 16)
 	j.expect("ready")
 	return j
+}
+
+// startJumpRig starts a daemon (mount flags) and one process of a private
+// copy of the jump fixture (its path is j.bin); P is that copy's directory
+// in the mount. The probes are up to the test.
+func startJumpRig(t *testing.T, flags ...string) (d *daemon, P string, j *jproc) {
+	t.Helper()
+	d = startDaemon(t, flags...)
+	bin := jumpFixture(t)
+	return d, d.in(bin), startJump(t, bin)
+}
+
+// probeJump registers probe sym (a symbol of the file at P) and waits until
+// it is a jump site in j; it returns the site's vaddr.
+func (d *daemon) probeJump(P, sym string, j *jproc) string {
+	d.t.Helper()
+	d.must("echo " + sym + " > " + P + "/probes")
+	return d.waitMode(P+"/"+sym, j.pid(), modeJump)
 }
 
 func (j *jproc) pid() int { return j.cmd.Process.Pid }
@@ -112,6 +121,13 @@ func (j *jproc) batch(threads, n uint64) {
 	j.expect(fmt.Sprintf("sum %d", jumpWant(threads, n)))
 }
 
+// spin starts threads threads calling j_func until "stop".
+func (j *jproc) spin(threads int) {
+	j.t.Helper()
+	j.send(fmt.Sprintf("spin %d", threads))
+	j.expect("ok 1")
+}
+
 // stopSpin ends a "spin": it returns the calls made and the line printed;
 // calls is 0 unless the sum is right.
 func (j *jproc) stopSpin() (calls uint64, line string) {
@@ -123,6 +139,17 @@ func (j *jproc) stopSpin() (calls uint64, line string) {
 		return 0, line
 	}
 	return c, line
+}
+
+// spinDone ends a "spin" whose sum must be right (after says when, for
+// the failure) and returns the calls made.
+func (j *jproc) spinDone(after string) uint64 {
+	j.t.Helper()
+	c, l := j.stopSpin()
+	if c == 0 {
+		j.t.Fatalf("%s: %q, want spin C sum S want S", after, l)
+	}
+	return c
 }
 
 // finish closes the fixture's stdin and checks that it exits 0 with
@@ -157,15 +184,25 @@ func (j *jproc) finish() {
 	}
 }
 
+// fx is j as a fixture (its text, its tracer).
+func (j *jproc) fx() *fixture { return &fixture{t: j.t, path: j.bin, cmd: j.cmd} }
+
 // text is n bytes of the fixture's text at file offset off.
-func (j *jproc) text(off uint64, n int) []byte {
-	return (&fixture{t: j.t, path: j.bin, cmd: j.cmd}).text(off, n)
-}
+func (j *jproc) text(off uint64, n int) []byte { return j.fx().text(off, n) }
 
 // checkOriginal checks that the fixture's text at off is the file's.
 func (j *jproc) checkOriginal(off uint64) {
 	j.t.Helper()
-	(&fixture{t: j.t, path: j.bin, cmd: j.cmd}).checkOriginal(off)
+	j.fx().checkOriginal(off)
+}
+
+// wantByte checks the first byte of the fixture's text at off (what says
+// where and when, for the failure).
+func (j *jproc) wantByte(off uint64, want byte, what string) {
+	j.t.Helper()
+	if b := j.text(off, 1)[0]; b != want {
+		j.t.Fatalf("pid %d: first byte of %s = %#x, want %#x", j.pid(), what, b, want)
+	}
 }
 
 // siteLine returns the mode and the vaddr of pid's line in the status of
@@ -216,39 +253,40 @@ func (d *daemon) wantHits(dir string, want uint64) {
 	}
 }
 
+// wantMode checks that pid's status line of the probe at dir shows mode
+// now (when says when, for the failure).
+func (d *daemon) wantMode(dir string, pid int, mode, when string) {
+	d.t.Helper()
+	if m, _ := d.siteLine(dir, pid); m != mode {
+		d.t.Fatalf("status of %s for pid %d %s: %q, want %q", dir, pid, when, m, mode)
+	}
+}
+
 // TestJumpExact: a counting probe of a C function becomes a jump site in
 // the fixture's process; 8 threads × N calls give exactly 8N hits, the
 // same sum as a run without the probe, exit status 0; once the probe is
 // removed the text is the file's again and the process is let go.
 func TestJumpExact(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, N = 8, 200000
 
 	// Unprobed: jump.c's sum is jumpWant's.
-	u := startJump(t, bin)
+	u := startJump(t, j.bin)
 	u.batch(T, N)
 	u.finish()
 
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	vaddr := d.waitMode(P+"/j_func", j.pid(), modeJump)
-	if b := j.text(off, 1)[0]; b != 0xe9 {
-		t.Fatalf("first byte of j_func at %s = %#x with a jump site, want 0xe9 (jmp rel32)", vaddr, b)
-	}
+	vaddr := d.probeJump(P, "j_func", j)
+	j.wantByte(off, 0xe9, "j_func at "+vaddr+" with a jump site (jmp rel32)")
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", T*N)
-	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
-		t.Fatalf("status after the calls: %q, want %q", m, modeJump)
-	}
+	d.wantMode(P+"/j_func", j.pid(), modeJump, "after the calls")
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", 2*T*N)
 
 	d.must("rmdir " + P + "/j_func")
 	j.checkOriginal(off)
-	(&fixture{t: t, path: bin, cmd: j.cmd}).waitUntraced()
+	j.fx().waitUntraced()
 	j.batch(T, N) // on the original text
 	j.finish()
 }
@@ -256,22 +294,15 @@ func TestJumpExact(t *testing.T) {
 // TestJumpTrapOption: with mount --trap the same probe stays on the trap
 // path, says why in status, and counts exactly.
 func TestJumpTrapOption(t *testing.T) {
-	d := startDaemon(t, "--trap")
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t, "--trap")
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, N = 8, 2000
-	P := d.in(bin)
-	j := startJump(t, bin)
 	d.must("echo j_func > " + P + "/probes")
 	d.waitMode(P+"/j_func", j.pid(), modeTrapOp)
-	if b := j.text(off, 1)[0]; b != 0xcc {
-		t.Fatalf("first byte of j_func = %#x on the trap path, want 0xcc", b)
-	}
+	j.wantByte(off, 0xcc, "j_func on the trap path")
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", T*N)
-	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeTrapOp {
-		t.Fatalf("status after the calls: %q, want %q", m, modeTrapOp)
-	}
+	d.wantMode(P+"/j_func", j.pid(), modeTrapOp, "after the calls")
 	d.must("rmdir " + P + "/j_func")
 	j.checkOriginal(off)
 	j.finish()
@@ -286,15 +317,8 @@ type eventsReader struct {
 // readEvents starts "cat FILE" (a child of the test; cleanup kills it).
 func readEvents(t *testing.T, file string) *eventsReader {
 	t.Helper()
-	r := &eventsReader{cmd: exec.Command("cat", file), lines: make(chan string, 1<<16)}
-	_, out := testfix.StartPiped(t, r.cmd)
-	go func() {
-		defer close(r.lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			r.lines <- sc.Text()
-		}
-	}()
+	r := &eventsReader{cmd: exec.Command("cat", file)}
+	_, r.lines = startLines(t, r.cmd, 1<<16)
 	return r
 }
 
@@ -342,13 +366,9 @@ func (r *eventsReader) close(t *testing.T) []string {
 // every hit from then on, from every thread; when it closes, the site is
 // still a jump; the hit count is exact throughout.
 func TestJumpEvents(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, NA, NB, NC = 8, 100000, 1000, 100000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	vaddr := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	vaddr := d.probeJump(P, "j_func", j)
 	j.batch(T, NA)
 	d.wantHits(P+"/j_func", T*NA)
 
@@ -397,25 +417,17 @@ func TestJumpEvents(t *testing.T) {
 // image gets a jump site of its own (a new trampoline region in its maps)
 // and the count stays exact over both images.
 func TestJumpExec(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N = 8, 100000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	v1 := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	v1 := d.probeJump(P, "j_func", j)
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", T*N)
 
 	j.send("x")
 	j.expect("ready")
 	v2 := d.waitMode(P+"/j_func", j.pid(), modeJump)
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", j.pid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(maps), "/memfd:uprobefs-jump") {
-		t.Fatalf("the new image is a jump site (status) but maps no trampoline region:\n%s", maps)
+	if len(jumpMaps(t, j.pid())) == 0 {
+		t.Fatalf("the new image is a jump site (status) but maps no trampoline region:\n%s", readMaps(t, j.pid()))
 	}
 	t.Logf("j_func at %s before the exec, %s after", v1, v2)
 	j.batch(T, N)
@@ -428,13 +440,9 @@ func TestJumpExec(t *testing.T) {
 // at the same time as its parent; both sums are right (the child checks
 // its own and exits 0) and the hits are exactly every call of both.
 func TestJumpFork(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N = 8, 100000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	d.probeJump(P, "j_func", j)
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", T*N)
 	for i := range 3 {
@@ -444,9 +452,7 @@ func TestJumpFork(t *testing.T) {
 	}
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", 8*T*N)
-	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
-		t.Fatalf("parent's status after the forks: %q, want %q", m, modeJump)
-	}
+	d.wantMode(P+"/j_func", j.pid(), modeJump, "(the parent) after the forks")
 	j.finish()
 }
 
@@ -455,14 +461,10 @@ func TestJumpFork(t *testing.T) {
 // only after the site became a jump): the threads' sum stays right, the
 // process exits 0, and its text is the file's at the end.
 func TestJumpChurn(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, K = 8, 30
-	P := d.in(bin)
-	j := startJump(t, bin)
-	j.send(fmt.Sprintf("spin %d", T))
-	j.expect("ok 1")
+	j.spin(T)
 	jumps := 0
 	for i := range K {
 		d.must("echo j_func > " + P + "/probes")
@@ -474,10 +476,7 @@ func TestJumpChurn(t *testing.T) {
 		d.must("rmdir " + P + "/j_func")
 		j.checkOriginal(off)
 	}
-	c, l := j.stopSpin()
-	if c == 0 {
-		t.Fatalf("after %d registrations (%d as jump sites): %q, want spin C sum S want S", K, jumps, l)
-	}
+	c := j.spinDone(fmt.Sprintf("after %d registrations (%d as jump sites)", K, jumps))
 	j.checkOriginal(off)
 	j.finish()
 	t.Logf("%d registrations and removals (%d waited for the jump) while 8 threads made %d calls", K, jumps, c)
@@ -488,15 +487,10 @@ func TestJumpChurn(t *testing.T) {
 // in the trampoline too); the new image gets its own site and, once the
 // old image's hits are in, counts its own calls exactly.
 func TestJumpExecSpinning(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N = 8, 100000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
-	j.send(fmt.Sprintf("spin %d", T))
-	j.expect("ok 1")
+	d.probeJump(P, "j_func", j)
+	j.spin(T)
 	d.waitHitsAbove(P+"/j_func", 100000)
 	j.send("x")
 	j.expect("ready")
@@ -515,22 +509,15 @@ func TestJumpExecSpinning(t *testing.T) {
 // trap path (events stream, from the spinning threads) and back to a jump
 // when the reader closes; the threads' sum stays right.
 func TestJumpEventsSpinning(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, K = 8, 5
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
-	j.send(fmt.Sprintf("spin %d", T))
-	j.expect("ok 1")
+	d.probeJump(P, "j_func", j)
+	j.spin(T)
 	for range K {
 		r := readEvents(t, P+"/j_func/events")
 		d.waitMode(P+"/j_func", j.pid(), modeEvents)
-		if b := j.text(off, 1)[0]; b != 0xe9 {
-			t.Fatalf("first byte of j_func %#x while its events are read, want the jump site's 0xe9", b)
-		}
+		j.wantByte(off, 0xe9, "j_func while its events are read (the jump site's jmp)")
 		r.take(t, 500)
 		r.close(t)
 		d.waitReaders(0)
@@ -538,10 +525,7 @@ func TestJumpEventsSpinning(t *testing.T) {
 		h := d.hits(P + "/j_func")
 		d.waitHitsAbove(P+"/j_func", h+100000)
 	}
-	c, l := j.stopSpin()
-	if c == 0 {
-		t.Fatalf("after %d readers: %q, want spin C sum S want S", K, l)
-	}
+	j.spinDone(fmt.Sprintf("after %d readers", K))
 	d.must("rmdir " + P + "/j_func")
 	j.checkOriginal(off)
 	j.finish()
@@ -551,11 +535,8 @@ func TestJumpEventsSpinning(t *testing.T) {
 // write returns, so the site switches from the trap path to the jump
 // while 8 threads call through it: every call counted, sum right.
 func TestJumpSwitchUnderLoad(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N = 8, 50000
-	P := d.in(bin)
-	j := startJump(t, bin)
 	for i := range 3 {
 		d.must("echo j_func > " + P + "/probes")
 		j.batch(T, N)
@@ -574,12 +555,8 @@ func TestJumpSwitchUnderLoad(t *testing.T) {
 // call, the handler's included, is counted exactly once, both sums are
 // right, and the site stays a jump.
 func TestJumpSignals(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	d, P, j := startJumpRig(t)
+	d.probeJump(P, "j_func", j)
 	j.send("sig 8 100")
 	j.expect("ok 1")
 	h := d.waitHitsAbove(P+"/j_func", 0)
@@ -596,9 +573,7 @@ func TestJumpSignals(t *testing.T) {
 		t.Fatalf("only %d signals handled: %q", sigs, l)
 	}
 	d.wantHits(P+"/j_func", c)
-	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
-		t.Fatalf("status after the signals: %q, want %q", m, modeJump)
-	}
+	d.wantMode(P+"/j_func", j.pid(), modeJump, "after the signals")
 	j.finish()
 	t.Logf("%d calls, %d of them in signal handlers", c, sigs)
 }
@@ -609,13 +584,9 @@ func TestJumpSignals(t *testing.T) {
 // stays on the trap path in this process (status says why), and every
 // call, the faulting one included, is counted.
 func TestJumpFault(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const N = 1000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_load > " + P + "/probes")
-	d.waitMode(P+"/j_load", j.pid(), modeJump)
+	d.probeJump(P, "j_load", j)
 	j.send(fmt.Sprintf("g %d", N))
 	j.expect("fault ok")
 	d.wantHits(P+"/j_load", 2*N+1)
@@ -632,39 +603,25 @@ func TestJumpFault(t *testing.T) {
 // N calls more. Every sum is right, every child exits 0, and the hits are
 // exactly all the calls of all the processes.
 func TestJumpForkSpinning(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N, K = 8, 10000, 10
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
-	j.send(fmt.Sprintf("spin %d", T))
-	j.expect("ok 1")
+	d.probeJump(P, "j_func", j)
+	j.spin(T)
 	for range K {
 		j.send(fmt.Sprintf("f %d %d", T, N))
 		j.expect(fmt.Sprintf("fork sum %d exit 0", jumpWant(T, N)))
 	}
-	c, l := j.stopSpin()
-	if c == 0 {
-		t.Fatalf("after %d forks: %q, want spin C sum S want S", K, l)
-	}
+	c := j.spinDone(fmt.Sprintf("after %d forks", K))
 	d.wantHits(P+"/j_func", c+2*K*T*N)
-	if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
-		t.Fatalf("status after the forks: %q, want %q", m, modeJump)
-	}
+	d.wantMode(P+"/j_func", j.pid(), modeJump, "after the forks")
 	j.finish()
 }
 
 // jumpMaps returns the /proc/PID/maps lines of pid's trampoline regions.
 func jumpMaps(t *testing.T, pid int) []string {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out []string
-	for l := range strings.Lines(string(b)) {
+	for l := range strings.Lines(readMaps(t, pid)) {
 		if strings.Contains(l, "/memfd:uprobefs-jump") {
 			out = append(out, strings.TrimSpace(l))
 		}
@@ -678,14 +635,10 @@ func jumpMaps(t *testing.T, pid int) []string {
 // inherited stays mapped, unused); and when it runs, its calls and its
 // parent's are all counted, once.
 func TestJumpForkChild(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, N = 8, 100000
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	pv := d.waitMode(P+"/j_func", j.pid(), modeJump)
+	pv := d.probeJump(P, "j_func", j)
 	j.batch(T, N)
 	j.send(fmt.Sprintf("F %d %d", T, N))
 	var child int
@@ -693,12 +646,12 @@ func TestJumpForkChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	cv := d.waitMode(P+"/j_func", child, modeJump)
-	ptr := jumpTarget(t, &jproc{t: t, bin: bin, cmd: j.cmd}, off, pv)
+	ptr := jumpTarget(t, j, off, pv)
 	cp, err := os.FindProcess(child) // only its pid is used: never signalled
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfx := &jproc{t: t, bin: bin, cmd: &exec.Cmd{Process: cp}}
+	cfx := &jproc{t: t, bin: j.bin, cmd: &exec.Cmd{Process: cp}}
 	ctr := jumpTarget(t, cfx, off, cv)
 	pm, cm := jumpMaps(t, j.pid()), jumpMaps(t, child)
 	pIno, cIno := regionInode(pm, ptr), regionInode(cm, ctr)
@@ -723,8 +676,13 @@ func jumpTarget(t *testing.T, j *jproc, off uint64, vaddr string) uint64 {
 	if b[0] != 0xe9 || err != nil {
 		t.Fatalf("pid %d: % x at %s (%v), want a jmp rel32", j.pid(), b, vaddr, err)
 	}
+	return jmpDest(va, b)
+}
+
+// jmpDest is where the jmp rel32 b (5 bytes) at vaddr leads.
+func jmpDest(vaddr uint64, b []byte) uint64 {
 	rel := int32(uint32(b[1]) | uint32(b[2])<<8 | uint32(b[3])<<16 | uint32(b[4])<<24)
-	return va + 5 + uint64(int64(rel))
+	return vaddr + 5 + uint64(int64(rel))
 }
 
 // regionInode returns the inode of the maps line (of jumpMaps) that holds

@@ -3,8 +3,6 @@ package integration
 import (
 	"bytes"
 	"fmt"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,9 +37,7 @@ func TestJumpDaemonKilled(t *testing.T) {
 	d.waitMode(PT+"/j_func", trap.pid(), "trap: fetch arguments")
 	trap.batch(T, 100)
 	d.wantHits(PT+"/j_func", T*100)
-	if b := trap.text(off, 1)[0]; b != 0xcc {
-		t.Fatalf("trap process: first byte of j_func %#x, want 0xcc", b)
-	}
+	trap.wantByte(off, 0xcc, "j_func (the trap process)")
 
 	for _, j := range procs {
 		j.send(fmt.Sprintf("spin %d", T))
@@ -52,28 +48,10 @@ func TestJumpDaemonKilled(t *testing.T) {
 	h := d.waitHitsAbove(P+"/j_func", 0)
 	d.waitHitsAbove(P+"/j_func", h+1000000)
 	for _, j := range procs {
-		if m, _ := d.siteLine(P+"/j_func", j.pid()); m != modeJump {
-			t.Fatalf("pid %d: status %q while spinning, want %q", j.pid(), m, modeJump)
-		}
+		d.wantMode(P+"/j_func", j.pid(), modeJump, "while spinning")
 	}
 
-	t0 := time.Now()
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	for isMounted(d.mnt) {
-		if time.Since(t0) > 10*time.Second {
-			t.Fatalf("the dead mount is still mounted after 10s\n%s", d.log.String())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	unmounted := time.Since(t0)
-	select {
-	case <-d.done: // the daemon, and the guardian that shares its stderr
-	case <-time.After(10 * time.Second):
-		t.Fatalf("guardian did not exit\n%s", d.log.String())
-	}
-	if !strings.Contains(d.log.String(), "uprobefs guardian: daemon pid") {
-		t.Errorf("no guardian report in the log:\n%s", d.log.String())
-	}
+	unmounted := d.killForGuardian()
 
 	// The spinners: still hitting their jump sites, which stay.
 	var calls uint64
@@ -99,11 +77,7 @@ func TestJumpDaemonKilled(t *testing.T) {
 
 	t.Logf("daemon SIGKILL: %d of %d jump processes (%d calls in all) and the trap process finished; dead mount unmounted %v after the kill",
 		nProc, nProc, calls, unmounted.Round(time.Microsecond))
-	for l := range strings.Lines(d.log.String()) {
-		if strings.Contains(l, "uprobefs guardian:") {
-			t.Log(strings.TrimSpace(l))
-		}
-	}
+	d.logGuardian()
 }
 
 // TestJumpRestartAfterKill: after a SIGKILL of the daemon, the jmp of a
@@ -113,39 +87,22 @@ func TestJumpDaemonKilled(t *testing.T) {
 // its own jump site, and counts exactly; its removal leaves the file's
 // text; the process is unharmed throughout.
 func TestJumpRestartAfterKill(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
 	const T, N = 8, 100000
-	j := startJump(t, bin)
-	d.must("echo j_func > " + d.in(bin) + "/probes")
-	d.waitMode(d.in(bin)+"/j_func", j.pid(), modeJump)
+	d.probeJump(P, "j_func", j)
 	j.batch(T, N)
-	d.cmd.Process.Signal(syscall.SIGKILL)
-	select {
-	case <-d.done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the daemon and its guardian did not exit 10s after the SIGKILL")
-	}
-	if isMounted(d.mnt) {
-		t.Fatal("the dead mount is still mounted after the guardian exited")
-	}
+	d.killForGuardian()
 	j.batch(T, N) // through the orphaned trampoline
-	if b := j.text(off, 1)[0]; b != 0xe9 {
-		t.Fatalf("first byte of j_func %#x after the daemon's death, want the left jmp's 0xe9", b)
-	}
+	j.wantByte(off, 0xe9, "j_func after the daemon's death (the jmp left)")
 
 	d2 := startDaemon(t)
-	P := d2.in(bin)
-	d2.must("echo j_func > " + P + "/probes")
-	d2.waitMode(P+"/j_func", j.pid(), modeJump)
+	P = d2.in(j.bin)
+	d2.probeJump(P, "j_func", j)
 	j.batch(T, N)
 	d2.wantHits(P+"/j_func", T*N)
 	d2.must("rmdir " + P + "/j_func")
-	want := fileBytes(t, bin, off, 16)
-	if got := j.text(off, 16); !bytes.Equal(got, want) {
-		t.Fatalf("j_func % x after the new daemon's removal, file % x", got, want)
-	}
+	j.checkOriginal(off) // after the new daemon's removal
 	j.batch(T, N)
 	j.finish()
 }

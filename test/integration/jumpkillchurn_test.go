@@ -90,8 +90,7 @@ func TestJumpDaemonKilledChurn(t *testing.T) {
 		var procs []*jproc
 		for range nProc {
 			j := startJump(t, bin)
-			j.send(fmt.Sprintf("spin %d", T))
-			j.expect("ok 1")
+			j.spin(T)
 			procs = append(procs, j)
 		}
 		delay := time.Duration(50+(round*397+time.Now().Nanosecond())%500) * time.Millisecond
@@ -153,8 +152,7 @@ func TestJumpDaemonKilledChurn(t *testing.T) {
 			switch {
 			case bytes.Equal(got, file):
 			case got[0] == 0xe9 && bytes.Equal(got[5:], file[5:]):
-				rel := int32(uint32(got[1]) | uint32(got[2])<<8 | uint32(got[3])<<16 | uint32(got[4])<<24)
-				tgt := textVaddr(t, j, off) + 5 + uint64(int64(rel))
+				tgt := jmpDest(textVaddr(t, j.pid(), j.bin, off), got)
 				jumps++
 				if regionInode(jumpMaps(t, j.pid()), tgt) == "" {
 					t.Errorf("round %d: process %d (pid %d): a jmp at j_func to %#x, in no trampoline region", round, i, j.pid(), tgt)
@@ -169,27 +167,4 @@ func TestJumpDaemonKilledChurn(t *testing.T) {
 	}
 	t.Logf("%d rounds: %d processes finished (%d with a jmp left at j_func, the others with the file's bytes), %d died of SIGTRAP",
 		rounds, alive, jumps, trapped)
-}
-
-// textVaddr is the address of file offset off in j's executable mapping.
-func textVaddr(t *testing.T, j *jproc, off uint64) uint64 {
-	t.Helper()
-	maps, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", j.pid()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(maps)) {
-		fl := strings.Fields(line)
-		if len(fl) < 6 || fl[5] != j.bin || !strings.Contains(fl[1], "x") {
-			continue
-		}
-		var start, end, pgoff uint64
-		fmt.Sscanf(fl[0], "%x-%x", &start, &end)
-		fmt.Sscanf(fl[2], "%x", &pgoff)
-		if off >= pgoff && off-pgoff < end-start {
-			return start + off - pgoff
-		}
-	}
-	t.Fatalf("pid %d does not map %s at %#x", j.pid(), j.bin, off)
-	return 0
 }

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 )
@@ -14,19 +13,13 @@ func TestJumpRemoveRace(t *testing.T) {
 	if !raceEnabled {
 		t.Skip("only a -race daemon reports data races")
 	}
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	P := d.in(bin)
-	j := startJump(t, bin)
-	j.send(fmt.Sprintf("spin %d", 8))
-	j.expect("ok 1")
+	d, P, j := startJumpRig(t)
+	j.spin(8)
 	for range 20 {
 		d.must("echo j_func > " + P + "/probes")
 		d.must("rmdir " + P + "/j_func")
 	}
-	if c, l := j.stopSpin(); c == 0 {
-		t.Fatalf("%q, want spin C sum S want S", l)
-	}
+	j.spinDone("after 20 registrations and removals")
 	j.finish()
 	if log := d.log.String(); strings.Contains(log, "WARNING: DATA RACE") {
 		t.Fatalf("the daemon reported a data race:\n%s", log)

@@ -12,21 +12,16 @@ import (
 // than map another: at most one region (its two mappings, code and
 // counters) after all cycles, and the counts exact in each.
 func TestJumpRegionReuse(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N, K = 8, 1000, 10
-	P := d.in(bin)
-	j := startJump(t, bin)
-	fx := &fixture{t: t, path: bin, cmd: j.cmd}
 	var counts []int
 	var last []string
 	for range K {
-		d.must("echo j_func > " + P + "/probes")
-		d.waitMode(P+"/j_func", j.pid(), modeJump)
+		d.probeJump(P, "j_func", j)
 		j.batch(T, N)
 		d.wantHits(P+"/j_func", T*N)
 		d.must("rmdir " + P + "/j_func")
-		fx.waitUntraced()
+		j.fx().waitUntraced()
 		last = jumpMaps(t, j.pid())
 		counts = append(counts, len(last))
 	}

@@ -14,11 +14,8 @@ import (
 // arguments, then a return probe, move the site to the trap path (status
 // says why) while the counts stay exact; without them it is a jump again.
 func TestJumpSharedSite(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N, n = 8, 100000, 500
-	P := d.in(bin)
-	j := startJump(t, bin)
 	d.must("printf 'a=j_func\\nb=j_func\\n' > " + P + "/probes")
 	d.waitMode(P+"/a", j.pid(), modeJump)
 	d.waitMode(P+"/b", j.pid(), modeJump)
@@ -52,17 +49,12 @@ func TestJumpSharedSite(t *testing.T) {
 // would displace: its probe stays on the trap path, status gives the
 // reason, and the count is exact.
 func TestJumpRefused(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_loop")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_loop")
 	const T, N = 8, 1000
-	P := d.in(bin)
-	j := startJump(t, bin)
 	d.must("echo j_loop > " + P + "/probes")
 	d.waitMode(P+"/j_loop", j.pid(), "trap: branch into the displaced range from this function (j_loop+0x8 to +2)")
-	if b := j.text(off, 1)[0]; b != 0xcc {
-		t.Fatalf("first byte of j_loop %#x, want 0xcc", b)
-	}
+	j.wantByte(off, 0xcc, "j_loop")
 	j.send(fmt.Sprintf("L %d %d", T, N))
 	j.expect(fmt.Sprintf("sum %d", 6*T*N))
 	d.wantHits(P+"/j_loop", T*N)
@@ -75,11 +67,8 @@ func TestJumpRefused(t *testing.T) {
 // removed, j_func becomes a jump site; j_func+1 registered again, inside
 // that live jmp, counts every call from the moment its write returns.
 func TestJumpInterior(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, j := startJumpRig(t)
 	const T, N = 8, 1000
-	P := d.in(bin)
-	j := startJump(t, bin)
 	d.must("printf 'j_func\\nj_func+1\\n' > " + P + "/probes")
 	const why = "trap: another breakpoint at 0x"
 	mode, _ := d.waitModeMatch(P+"/j_func", j.pid(), why+"...", func(m string) bool { return strings.HasPrefix(m, why) })
@@ -110,27 +99,19 @@ func TestJumpInterior(t *testing.T) {
 // daemon exits 0, the text is the file's again, the process is let go and
 // its sum is right.
 func TestJumpShutdown(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
-	off := testfix.SymOff(t, bin, "j_func")
-	P := d.in(bin)
-	j := startJump(t, bin)
-	d.must("echo j_func > " + P + "/probes")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
-	j.send("spin 8")
-	j.expect("ok 1")
+	d, P, j := startJumpRig(t)
+	off := testfix.SymOff(t, j.bin, "j_func")
+	d.probeJump(P, "j_func", j)
+	j.spin(8)
 	d.waitHitsAbove(P+"/j_func", 100000)
 	if code := d.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("uprobefs exit status %d after SIGTERM", code)
 	}
 	j.checkOriginal(off)
-	fx := &fixture{t: t, path: bin, cmd: j.cmd}
-	if pid := fx.tracerPid(); pid != 0 {
+	if pid := j.fx().tracerPid(); pid != 0 {
 		t.Fatalf("still traced by %d after the shutdown", pid)
 	}
-	if c, l := j.stopSpin(); c == 0 {
-		t.Fatalf("after the shutdown: %q, want spin C sum S want S", l)
-	}
+	j.spinDone("after the shutdown")
 	j.finish()
 }
 
@@ -138,17 +119,13 @@ func TestJumpShutdown(t *testing.T) {
 // site there only; the other is not traced at all; the count is exactly
 // the selected process's calls.
 func TestJumpFilter(t *testing.T) {
-	d := startDaemon(t)
-	bin := jumpFixture(t)
+	d, P, a := startJumpRig(t)
 	const T, N = 8, 100000
-	P := d.in(bin)
-	a, b := startJump(t, bin), startJump(t, bin)
+	b := startJump(t, a.bin)
 	d.must(fmt.Sprintf("echo 'j_func pid=%d' > %s/probes", a.pid(), P))
 	d.waitMode(P+"/j_func", a.pid(), modeJump)
-	if m, _ := d.siteLine(P+"/j_func", b.pid()); m != "" {
-		t.Fatalf("unselected pid %d in status: %q", b.pid(), m)
-	}
-	if pid := (&fixture{t: t, path: bin, cmd: b.cmd}).tracerPid(); pid != 0 {
+	d.wantMode(P+"/j_func", b.pid(), "", "(unselected)")
+	if pid := b.fx().tracerPid(); pid != 0 {
 		t.Fatalf("unselected pid %d traced by %d", b.pid(), pid)
 	}
 	a.batch(T, N)
@@ -168,7 +145,6 @@ func TestJumpFilter(t *testing.T) {
 // be wrong: it starts like l_func).
 func TestJumpDlopen(t *testing.T) {
 	d := startDaemon(t)
-	bin := jumpFixture(t)
 	const src = "testdata/jumplib.c"
 	libs := []string{
 		testfix.Copy(t, testfix.CC(t, src, "-shared", "-fPIC", "-O2", "-fcf-protection=none")),
@@ -178,7 +154,7 @@ func TestJumpDlopen(t *testing.T) {
 	for _, l := range libs {
 		d.must("echo l_func > " + d.in(l) + "/probes")
 	}
-	j := startJump(t, bin)
+	j := startJump(t, jumpFixture(t))
 	calls := make([]uint64, 2)
 	at := map[string][]string{} // address -> "lib:function" loaded there
 	for round := range 6 {
@@ -206,9 +182,7 @@ func TestJumpDlopen(t *testing.T) {
 		}
 		j.send("u")
 		j.expect("closed")
-		if m, _ := d.siteLine(L+"/l_func", j.pid()); m != "" {
-			t.Fatalf("round %d: status line %q after dlclose", round, m)
-		}
+		d.wantMode(L+"/l_func", j.pid(), "", fmt.Sprintf("in round %d after dlclose", round))
 	}
 	reused := 0
 	for a, who := range at {

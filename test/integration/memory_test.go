@@ -53,10 +53,7 @@ func floodRSSBoundKiB() int {
 // to the limit (then ENOSPC), and events readers that never read (bounded
 // rings). The daemon keeps working after each.
 func TestMemoryBounded(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, _ := startFixtureRig(t, buildFixture(t))
 	d.must("echo tick > " + P + "/probes")
 	d.waitHitsAbove(P+"/tick", 0)
 	pid := d.cmd.Process.Pid

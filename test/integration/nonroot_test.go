@@ -4,12 +4,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -20,59 +17,24 @@ import (
 // counts hits, and unmounts with "uprobefs umount": a clean shutdown, the
 // process restored and detached.
 func TestNonRootMount(t *testing.T) {
-	if _, err := exec.LookPath("fusermount3"); err != nil {
-		t.Fatal("fusermount3 missing: make prereq installs fuse3")
-	}
+	needTool(t, "fusermount3", "fusermount3 missing: make prereq installs fuse3")
 	uid, gid := testfix.User(t)
 	cred := &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	mnt := filepath.Join(t.TempDir(), "mnt")
 	bin := buildFixture(t)
-	testfix.Reachable(t, mnt, bin)
-	os.Chmod(filepath.Dir(uprobefsBin), 0o755) // its own temp dir (TestMain's)
-	if err := os.Mkdir(mnt, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.Chown(mnt, uid, gid)
+	testfix.Reachable(t, bin)
 	os.Chown(bin, uid, gid)
 	fx := startFixture(t, bin, uid)
-
-	d := &daemon{t: t, mnt: mnt, log: &testfix.SyncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(uprobefsBin, "mount", mnt)
-	d.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	d.cmd.Stdout, d.cmd.Stderr = d.log, d.log
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(d.cleanup)
-	for deadline := time.Now().Add(20 * time.Second); !isMounted(mnt); time.Sleep(10 * time.Millisecond) {
-		select {
-		case <-d.done:
-			t.Fatalf("uprobefs exited before mounting: %v\n%s", d.err, d.log.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not mounted in time\n%s", d.log.String())
-		}
-	}
+	d := startDaemonAs(t, cred)
 	if r := d.shAs(uid, "echo tick > "+d.in(bin)+"/probes"); r.code != 0 {
 		t.Fatalf("registering as the user: exit %d %q\n%s", r.code, r.out, d.log.String())
 	}
 	// Only the user reaches its mount (root too is refused by FUSE).
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		r := d.shAs(uid, "cat "+d.in(bin)+"/tick/hits")
-		if n, err := strconv.Atoi(strings.TrimSpace(r.out)); err == nil && n > 10 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("hits as the user: %q\n%s", r.out, d.log.String())
-		}
-	}
+	d.waitHitsAboveAs(uid, d.in(bin)+"/tick", 10)
 	// Traced by the user's daemon (its tracer thread).
 	if tp := fx.tracerPid(); tp == 0 || !isDir(fmt.Sprintf("/proc/%d/task/%d", d.cmd.Process.Pid, tp)) {
 		t.Errorf("fixture traced by %d, not a thread of the user's daemon %d", tp, d.cmd.Process.Pid)
 	}
-	c := exec.Command(uprobefsBin, "umount", mnt)
+	c := exec.Command(uprobefsBin, "umount", d.mnt)
 	c.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	if out, err := c.CombinedOutput(); err != nil {
 		t.Fatalf("uprobefs umount as the user: %v %s", err, out)

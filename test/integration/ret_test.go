@@ -34,17 +34,34 @@ func runRet(t *testing.T, bin string, args ...string) string {
 	return string(out)
 }
 
+// startRetProbes starts a daemon and registers probes (one write of
+// lines, without % or ': they are printf's format) on bin, made
+// reachable for it; P is bin's directory in the mount.
+func startRetProbes(t *testing.T, bin string, lines ...string) (d *daemon, P string) {
+	t.Helper()
+	d = startDaemon(t)
+	testfix.Reachable(t, bin)
+	P = d.in(bin)
+	d.must("printf '" + strings.Join(lines, "\\n") + "\\n' > " + P + "/probes")
+	return d, P
+}
+
+// wantStatus checks that the status of the probe at dir says want.
+func (d *daemon) wantStatus(dir, want string) {
+	d.t.Helper()
+	if st := d.must("cat " + dir + "/status"); !strings.Contains(st, want) {
+		d.t.Fatalf("status of %s: %q, want it to say %q", dir, st, want)
+	}
+}
+
 // TestReturnProbeMount: "r:NAME FUNC $retval" through the mount: hits are
 // the function's returns, each event has ret=0xCALLER dur=NS and the
 // return value as tracefs prints it, "FUNC%return" names a return probe
 // too, NAME/latency holds the durations in the right log2 buckets, an
 // offset inside a function and a Go program are refused (EINVAL).
 func TestReturnProbeMount(t *testing.T) {
-	d := startDaemon(t)
 	bin := testfix.Copy(t, testfix.CC(t, "../../core/proc/testdata/ret.c", "-O2"))
-	testfix.Reachable(t, bin)
-	P := d.in(bin)
-	d.must("echo 'r:ret leaf v=$retval:s64' > " + P + "/probes")
+	d, P := startRetProbes(t, bin, "r:ret leaf v=$retval:s64")
 	d.must("echo 'napper%return' > " + P + "/probes")
 	if l := d.must("cat " + P + "/probes"); !strings.Contains(l, "ret leaf%return ") || !strings.Contains(l, "napper%return napper%return ") {
 		t.Fatalf("listing: %q", l)
@@ -107,14 +124,9 @@ func TestReturnProbeMount(t *testing.T) {
 // return address would crash it), every return is counted, every return
 // pairs with its entry (the latency count), and status says which mode.
 func TestGoReturnProbe(t *testing.T) {
-	d := startDaemon(t)
 	bin := testfix.GoRec(t)
-	testfix.Reachable(t, bin)
-	P := d.in(bin)
-	d.must("echo 'r:gr main.rec' > " + P + "/probes")
-	if st := d.must("cat " + P + "/gr/status"); !strings.Contains(st, "return instructions (a Go program") {
-		t.Fatalf("status: %q", st)
-	}
+	d, P := startRetProbes(t, bin, "r:gr main.rec")
+	d.wantStatus(P+"/gr", "return instructions (a Go program")
 	const n = 10
 	cmd := exec.Command(bin, fmt.Sprint(n))
 	out, err := cmd.Output()
@@ -138,14 +150,9 @@ func TestGoReturnProbe(t *testing.T) {
 // the returns counted are the calls that returned (the even i; the odd
 // ones throw).
 func TestReturnProbeCxxExceptions(t *testing.T) {
-	d := startDaemon(t)
 	bin := testfix.Copy(t, testfix.CXX(t, "testdata/exc.cc", "-O2"))
-	testfix.Reachable(t, bin)
-	P := d.in(bin)
-	d.must("printf 'r:mid _Z6middlei\\nr:thr _Z7throweri\\n' > " + P + "/probes")
-	if st := d.must("cat " + P + "/mid/status"); !strings.Contains(st, "C++ exception tables") {
-		t.Fatalf("status: %q", st)
-	}
+	d, P := startRetProbes(t, bin, "r:mid _Z6middlei", "r:thr _Z7throweri")
+	d.wantStatus(P+"/mid", "C++ exception tables")
 	const n = 100
 	if got := runRet(t, bin, fmt.Sprint(n)); got != fmt.Sprintf("exc %d caught %d sum %d\n", n, n/2, n/2*(n/2-1)+n/2) {
 		t.Fatalf("output %q", got)

@@ -68,10 +68,8 @@ func startStraced(t *testing.T, bin string) straced {
 // those another uprobefs traces, each as "pid=P skipped: REASON". Before,
 // only processes found at the first registration were listed.
 func TestStatusShowsLaterTracees(t *testing.T) {
-	d := startDaemon(t)
-	bin := buildFixture(t)
-	fx := startFixture(t, bin, -1)
-	P := d.in(bin)
+	d, P, fx := startFixtureRig(t, buildFixture(t))
+	bin := fx.path
 	d.must("echo tick > " + P + "/probes")
 	s := startStraced(t, bin)
 	st := d.must("cat " + P + "/tick/status")

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os/exec"
@@ -25,16 +24,8 @@ type globProc struct {
 
 func startGlob(t *testing.T, path string) *globProc {
 	t.Helper()
-	g := &globProc{t: t, cmd: exec.Command(path), out: make(chan string, 16)}
-	var r io.Reader
-	g.in, r = testfix.StartPiped(t, g.cmd)
-	go func() {
-		defer close(g.out)
-		sc := bufio.NewScanner(r)
-		for sc.Scan() {
-			g.out <- sc.Text()
-		}
-	}()
+	g := &globProc{t: t, cmd: exec.Command(path)}
+	g.in, g.out = startLines(t, g.cmd, 16)
 	g.round() // running, its text mapped and its calls done once before any probe
 	return g
 }

@@ -197,23 +197,23 @@ static void hexout(const char *name, uint64_t v) {
 	write(2, b, n);
 }
 
+/* The registers on_segv_diag prints, in its order. */
+static const struct {
+	const char *name;
+	int reg;
+} diag_regs[] = {
+	{"rip", REG_RIP}, {"rsp", REG_RSP}, {"rax", REG_RAX}, {"rdi", REG_RDI},
+	{"rsi", REG_RSI}, {"rdx", REG_RDX}, {"r10", REG_R10}, {"r8", REG_R8},
+	{"r9", REG_R9},   {"rcx", REG_RCX}, {"r11", REG_R11}, {"rbp", REG_RBP},
+	{"fl", REG_EFL},
+};
+
 static void on_segv_diag(int sig, siginfo_t *si, void *ucv) {
 	ucontext_t *uc = ucv;
 	greg_t *g = uc->uc_mcontext.gregs;
 	hexout("tid", gettid());
-	hexout("rip", g[REG_RIP]);
-	hexout("rsp", g[REG_RSP]);
-	hexout("rax", g[REG_RAX]);
-	hexout("rdi", g[REG_RDI]);
-	hexout("rsi", g[REG_RSI]);
-	hexout("rdx", g[REG_RDX]);
-	hexout("r10", g[REG_R10]);
-	hexout("r8", g[REG_R8]);
-	hexout("r9", g[REG_R9]);
-	hexout("rcx", g[REG_RCX]);
-	hexout("r11", g[REG_R11]);
-	hexout("rbp", g[REG_RBP]);
-	hexout("fl", g[REG_EFL]);
+	for (size_t i = 0; i < sizeof diag_regs / sizeof diag_regs[0]; i++)
+		hexout(diag_regs[i].name, g[diag_regs[i].reg]);
 	uint64_t *sp = (uint64_t *)g[REG_RSP];
 	for (int i = -4; i < 6; i++)
 		hexout("s", sp[i]);
@@ -226,6 +226,22 @@ static void die(const char *what) {
 	printf("error: %s\n", what);
 	fflush(stdout);
 	exit(1);
+}
+
+/* handle installs the handler of sig: fn (with SA_SIGINFO) if given, else
+ * h; with flags. It dies if sigaction fails. */
+static void handle(int sig, void (*h)(int), void (*fn)(int, siginfo_t *, void *), int flags) {
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	if (fn) {
+		sa.sa_sigaction = fn;
+		flags |= SA_SIGINFO;
+	} else {
+		sa.sa_handler = h;
+	}
+	sa.sa_flags = flags;
+	if (sigaction(sig, &sa, NULL))
+		die("sigaction");
 }
 
 /* run_batch runs T threads of N calls and returns the sum. */
@@ -283,11 +299,7 @@ int main(int argc, char **argv) {
 		static char altstack[65536];
 		stack_t ss = {.ss_sp = altstack, .ss_size = sizeof altstack};
 		sigaltstack(&ss, NULL);
-		struct sigaction sa;
-		memset(&sa, 0, sizeof sa);
-		sa.sa_sigaction = on_segv_diag;
-		sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
-		sigaction(SIGSEGV, &sa, NULL);
+		handle(SIGSEGV, NULL, on_segv_diag, SA_ONSTACK);
 	}
 	printf("ready\n");
 	char line[4096];
@@ -304,12 +316,7 @@ int main(int argc, char **argv) {
 			unsigned bad = 0;
 			for (unsigned i = 0; i < n; i++)
 				bad += j_load(&v) != 42;
-			struct sigaction sa;
-			memset(&sa, 0, sizeof sa);
-			sa.sa_sigaction = on_segv;
-			sa.sa_flags = SA_SIGINFO;
-			if (sigaction(SIGSEGV, &sa, NULL))
-				die("sigaction");
+			handle(SIGSEGV, NULL, on_segv, 0);
 			volatile uint64_t rsp_before = 0;
 			if (!sigsetjmp(fault_jb, 1)) {
 				uint64_t *volatile null = NULL;
@@ -375,12 +382,7 @@ int main(int argc, char **argv) {
 			running = 0;
 			if (us) {
 				alrm_mask(SIG_BLOCK); /* main: never; the workers unblock it */
-				struct sigaction sa;
-				memset(&sa, 0, sizeof sa);
-				sa.sa_handler = on_alrm;
-				sa.sa_flags = SA_RESTART;
-				if (sigaction(SIGALRM, &sa, NULL))
-					die("sigaction");
+				handle(SIGALRM, on_alrm, NULL, SA_RESTART);
 				struct itimerval it = {{0, us}, {0, us}};
 				if (setitimer(ITIMER_REAL, &it, NULL))
 					die("setitimer");
