@@ -1,6 +1,9 @@
 package objfile
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // A table-driven length decoder for the common legacy encodings (the
 // one-byte and 0f opcode maps), for the branch scan: x86asm.Decode costs
@@ -18,22 +21,65 @@ import "strconv"
 // libpython3.11 and a Go binary; TestFastInsnExhaustive and FuzzFastInsn
 // compare the two decoders directly.
 
-// Operand classes of an opcode.
+// Operand classes of an opcode, and the letter that stands for each in the
+// opcode maps below.
 const (
-	fUnknown = iota // hand to x86asm
-	fNone           // no operand bytes
-	fModRM          // ModRM (+SIB, displacement)
-	fModRMImm8
-	fModRMImmZ // ModRM + imm16/imm32 (operand size)
-	fImm8
-	fImm16
-	fImmZ   // imm16/imm32
-	fImmV   // b8+r: imm16/imm32/imm64 (REX.W)
-	fMoffs  // a0-a3: an 8-byte address (4 with 67)
-	fEnter  // c8: imm16 + imm8
-	fRel8   // jcc, jmp, loop, jrcxz rel8
-	fRel32  // jcc, jmp, call rel32
-	fGroup3 // f6/f7: ModRM, + imm when reg is 0 or 1
+	fUnknown   = iota // .: hand to x86asm
+	fNone             // -: no operand bytes
+	fModRM            // m: ModRM (+SIB, displacement)
+	fModRMImm8        // i: ModRM + imm8
+	fModRMImmZ        // z: ModRM + imm16/imm32 (operand size)
+	fImm8             // b
+	fImm16            // w
+	fImmZ             // Z: imm16/imm32
+	fImmV             // v: b8+r: imm16/imm32/imm64 (REX.W)
+	fMoffs            // o: a0-a3: an 8-byte address (4 with 67)
+	fEnter            // e: c8: imm16 + imm8
+	fRel8             // j: jcc, jmp, loop, jrcxz rel8
+	fRel32            // J: jcc, jmp, call rel32
+	fGroup3           // g: f6/f7: ModRM, + imm when reg is 0 or 1
+)
+
+// classLetters: the letter of each class, in the order of the constants.
+const classLetters = ".-mizbwZvoejJg"
+
+// The operand class of each opcode of the one-byte and the 0f map, a letter
+// an opcode (classLetters), sixteen a row as in the SDM's opcode tables.
+const (
+	oneByteMap = "" +
+		"mmmmbZ..mmmmbZ.." + // 00: ALU ops
+		"mmmmbZ..mmmmbZ.." + // 10
+		"mmmmbZ..mmmmbZ.." + // 20
+		"mmmmbZ..mmmmbZ.." + // 30
+		"................" + // 40: REX
+		"----------------" + // 50: push, pop
+		"...m....Zzbi----" + // 60
+		"jjjjjjjjjjjjjjjj" + // 70: jcc rel8
+		"iz.immmmmmmmmmmm" + // 80
+		"----------.-----" + // 90
+		"oooo----bZ------" + // a0
+		"bbbbbbbbvvvvvvvv" + // b0: mov imm
+		"iiw-..ize-w--b.-" + // c0
+		"mmmm...-mmmmmmmm" + // d0: shifts, x87
+		"jjjjbbbbJJ.j----" + // e0
+		".-..--gg------mm" // f0
+	twoByteMap = "" +
+		"mmmm.-----.-.m-." + // 00
+		"mmmmmmmmmmmmmmmm" + // 10
+		"mmmm....mmmmmmmm" + // 20
+		"------.-........" + // 30
+		"mmmmmmmmmmmmmmmm" + // 40: cmov
+		"mmmmmmmmmmmmmmmm" + // 50
+		"mmmmmmmmmmmmmmmm" + // 60
+		"iiiimmm-....mmmm" + // 70
+		"JJJJJJJJJJJJJJJJ" + // 80: jcc rel32
+		"mmmmmmmmmmmmmmmm" + // 90: setcc
+		"---mim..---mimmm" + // a0
+		"mmmmmmmm.mimmmmm" + // b0
+		"mmimiiim--------" + // c0
+		"mmmmmmmmmmmmmmmm" + // d0
+		"mmmmmmmmmmmmmmmm" + // e0
+		"mmmmmmmmmmmmmmmm" // f0
 )
 
 var oneByte, twoByte [256]uint8
@@ -68,85 +114,17 @@ func decodeValid(h *[4][2][2]string) [4][2][2][256]uint16 {
 }
 
 func init() {
-	set := func(t *[256]uint8, c uint8, ops ...int) {
-		for _, o := range ops {
-			t[o] = c
+	if len(oneByteMap) != 256 || len(twoByteMap) != 256 {
+		panic("objfile: an opcode map is not 256 class letters")
+	}
+	for op := range 256 {
+		c1 := strings.IndexByte(classLetters, oneByteMap[op])
+		c2 := strings.IndexByte(classLetters, twoByteMap[op])
+		if c1 < 0 || c2 < 0 {
+			panic("objfile: an opcode map has a letter that is no class")
 		}
+		oneByte[op], twoByte[op] = uint8(c1), uint8(c2)
 	}
-	rng := func(t *[256]uint8, c uint8, lo, hi int) {
-		for o := lo; o <= hi; o++ {
-			t[o] = c
-		}
-	}
-	t := &oneByte
-	for base := 0x00; base <= 0x38; base += 8 { // ALU ops
-		rng(t, fModRM, base, base+3)
-		set(t, fImm8, base+4)
-		set(t, fImmZ, base+5)
-	}
-	rng(t, fNone, 0x50, 0x5f)
-	set(t, fModRM, 0x63)
-	set(t, fImmZ, 0x68)
-	set(t, fModRMImmZ, 0x69)
-	set(t, fImm8, 0x6a)
-	set(t, fModRMImm8, 0x6b)
-	rng(t, fNone, 0x6c, 0x6f)
-	rng(t, fRel8, 0x70, 0x7f)
-	set(t, fModRMImm8, 0x80, 0x83)
-	set(t, fModRMImmZ, 0x81)
-	rng(t, fModRM, 0x84, 0x8f)
-	rng(t, fNone, 0x90, 0x99)
-	rng(t, fNone, 0x9b, 0x9f)
-	rng(t, fMoffs, 0xa0, 0xa3)
-	rng(t, fNone, 0xa4, 0xa7)
-	set(t, fImm8, 0xa8)
-	set(t, fImmZ, 0xa9)
-	rng(t, fNone, 0xaa, 0xaf)
-	rng(t, fImm8, 0xb0, 0xb7)
-	rng(t, fImmV, 0xb8, 0xbf)
-	set(t, fModRMImm8, 0xc0, 0xc1, 0xc6)
-	set(t, fImm16, 0xc2, 0xca)
-	set(t, fNone, 0xc3, 0xc9, 0xcb, 0xcc, 0xcf)
-	set(t, fModRMImmZ, 0xc7)
-	set(t, fEnter, 0xc8)
-	set(t, fImm8, 0xcd)
-	rng(t, fModRM, 0xd0, 0xd3)
-	set(t, fNone, 0xd7)
-	rng(t, fModRM, 0xd8, 0xdf)
-	rng(t, fRel8, 0xe0, 0xe3)
-	rng(t, fImm8, 0xe4, 0xe7)
-	set(t, fRel32, 0xe8, 0xe9)
-	set(t, fRel8, 0xeb)
-	rng(t, fNone, 0xec, 0xef)
-	set(t, fNone, 0xf1, 0xf4, 0xf5)
-	set(t, fGroup3, 0xf6, 0xf7)
-	rng(t, fNone, 0xf8, 0xfd)
-	set(t, fModRM, 0xfe, 0xff)
-
-	t = &twoByte
-	set(t, fModRM, 0x00, 0x01, 0x02, 0x03, 0x0d)
-	set(t, fNone, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0b, 0x0e)
-	rng(t, fModRM, 0x10, 0x1f)
-	rng(t, fModRM, 0x20, 0x23)
-	rng(t, fModRM, 0x28, 0x2f)
-	rng(t, fNone, 0x30, 0x35)
-	set(t, fNone, 0x37)
-	rng(t, fModRM, 0x40, 0x6f)
-	rng(t, fModRMImm8, 0x70, 0x73)
-	rng(t, fModRM, 0x74, 0x76)
-	set(t, fNone, 0x77)
-	rng(t, fModRM, 0x7c, 0x7f)
-	rng(t, fRel32, 0x80, 0x8f)
-	rng(t, fModRM, 0x90, 0x9f)
-	set(t, fNone, 0xa0, 0xa1, 0xa2, 0xa8, 0xa9, 0xaa)
-	set(t, fModRM, 0xa3, 0xa5, 0xab, 0xad, 0xae, 0xaf)
-	set(t, fModRMImm8, 0xa4, 0xac, 0xba, 0xc2, 0xc4, 0xc5, 0xc6)
-	rng(t, fModRM, 0xb0, 0xb7)
-	set(t, fModRM, 0xb9)
-	rng(t, fModRM, 0xbb, 0xbf)
-	set(t, fModRM, 0xc0, 0xc1, 0xc3, 0xc7)
-	rng(t, fNone, 0xc8, 0xcf)
-	rng(t, fModRM, 0xd0, 0xff)
 }
 
 // Branch kinds fastInsn reports.
