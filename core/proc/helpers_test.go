@@ -164,3 +164,26 @@ func tracerPid(t testing.TB, pid int) int {
 	}
 	return st.TracerPid
 }
+
+// unwatch has the world stop watching bin and forgets that it watched it
+// (the next register watches it again).
+func (e *env) unwatch(bin string) {
+	e.t.Helper()
+	k := keyOf(e.t, bin)
+	e.w.Unwatch(e.inodes.Get(k))
+	delete(e.watched, k)
+}
+
+// sumMaps adds up f over the mappings of pid.
+func sumMaps(t testing.TB, pid int, f func(procfs.Mapping) int) int {
+	t.Helper()
+	ms, err := procfs.ReadMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range ms {
+		n += f(m)
+	}
+	return n
+}
