@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -186,4 +187,16 @@ func sumMaps(t testing.TB, pid int, f func(procfs.Mapping) int) int {
 		n += f(m)
 	}
 	return n
+}
+
+// resolveIn resolves loc in the file path; a failure to open path fails
+// tb, the error returned is Resolve's.
+func resolveIn(tb testing.TB, path, loc string) (uint64, error) {
+	tb.Helper()
+	f, err := objfile.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	return f.Resolve(loc)
 }
