@@ -262,6 +262,19 @@ func build(t *testing.T) fixtures {
 	}
 }
 
+// gatedHello is the start of the exec tests: a watcher whose handler is a
+// new gate, with the given deadline, that marks fx.hello for exec.
+func gatedHello(t *testing.T, deadline time.Duration) (*gate, *Watcher, fixtures) {
+	t.Helper()
+	g := newGate(t)
+	w := newWatcher(t, g.handle, Options{Deadline: deadline})
+	fx := build(t)
+	if err := w.Add(fx.hello, true); err != nil {
+		t.Fatal(err)
+	}
+	return g, w, fx
+}
+
 func TestMain(m *testing.M) { os.Exit(testfix.Main(m)) }
 
 // fixture returns a private copy (its own inode, in t's temp dir) of the C
@@ -274,12 +287,7 @@ func fixture(t testing.TB, src string, flags ...string) string {
 // An exec of a marked binary is held until the handler returns; the handler
 // sees the process's pid and the file's dev/ino; then the exec completes.
 func TestExecHeldUntilHandlerReturns(t *testing.T) {
-	g := newGate(t)
-	w := newWatcher(t, g.handle, Options{Deadline: time.Minute})
-	fx := build(t)
-	if err := w.Add(fx.hello, true); err != nil {
-		t.Fatal(err)
-	}
+	g, w, fx := gatedHello(t, time.Minute)
 	p := launch(t, fx.launch, fx.hello)
 	p.run(t)
 	ev := g.next(t)
@@ -327,12 +335,7 @@ func waitStats(t *testing.T, w *Watcher, ok func(Stats) bool) Stats {
 // late return answers nothing.
 func TestDeadmanSwitch(t *testing.T) {
 	const deadline = 300 * time.Millisecond
-	g := newGate(t)
-	w := newWatcher(t, g.handle, Options{Deadline: deadline})
-	fx := build(t)
-	if err := w.Add(fx.hello, true); err != nil {
-		t.Fatal(err)
-	}
+	g, w, fx := gatedHello(t, deadline)
 	p := launch(t, fx.launch, fx.hello)
 	t0 := time.Now()
 	p.run(t)
@@ -359,12 +362,7 @@ func TestDeadmanSwitch(t *testing.T) {
 // Close answers every pending event; handlers returning afterwards are
 // ignored. Two processes are held at once: handlers run concurrently.
 func TestCloseReleasesPending(t *testing.T) {
-	g := newGate(t)
-	w := newWatcher(t, g.handle, Options{Deadline: time.Minute})
-	fx := build(t)
-	if err := w.Add(fx.hello, true); err != nil {
-		t.Fatal(err)
-	}
+	g, w, fx := gatedHello(t, time.Minute)
 	p1 := launch(t, fx.launch, fx.hello)
 	p2 := launch(t, fx.launch, fx.hello)
 	p1.run(t)

@@ -4,16 +4,15 @@ import (
 	"bytes"
 	"fmt"
 	"syscall"
+
+	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
-// Memory is how this package reads and writes a traced address space. It has
-// the method set of rmap.AddressSpace, so any rmap.AddressSpace is a Memory.
-// Errors should wrap syscall.ESRCH when the address space is gone and
-// syscall.EFAULT when vaddr is not mapped; they are passed through wrapped.
-type Memory interface {
-	ReadMemory(vaddr uint64, p []byte) error
-	WriteMemory(vaddr uint64, p []byte) error
-}
+// Memory is how this package reads and writes a traced address space: the
+// engine's rmap.AddressSpace (errors wrap syscall.ESRCH when the address
+// space is gone, syscall.EFAULT when vaddr is not mapped; they are passed
+// through wrapped).
+type Memory = rmap.AddressSpace
 
 // BreakpointInsn is the x86 breakpoint instruction, int3.
 const BreakpointInsn = 0xCC
@@ -36,24 +35,7 @@ func InsertBreakpoint(mem Memory, vaddr uint64, insn []byte) error {
 	if len(insn) == 0 || insn[0] == BreakpointInsn {
 		return fmt.Errorf("install breakpoint at %#x: original instruction is empty or int3: %w", vaddr, syscall.EINVAL)
 	}
-	insn = insn[:min(len(insn), maxCheck)]
-	var buf [maxCheck]byte
-	b := buf[:len(insn)]
-	if err := mem.ReadMemory(vaddr, b); err != nil {
-		return fmt.Errorf("install breakpoint at %#x: read: %w", vaddr, err)
-	}
-	switch {
-	case bytes.Equal(b, insn):
-	case b[0] == BreakpointInsn && bytes.Equal(b[1:], insn[1:]):
-		return fmt.Errorf("install breakpoint at %#x: int3 already there: %w", vaddr, syscall.EEXIST)
-	default:
-		return fmt.Errorf("install breakpoint at %#x: found [% x], want [% x] (memory does not hold the file's code): %w",
-			vaddr, b, insn, syscall.EINVAL)
-	}
-	if err := mem.WriteMemory(vaddr, []byte{BreakpointInsn}); err != nil {
-		return fmt.Errorf("install breakpoint at %#x: write: %w", vaddr, err)
-	}
-	return nil
+	return verifyWrite(mem, vaddr, insn, true)
 }
 
 // RemoveBreakpoint restores insn[0] at vaddr if and only if memory holds
@@ -66,22 +48,41 @@ func RemoveBreakpoint(mem Memory, vaddr uint64, insn []byte) error {
 	if len(insn) == 0 {
 		return fmt.Errorf("remove breakpoint at %#x: empty instruction: %w", vaddr, syscall.EINVAL)
 	}
+	return verifyWrite(mem, vaddr, insn, false)
+}
+
+// verifyWrite is the verify-opcode write of both: it reads the first bytes
+// of insn (at most maxCheck) at vaddr. If they hold the state it leaves
+// (set: insn; !set: int3 then the rest of insn) it writes the one byte of
+// the other (int3, or insn[0]); if they hold that other state already it
+// writes nothing (set: EEXIST; !set: nil); anything else is EINVAL.
+func verifyWrite(mem Memory, vaddr uint64, insn []byte, set bool) error {
+	op, c, want := "remove", insn[0], "int3 then "
+	if set {
+		op, c, want = "install", BreakpointInsn, ""
+	}
 	insn = insn[:min(len(insn), maxCheck)]
-	var buf [maxCheck]byte
-	b := buf[:len(insn)]
+	b := make([]byte, len(insn))
 	if err := mem.ReadMemory(vaddr, b); err != nil {
-		return fmt.Errorf("remove breakpoint at %#x: read: %w", vaddr, err)
+		return fmt.Errorf("%s breakpoint at %#x: read: %w", op, vaddr, err)
 	}
+	orig := bytes.Equal(b, insn)
+	int3 := b[0] == BreakpointInsn && bytes.Equal(b[1:], insn[1:])
 	switch {
-	case bytes.Equal(b, insn):
+	case set && int3:
+		return fmt.Errorf("install breakpoint at %#x: int3 already there: %w", vaddr, syscall.EEXIST)
+	case !set && orig:
 		return nil
-	case b[0] == BreakpointInsn && bytes.Equal(b[1:], insn[1:]):
-	default:
-		return fmt.Errorf("remove breakpoint at %#x: found [% x], want int3 then [% x] (memory does not hold the file's code): %w",
-			vaddr, b, insn[1:], syscall.EINVAL)
+	case !orig && !int3:
+		rest := insn
+		if !set {
+			rest = insn[1:]
+		}
+		return fmt.Errorf("%s breakpoint at %#x: found [% x], want %s[% x] (memory does not hold the file's code): %w",
+			op, vaddr, b, want, rest, syscall.EINVAL)
 	}
-	if err := mem.WriteMemory(vaddr, insn[:1]); err != nil {
-		return fmt.Errorf("remove breakpoint at %#x: write: %w", vaddr, err)
+	if err := mem.WriteMemory(vaddr, []byte{c}); err != nil {
+		return fmt.Errorf("%s breakpoint at %#x: write: %w", op, vaddr, err)
 	}
 	return nil
 }

@@ -30,7 +30,8 @@
 //     jmp rel32 at the site. core/objfile adds the rules that need the
 //     file (JumpAt).
 //
-// It imports only the standard library and golang.org/x/arch/x86/x86asm:
+// It imports only the standard library, golang.org/x/arch/x86/x86asm and
+// core/rmap (whose AddressSpace is the Memory breakpoints are written to):
 // core/probes embeds its Plan in every uprobe, so it must stay free of os,
 // /proc and golang.org/x/sys/unix. There are no locks: Plan is immutable
 // after construction and safe for concurrent use. Errors wrap one of the

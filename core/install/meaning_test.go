@@ -227,22 +227,28 @@ func meaningCases() []mcase {
 		mcase{hex: "64488b042528000000", class: "slot"},
 		mcase{hex: "66680100", class: "slot"},
 	)
-	add("slot-riprel",
-		riprel("488b05", hData+0x80, ""),
-		riprel("488905", hData+0x88, ""),
-		riprel("833d", hData+0x80, "05"),
-		riprel("8105", hData+0x90, "45230100"),
-		riprel("c605", hData+0x98, "7f"),
-		riprel("0fb60d", hData+0x81, ""),
-		riprel("ff35", hData+0x80, ""),
-		riprel("48ff05", hData+0x88, ""),
-		riprel("488705", hData+0x88, ""),
-		riprel("66c705", hData+0xa0, "3412"),
-		riprel("48c705", hData+0xa8, "78563412"),
-		riprel("4c3b1d", hData+0xff8, ""),
-		riprel("480faf05", hData+0x80, ""),
-		riprel("6b05", hData+0x84, "7f"), // imul eax, [rip+x], 0x7f
-	)
+	for _, r := range []struct {
+		pre  string
+		off  uint64 // the operand: hData+off
+		post string
+	}{
+		{"488b05", 0x80, ""},
+		{"488905", 0x88, ""},
+		{"833d", 0x80, "05"},
+		{"8105", 0x90, "45230100"},
+		{"c605", 0x98, "7f"},
+		{"0fb60d", 0x81, ""},
+		{"ff35", 0x80, ""},
+		{"48ff05", 0x88, ""},
+		{"488705", 0x88, ""},
+		{"66c705", 0xa0, "3412"},
+		{"48c705", 0xa8, "78563412"},
+		{"4c3b1d", 0xff8, ""},
+		{"480faf05", 0x80, ""},
+		{"6b05", 0x84, "7f"}, // imul eax, [rip+x], 0x7f
+	} {
+		add("slot-riprel", riprel(r.pre, hData+r.off, r.post))
+	}
 	cs = append(cs, mcase{hex: riprel("c4e2f8f21d", hData+0x80, ""), class: "slot-riprel", cpu: "bmi1"})
 	return cs
 }

@@ -59,12 +59,8 @@ const (
 // (locked still: a thread may move to another CPU between the rdpid and
 // the increment).
 func (t *tramp) perCPUCount(counter uint64) error {
-	t.code = append(t.code, 0x50) // push %rax
 	t.push(x86asm.RAX)
-	t.mark()
-	t.code = append(t.code, 0x52) // push %rdx
 	t.push(x86asm.RDX)
-	t.mark()
 	t.code = append(t.code, 0xf3, 0x0f, 0xc7, 0xf8) // rdpid %rax
 	t.mark()
 	t.code = append(t.code, 0x83, 0xe0, EvCPUSlots-1) // and $15,%eax
@@ -80,12 +76,8 @@ func (t *tramp) perCPUCount(counter uint64) error {
 	t.code = append(t.code, 0xf0, 0x48, 0xff, 0x04, 0x02) // lock incq (%rdx,%rax)
 	t.cur.Counted = true
 	t.mark()
-	t.code = append(t.code, 0x5a) // pop %rdx
 	t.pop(x86asm.RDX)
-	t.mark()
-	t.code = append(t.code, 0x58) // pop %rax
 	t.pop(x86asm.RAX)
-	t.mark()
 	return nil
 }
 
@@ -167,8 +159,10 @@ func (t *tramp) mark() {
 	t.ps = append(t.ps, s)
 }
 
-// push and pop track a push or pop of r in the state.
+// push and pop append the one-byte push or pop of r (one of rax..rdi),
+// track it in the state and mark.
 func (t *tramp) push(r x86asm.Reg) {
+	t.code = append(t.code, 0x50+byte(r-x86asm.RAX))
 	if t.cur.Saved == nil {
 		t.cur.Saved = map[x86asm.Reg]uint64{}
 	}
@@ -177,14 +171,17 @@ func (t *tramp) push(r x86asm.Reg) {
 	}
 	t.cur.Saved[r] = 0
 	t.cur.Below += 8
+	t.mark()
 }
 
 func (t *tramp) pop(r x86asm.Reg) {
+	t.code = append(t.code, 0x58+byte(r-x86asm.RAX))
 	delete(t.cur.Saved, r)
 	for k, v := range t.cur.Saved {
 		t.cur.Saved[k] = v - 8
 	}
 	t.cur.Below -= 8
+	t.mark()
 }
 
 // TrampPushfEnd is the offset after the pushfq in every trampoline.
@@ -209,13 +206,9 @@ func (t *tramp) events(ev *EvMem) error {
 	je := len(t.code)
 	skip := t.cur // the state at the popfq, when skipped
 	t.mark()
-	for _, r := range []struct {
-		b byte
-		r x86asm.Reg
-	}{{0x50, x86asm.RAX}, {0x51, x86asm.RCX}, {0x52, x86asm.RDX}, {0x56, x86asm.RSI}} {
-		t.code = append(t.code, r.b) // push
-		t.push(r.r)
-		t.mark()
+	saved := [...]x86asm.Reg{x86asm.RAX, x86asm.RCX, x86asm.RDX, x86asm.RSI}
+	for _, r := range saved {
+		t.push(r)
 	}
 	op(0xb9, 1, 0, 0, 0) // mov $1,%ecx
 	if d, err = rip(ev.Head, 9); err != nil {
@@ -245,13 +238,8 @@ func (t *tramp) events(ev *EvMem) error {
 	t.code = append(t.code, 0x48, 0x89, 0x0a) // mov %rcx,(%rdx): published
 	t.cur.Claimed, t.cur.Inc, t.cur.Published = false, false, true
 	t.mark()
-	for _, r := range []struct {
-		b byte
-		r x86asm.Reg
-	}{{0x5e, x86asm.RSI}, {0x5a, x86asm.RDX}, {0x59, x86asm.RCX}, {0x58, x86asm.RAX}} {
-		t.code = append(t.code, r.b) // pop
-		t.pop(r.r)
-		t.mark()
+	for i := len(saved) - 1; i >= 0; i-- {
+		t.pop(saved[i])
 	}
 	binary.LittleEndian.PutUint32(t.code[je-4:], uint32(len(t.code)-je))
 	// At the popfq either way: published (or skipped), nothing saved.

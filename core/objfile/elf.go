@@ -62,12 +62,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f, err := newFile(path, r)
-	if err != nil {
-		r.Close()
-		return nil, err
-	}
-	return f, nil
+	return OpenFile(path, r)
 }
 
 // OpenFile is Open on an open file (it takes ownership of r: Close closes

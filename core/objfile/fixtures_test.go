@@ -80,14 +80,26 @@ func openT(t testing.TB, path string) *File {
 
 type roSeg struct{ off, vaddr, filesz uint64 }
 
+// readelfRows runs `readelf -W opt path` and returns the fields of each
+// line of its output that has eight or more (the table rows).
+func readelfRows(t testing.TB, opt, path string) [][]string {
+	t.Helper()
+	var rows [][]string
+	sc := bufio.NewScanner(strings.NewReader(run(t, "readelf", "-W", opt, path)))
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) >= 8 {
+			rows = append(rows, f)
+		}
+	}
+	return rows
+}
+
 // readelfSegments parses the executable PT_LOAD lines of `readelf -W -l`.
 func readelfSegments(t testing.TB, path string) []roSeg {
 	t.Helper()
 	var segs []roSeg
-	sc := bufio.NewScanner(strings.NewReader(run(t, "readelf", "-W", "-l", path)))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 8 || f[0] != "LOAD" {
+	for _, f := range readelfRows(t, "-l", path) {
+		if f[0] != "LOAD" {
 			continue
 		}
 		// LOAD Offset VirtAddr PhysAddr FileSiz MemSiz Flg... Align
@@ -122,11 +134,9 @@ type roSym struct {
 func readelfFuncs(t testing.TB, path string) []roSym {
 	t.Helper()
 	var syms []roSym
-	sc := bufio.NewScanner(strings.NewReader(run(t, "readelf", "-W", "-s", path)))
-	for sc.Scan() {
+	for _, f := range readelfRows(t, "-s", path) {
 		// Num: Value Size Type Bind Vis Ndx Name [(ver)]
-		f := strings.Fields(sc.Text())
-		if len(f) < 8 || f[3] != "FUNC" || f[6] == "UND" {
+		if f[3] != "FUNC" || f[6] == "UND" {
 			continue
 		}
 		size, err := strconv.ParseUint(f[2], 0, 64) // decimal, or 0x... when large

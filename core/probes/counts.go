@@ -32,15 +32,13 @@ func (e *Engine) Changed(u *Uprobe) {
 // counts entries and whose filter accepts pid; no handler is called (such
 // hits are CountOnly's).
 func (e *Engine) DispatchCount(u *Uprobe, pid int, n uint64) {
-	p := u.consumers.Load()
-	if p == nil || n == 0 {
+	if n == 0 {
 		return
 	}
-	for _, c := range *p {
-		if c.RetHandler != nil || (c.Filter != nil && !c.Filter(pid)) {
-			continue
+	for _, c := range u.list() {
+		if c.RetHandler == nil && c.accepts(pid) {
+			c.hits.Add(n)
 		}
-		c.hits.Add(n)
 	}
 }
 
@@ -67,11 +65,9 @@ func (u *Uprobe) CountOnly() bool {
 // must then call it, DispatchEvent, or take the trap path). Safe on the
 // hit path.
 func (u *Uprobe) Streaming() bool {
-	if p := u.consumers.Load(); p != nil {
-		for _, c := range *p {
-			if c.Handler != nil && c.Busy != nil && c.Busy() {
-				return true
-			}
+	for _, c := range u.list() {
+		if c.Handler != nil && c.busy() {
+			return true
 		}
 	}
 	return false
@@ -81,27 +77,18 @@ func (u *Uprobe) Streaming() bool {
 // accepts h.Pid, for a hit already counted (DispatchCount): the events of
 // hits counted outside the engine.
 func (e *Engine) DispatchEvent(u *Uprobe, h Hit) {
-	p := u.consumers.Load()
-	if p == nil {
-		return
-	}
-	for _, c := range *p {
-		if c.RetHandler != nil || c.Handler == nil || c.Busy == nil || !c.Busy() || (c.Filter != nil && !c.Filter(h.Pid)) {
-			continue
+	for _, c := range u.list() {
+		if c.RetHandler == nil && c.Handler != nil && c.busy() && c.accepts(h.Pid) {
+			c.Handler(u, h)
 		}
-		c.Handler(u, h)
 	}
 }
 
 // DispatchLost tells the Busy consumers of u that n of its events were
 // lost before they could be dispatched (Consumer.Lost).
 func (e *Engine) DispatchLost(u *Uprobe, n uint64) {
-	p := u.consumers.Load()
-	if p == nil {
-		return
-	}
-	for _, c := range *p {
-		if c.Lost != nil && c.Busy != nil && c.Busy() {
+	for _, c := range u.list() {
+		if c.Lost != nil && c.busy() {
 			c.Lost(n)
 		}
 	}

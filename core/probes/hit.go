@@ -29,12 +29,8 @@ func (e *Engine) LookupLocked(mm *rmap.MM, vaddr uint64) *Uprobe {
 
 // Dispatch counts one hit for every consumer of u and calls their handlers.
 func (e *Engine) Dispatch(u *Uprobe, h Hit) {
-	p := u.consumers.Load()
-	if p == nil {
-		return
-	}
-	for _, c := range *p {
-		if c.RetHandler != nil || (c.Filter != nil && !c.Filter(h.Pid)) {
+	for _, c := range u.list() {
+		if c.RetHandler != nil || !c.accepts(h.Pid) {
 			continue // a return consumer counts returns (DispatchReturn)
 		}
 		c.hits.Add(1)
@@ -47,12 +43,8 @@ func (e *Engine) Dispatch(u *Uprobe, h Hit) {
 // DispatchReturn counts one return for every return consumer of u and calls
 // their RetHandlers (uretprobe's handle_uretprobe_chain).
 func (e *Engine) DispatchReturn(u *Uprobe, r Return) {
-	p := u.consumers.Load()
-	if p == nil {
-		return
-	}
-	for _, c := range *p {
-		if c.RetHandler == nil || (c.Filter != nil && !c.Filter(r.Pid)) {
+	for _, c := range u.list() {
+		if c.RetHandler == nil || !c.accepts(r.Pid) {
 			continue
 		}
 		c.hits.Add(1)

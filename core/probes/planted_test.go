@@ -87,22 +87,35 @@ func scenarioStaleVMA(t *testing.T, bug bool) error {
 	return f.w.Check(sim.Expect{a.Inode.Key: {off: 1}})
 }
 
-// scenarioLockOrder: planted bug 2 takes i_mmap_mutex before mmap_sem in
-// the register walk; lockdep reports it with both acquisition sites.
-func scenarioLockOrder(t *testing.T, bug bool) error {
+// firstViolation is the course of the lockdep scenarios: with violations
+// collected, a fixture with hooks h registers a probe at 0x10 of a file that
+// a new process maps once, then then(p, vma) runs (if not nil); it returns
+// the first violation reported, nil if none.
+func firstViolation(t *testing.T, h probes.TestHooks, then func(p *sim.Proc, v *rmap.VMA)) *lockdep.Violation {
 	collected, stop := lockdep.Collect()
 	defer stop()
-	f := newPlantedFixture(t, probes.TestHooks{IMapBeforeMmapSem: bug})
+	f := newPlantedFixture(t, h)
 	a := f.file(1, 1)
 	p := f.w.Spawn()
 	t.Cleanup(p.Exit)
-	mustMmap(t, p, a, 0x10000, 0, ps, true)
+	v := mustMmap(t, p, a, 0x10000, 0, ps, true)
 	f.register(t, a, 0x10, &probes.Consumer{})
-	got := collected()
-	if len(got) == 0 {
+	if then != nil {
+		then(p, v)
+	}
+	if got := collected(); len(got) > 0 {
+		return got[0]
+	}
+	return nil
+}
+
+// scenarioLockOrder: planted bug 2 takes i_mmap_mutex before mmap_sem in
+// the register walk; lockdep reports it with both acquisition sites.
+func scenarioLockOrder(t *testing.T, bug bool) error {
+	v := firstViolation(t, probes.TestHooks{IMapBeforeMmapSem: bug}, nil)
+	if v == nil {
 		return nil
 	}
-	v := got[0]
 	if v.Held != lockdep.IMmapMutex || v.Acquiring != lockdep.MmapSem || v.HeldSite == "" || v.AcqSite == "" {
 		t.Errorf("unexpected violation: %v", v)
 	}
@@ -115,22 +128,14 @@ func scenarioLockOrder(t *testing.T, bug bool) error {
 // waits for that mmap_sem). lockdep reports the wait, with the site that
 // took mmap_sem, whether or not a walk happens to be running.
 func scenarioSyncUnderMmapSem(t *testing.T, bug bool) error {
-	collected, stop := lockdep.Collect()
-	defer stop()
-	f := newPlantedFixture(t, probes.TestHooks{SyncUnderMmapSem: bug})
-	a := f.file(1, 1)
-	p := f.w.Spawn()
-	t.Cleanup(p.Exit)
-	v := mustMmap(t, p, a, 0x10000, 0, ps, true)
-	f.register(t, a, 0x10, &probes.Consumer{})
-	if err := p.Munmap(v.Start); err != nil {
-		t.Fatal(err)
-	}
-	got := collected()
-	if len(got) == 0 {
+	w := firstViolation(t, probes.TestHooks{SyncUnderMmapSem: bug}, func(p *sim.Proc, v *rmap.VMA) {
+		if err := p.Munmap(v.Start); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if w == nil {
 		return nil
 	}
-	w := got[0]
 	if !w.Wait || w.Held != lockdep.MmapSem || w.Acquiring != lockdep.SRCU || w.HeldSite == "" {
 		t.Errorf("unexpected violation: %v", w)
 	}

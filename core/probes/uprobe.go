@@ -73,6 +73,12 @@ type Consumer struct {
 	on atomic.Pointer[consumerOn]
 }
 
+// accepts reports whether a hit in process pid is c's (Filter).
+func (c *Consumer) accepts(pid int) bool { return c.Filter == nil || c.Filter(pid) }
+
+// busy reports whether c has a Busy that says yes now.
+func (c *Consumer) busy() bool { return c.Busy != nil && c.Busy() }
+
 type consumerOn struct {
 	e *Engine
 	u *Uprobe
@@ -133,14 +139,21 @@ func (u *Uprobe) Consumers() []*Consumer {
 	return nil
 }
 
+// list is u's consumer list as published (nil for none): read-only, the
+// hit path's view (add and del publish a new list).
+func (u *Uprobe) list() []*Consumer {
+	if p := u.consumers.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // WantsRegs reports whether a consumer of u wants Hit.Regs and Hit.Mem.
 // Safe on the hit path.
 func (u *Uprobe) WantsRegs() bool {
-	if p := u.consumers.Load(); p != nil {
-		for _, c := range *p {
-			if c.WantRegs {
-				return true
-			}
+	for _, c := range u.list() {
+		if c.WantRegs {
+			return true
 		}
 	}
 	return false
@@ -149,11 +162,9 @@ func (u *Uprobe) WantsRegs() bool {
 // WantsReturn reports whether u has a return consumer. Safe on the hit
 // path.
 func (u *Uprobe) WantsReturn() bool {
-	if p := u.consumers.Load(); p != nil {
-		for _, c := range *p {
-			if c.RetHandler != nil {
-				return true
-			}
+	for _, c := range u.list() {
+		if c.RetHandler != nil {
+			return true
 		}
 	}
 	return false

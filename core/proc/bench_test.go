@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/kuprobe"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -61,12 +60,7 @@ func BenchmarkWorldHit(b *testing.B) {
 	for _, c := range benchCases {
 		b.Run(c.name, func(b *testing.B) {
 			bin := testfix.Copy(b, src)
-			fi, err := objfile.Open(bin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			off, err := fi.Resolve(c.loc)
-			fi.Close()
+			off, err := resolveIn(b, bin, c.loc)
 			if err != nil {
 				b.Fatal(err)
 			}

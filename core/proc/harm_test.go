@@ -90,13 +90,11 @@ func TestSharedMMRegisterMidRun(t *testing.T) {
 	e := newEnv(t, Options{})
 	f := startFixture(t, bin, "clonespin", "4000")
 	f.Go()
-	k := keyOf(t, bin)
 	cycles := 0
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); cycles++ {
 		p := e.register(bin, "h_func")
 		e.unregister(p)
-		e.w.Unwatch(e.inodes.Get(k))
-		delete(e.watched, k)
+		e.unwatch(bin)
 	}
 	out, code := f.Wait(60 * time.Second)
 	if code != 0 || out != "children 0 0 0\n" {
@@ -121,12 +119,10 @@ func TestVforkLoop(t *testing.T) {
 		out, code = f.Wait(120 * time.Second)
 	}()
 	cycles := 0
-	k := keyOf(t, bin)
 	for loop := true; loop && cycles < 200; cycles++ {
 		p := e.register(bin, "h_func")
 		e.unregister(p)
-		e.w.Unwatch(e.inodes.Get(k))
-		delete(e.watched, k)
+		e.unwatch(bin)
 		select {
 		case <-done:
 			loop = false
@@ -295,7 +291,6 @@ func TestXolPageReused(t *testing.T) {
 	e := newEnv(t, Options{NoJump: true})                 // the slot path
 	f := startFixture(t, bin, "10000000000000", "1", "l") // runs until killed (cleanup)
 	f.Go()
-	k := keyOf(t, bin)
 	for range 50 {
 		p := e.register(bin, "f_load") // a RIP-relative load: runs in a slot
 		deadline := time.Now().Add(10 * time.Second)
@@ -306,19 +301,14 @@ func TestXolPageReused(t *testing.T) {
 			t.Fatal("no hit")
 		}
 		e.unregister(p)
-		e.w.Unwatch(e.inodes.Get(k))
-		delete(e.watched, k)
+		e.unwatch(bin)
 	}
-	ms, err := procfs.ReadMaps(f.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pages := 0
-	for _, m := range ms {
+	pages := sumMaps(t, f.Pid, func(m procfs.Mapping) int {
 		if m.Ino == 0 && m.Path == "" && m.Perms == "r-xp" {
-			pages += int(m.End-m.Start) / 4096 // adjacent pages merge into one mapping
+			return int(m.End-m.Start) / 4096 // adjacent pages merge into one mapping
 		}
-	}
+		return 0
+	})
 	if pages != 1 {
 		t.Fatalf("%d anonymous executable pages after 50 attach cycles, want 1", pages)
 	}

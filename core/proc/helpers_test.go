@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/procfs"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -163,4 +164,39 @@ func tracerPid(t testing.TB, pid int) int {
 		t.Fatalf("status of %d: %v", pid, err)
 	}
 	return st.TracerPid
+}
+
+// unwatch has the world stop watching bin and forgets that it watched it
+// (the next register watches it again).
+func (e *env) unwatch(bin string) {
+	e.t.Helper()
+	k := keyOf(e.t, bin)
+	e.w.Unwatch(e.inodes.Get(k))
+	delete(e.watched, k)
+}
+
+// sumMaps adds up f over the mappings of pid.
+func sumMaps(t testing.TB, pid int, f func(procfs.Mapping) int) int {
+	t.Helper()
+	ms, err := procfs.ReadMaps(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range ms {
+		n += f(m)
+	}
+	return n
+}
+
+// resolveIn resolves loc in the file path; a failure to open path fails
+// tb, the error returned is Resolve's.
+func resolveIn(tb testing.TB, path, loc string) (uint64, error) {
+	tb.Helper()
+	f, err := objfile.Open(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	return f.Resolve(loc)
 }

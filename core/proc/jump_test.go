@@ -225,24 +225,18 @@ func TestJumpRegionReused(t *testing.T) {
 	e := newEnv(t, Options{})
 	f := startFixture(t, bin, "10000000000000", "1", "l") // runs until killed (cleanup)
 	f.Go()
-	k := keyOf(t, bin)
 	for range 30 {
 		p := e.register(bin, "f_load")
 		e.awaitJumps([]*probe{p}, 1)
 		e.unregister(p)
-		e.w.Unwatch(e.inodes.Get(k))
-		delete(e.watched, k)
+		e.unwatch(bin)
 	}
-	ms, err := procfs.ReadMaps(f.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	regions := 0
-	for _, m := range ms {
+	regions := sumMaps(t, f.Pid, func(m procfs.Mapping) int {
 		if strings.HasPrefix(m.Path, "/memfd:uprobefs-jump") && m.Perms == "r-xs" {
-			regions++
+			return 1
 		}
-	}
+		return 0
+	})
 	if regions != 1 {
 		t.Fatalf("%d jump regions after 30 attach cycles, want 1", regions)
 	}

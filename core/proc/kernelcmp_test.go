@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/uprobefs/uprobefs/core/objfile"
 	"github.com/uprobefs/uprobefs/internal/kuprobe"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
@@ -55,12 +54,7 @@ func TestInterpretersVsKernel(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			probed, bin, args := c.setup(t)
-			f, err := objfile.Open(probed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			off, err := f.Resolve(c.fn)
-			f.Close()
+			off, err := resolveIn(t, probed, c.fn)
 			if err != nil {
 				t.Skipf("%s without %s: %v", c.name, c.fn, err)
 			}

@@ -24,6 +24,15 @@ func treeBins(t *testing.T) (bin, other string) {
 	return testfix.Copy(t, b), testfix.Copy(t, b)
 }
 
+// probedTree returns treeBins, a fanotify env, and a probe on tree's
+// function "probed" in bin: the start of the new-process tests.
+func probedTree(t *testing.T) (bin, other string, e *env, p *probe) {
+	t.Helper()
+	bin, other = treeBins(t)
+	e = newFanEnv(t, Options{})
+	return bin, other, e, e.register(bin, "probed")
+}
+
 // libs returns private copies of liba and libb.
 func libs(t *testing.T) (a, b string) {
 	la := buildOnce(t, "lib", "-O2", "-shared", "-fPIC")
@@ -89,9 +98,7 @@ func procsOf(bins ...string) []int {
 // function N times at the very start of main: exactly N hits, 100 runs in
 // a row.
 func TestNewProcessExact(t *testing.T) {
-	bin, _ := treeBins(t)
-	e := newFanEnv(t, Options{})
-	p := e.register(bin, "probed")
+	bin, _, e, p := probedTree(t)
 	const n, runs = 5, 100
 	start := time.Now()
 	for i := 0; i < runs; i++ {
@@ -202,9 +209,7 @@ func TestDlopen(t *testing.T) {
 // fork+exec of itself): the total is exact, every process ends well, none
 // is left (no zombie, nothing stuck) and nothing stays traced.
 func TestForkTree(t *testing.T) {
-	bin, other := treeBins(t)
-	e := newFanEnv(t, Options{})
-	p := e.register(bin, "probed")
+	bin, other, e, p := probedTree(t)
 	const n, k = 20, 50
 	start := time.Now()
 	out, code := run(t, 60*time.Second, bin, "tree", strconv.Itoa(n), strconv.Itoa(k), other)

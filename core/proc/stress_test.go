@@ -45,9 +45,7 @@ func selfRSS(t *testing.T) int {
 // (spawned by an unprobed one, PAR at a time) and checks every hit and the
 // daemon's resources afterwards.
 func manyProcesses(t *testing.T, count int) {
-	bin, other := treeBins(t)
-	e := newFanEnv(t, Options{})
-	p := e.register(bin, "probed")
+	bin, other, e, p := probedTree(t)
 	const n = 3
 	// A warm-up run, so that "before" includes what the first run
 	// allocates once (caches, the relay's build).

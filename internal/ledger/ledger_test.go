@@ -19,12 +19,19 @@ import (
 
 // TestTable: entries added are live in a second mapping of the memfd (the
 // guardian's), removed ones are not, a full table grows, slots are reused.
-func TestTable(t *testing.T) {
-	l, err := Create(4)
+// create is Create(n) for t, closed in t.Cleanup.
+func create(t *testing.T, n int) *Ledger {
+	t.Helper()
+	l, err := Create(n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestTable(t *testing.T) {
+	l := create(t, 4)
 	g, err := Open(dupFile(t, l.File()))
 	if err != nil {
 		t.Fatal(err)
@@ -124,11 +131,7 @@ func sleeper(t *testing.T) (int, procfs.Mapping, []byte, *os.File) {
 
 func TestRestore(t *testing.T) {
 	pid, text, file, mem := sleeper(t)
-	l, err := Create(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := create(t, 16)
 	for i := uint64(0); i < 5; i++ {
 		va := text.Start + 0x40 + i*7
 		off := text.Off + (va - text.Start)
@@ -160,11 +163,7 @@ func TestRestore(t *testing.T) {
 // process runs on through the trampoline).
 func TestRestoreJump(t *testing.T) {
 	pid, text, file, mem := sleeper(t)
-	l, err := Create(16)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := create(t, 16)
 	junk := []byte{0x11, 0x22, 0x33, 0x44}
 	va := text.Start + 0x40
 	off := text.Off + 0x40
@@ -200,11 +199,7 @@ func TestRestoreJump(t *testing.T) {
 // TestGrowth: past its first size the table doubles, to MaxSlots; entries
 // written before and after the growth are all live in the guardian's view.
 func TestGrowth(t *testing.T) {
-	l, err := Create(8)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := create(t, 8)
 	for i := range 100 {
 		if err := l.Add(Entry{Owner: 1, Pid: 1, Vaddr: uint64(i), Orig: byte(i)}); err != nil {
 			t.Fatalf("entry %d: %v", i, err)

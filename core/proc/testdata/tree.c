@@ -84,7 +84,7 @@ static int status_ok(int st) { return WIFEXITED(st) && WEXITSTATUS(st) == 0; }
 
 static const char *nstr;
 
-static void exec_leaf(const char *prog) {
+__attribute__((noreturn)) static void exec_leaf(const char *prog) {
 	execl(prog, prog, "leaf", nstr, (char *)0);
 	_exit(127);
 }
@@ -129,36 +129,70 @@ static int reap(int *firstbad) {
 	return 0;
 }
 
+static int uselib(const char *lib, long n, int close);
+
+// The kinds of child the tree and churn modes make (start_job).
+enum job {
+	FORK_CALLS,      // fork; the child calls probed() N times
+	FORK_CALLS_EXEC, // fork; the child calls probed() N times, then execs PROG "leaf N"
+	FORK_EXEC,       // fork + exec PROG "leaf N"
+	VFORK_EXEC,      // vfork + exec PROG "leaf N"
+	SPAWN,           // posix_spawn PROG "leaf N"
+	FORK_DL,         // fork; the child dlopens LIB, calls its lib_f N times, dlcloses
+	FORK_FORK,       // fork; the child forks one that calls probed() N times, waits for it
+};
+
+// start_job starts a child of kind j and returns its pid (-1 on failure).
+static pid_t start_job(enum job j, long n, const char *prog, const char *lib) {
+	pid_t pid;
+	switch (j) {
+	case SPAWN:
+		return spawn_leaf(prog);
+	case VFORK_EXEC:
+		pid = vfork();
+		if (pid == 0)
+			exec_leaf(prog);
+		return pid;
+	default:
+		break;
+	}
+	pid = fork();
+	if (pid != 0)
+		return pid;
+	switch (j) {
+	case FORK_CALLS:
+		calls(n);
+		_exit(0);
+	case FORK_CALLS_EXEC:
+		calls(n);
+		exec_leaf(prog);
+	case FORK_EXEC:
+		exec_leaf(prog);
+	case FORK_DL:
+		_exit(uselib(lib, n, 1));
+	case FORK_FORK: {
+		pid_t g = fork();
+		if (g == 0) {
+			calls(n);
+			_exit(0);
+		}
+		int st;
+		while (waitpid(g, &st, 0) < 0 && errno == EINTR) {
+		}
+		_exit(status_ok(st) ? 0 : 6);
+	}
+	default:
+		_exit(127);
+	}
+}
+
+static const enum job tree_jobs[5] = {FORK_CALLS, FORK_CALLS_EXEC, FORK_CALLS_EXEC, VFORK_EXEC, SPAWN};
+
 static int tree(long n, int k, const char *other) {
 	calls(n);
 	int bad = 0, firstbad = 0;
 	for (int i = 0; i < k; i++) {
-		pid_t pid = -1;
-		switch (i % 5) {
-		case 0:
-			pid = fork();
-			if (pid == 0) {
-				calls(n);
-				_exit(0);
-			}
-			break;
-		case 1:
-		case 2:
-			pid = fork();
-			if (pid == 0) {
-				calls(n);
-				exec_leaf(i % 5 == 1 ? self : other);
-			}
-			break;
-		case 3:
-			pid = vfork();
-			if (pid == 0)
-				exec_leaf(self);
-			break;
-		case 4:
-			pid = spawn_leaf(self);
-			break;
-		}
+		pid_t pid = start_job(tree_jobs[i % 5], n, i % 5 == 2 ? other : self, NULL);
 		if (pid < 0)
 			bad++;
 		else
@@ -191,26 +225,30 @@ static int spawn(long count, int par, const char *prog) {
 	return bad != 0;
 }
 
+typedef long (*lib_f_t)(long);
+
+// lib_f_of dlopens lib (RTLD_NOW; *h is the handle) and returns its lib_f,
+// NULL if there is none or dlopen failed (then with a message).
+static lib_f_t lib_f_of(const char *lib, void **h) {
+	*h = dlopen(lib, RTLD_NOW);
+	if (!*h) {
+		fprintf(stderr, "dlopen: %s\n", dlerror());
+		return NULL;
+	}
+	return (lib_f_t)dlsym(*h, "lib_f");
+}
+
 static int dl(const char *a, const char *b, long n) {
 	probed(1);
-	void *h = dlopen(a, RTLD_NOW);
-	if (!h) {
-		fprintf(stderr, "dlopen: %s\n", dlerror());
-		return 1;
-	}
-	long (*f)(long) = (long (*)(long))dlsym(h, "lib_f");
+	void *h, *h2;
+	lib_f_t f = lib_f_of(a, &h);
 	if (!f)
 		return 1;
 	uint64_t sum = 0;
 	for (long i = 0; i < n; i++)
 		sum = sum * 31 + f(i);
 	dlclose(h);
-	void *h2 = dlopen(b, RTLD_NOW);
-	if (!h2) {
-		fprintf(stderr, "dlopen: %s\n", dlerror());
-		return 1;
-	}
-	long (*g)(long) = (long (*)(long))dlsym(h2, "lib_f");
+	lib_f_t g = lib_f_of(b, &h2);
 	if (!g)
 		return 1;
 	sum = sum * 31 + g(7);
@@ -224,10 +262,8 @@ static int dl(const char *a, const char *b, long n) {
 
 // uselib dlopens lib, calls lib_f n times and checks the results.
 static int uselib(const char *lib, long n, int close) {
-	void *h = dlopen(lib, RTLD_NOW);
-	if (!h)
-		return 1;
-	long (*f)(long) = (long (*)(long))dlsym(h, "lib_f");
+	void *h;
+	lib_f_t f = lib_f_of(lib, &h);
 	if (!f)
 		return 1;
 	for (long i = 0; i < n; i++)
@@ -237,6 +273,8 @@ static int uselib(const char *lib, long n, int close) {
 		dlclose(h);
 	return 0;
 }
+
+static const enum job churn_jobs[6] = {FORK_CALLS, FORK_EXEC, VFORK_EXEC, SPAWN, FORK_DL, FORK_FORK};
 
 // churn runs ITER jobs, at most 3 at a time, each a child of kind i%6:
 // fork+calls, fork+exec self, vfork+exec self, posix_spawn self, fork +
@@ -274,49 +312,7 @@ static int churn(long iter, const char *lib, long n) {
 				bad++;
 			inflight--;
 		}
-		pid_t pid = -1;
-		switch (i % 6) {
-		case 0:
-			pid = fork();
-			if (pid == 0) {
-				close(hp[0]);
-				calls(n);
-				_exit(0);
-			}
-			break;
-		case 1:
-			pid = fork();
-			if (pid == 0)
-				exec_leaf(self);
-			break;
-		case 2:
-			pid = vfork();
-			if (pid == 0)
-				exec_leaf(self);
-			break;
-		case 3:
-			pid = spawn_leaf(self);
-			break;
-		case 4:
-			pid = fork();
-			if (pid == 0)
-				_exit(uselib(lib, n, 1));
-			break;
-		case 5:
-			pid = fork();
-			if (pid == 0) {
-				pid_t g = fork();
-				if (g == 0) {
-					calls(n);
-					_exit(0);
-				}
-				int st;
-				while (waitpid(g, &st, 0) < 0 && errno == EINTR) {
-				}
-				_exit(status_ok(st) ? 0 : 6);
-			}
-			break;
-		}
+		pid_t pid = start_job(churn_jobs[i % 6], n, self, lib);
 		if (pid < 0)
 			bad++;
 		else {
