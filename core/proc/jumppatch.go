@@ -49,8 +49,9 @@ func (p *process) wantJump(vaddr uint64, u *probes.Uprobe) {
 	}
 }
 
-// wakeJumps ends the laziness of p (jumpState.lazy) at its first trap on
-// a jump site: the sites wantJump noted are switched. On the tracer thread.
+// wakeJumps ends the laziness of p (jumpState.lazy: a process made by
+// exec) at its first trap on a jump site: the sites wantJump noted are
+// switched. On the tracer thread.
 func (w *World) wakeJumps(p *process) {
 	w.jumpMu.Lock()
 	post := p.jump.lazy && !p.jump.posted

@@ -141,7 +141,7 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 		return "trap: " + why
 	}
 	if lazy {
-		return "trap: a jump at the process's first hit (made by fork or exec)"
+		return "trap: a jump at the process's first hit (made by exec)"
 	}
 	return "trap: not switched yet"
 }

@@ -116,7 +116,6 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 	}
 	c.xol = pp.xol.clone()
 	c.jump.adopted = true // its parent's regions are the parent's (jumpadopt.go)
-	c.jump.lazy = true    // jumps at its first trap (a fork is often an exec's)
 	if d := pp.trapDisp(parent.tgid); d != nil {
 		cp := *d // a fork child starts with its parent's dispositions
 		c.sigtrap = map[int]*sigTrap{tgid: &cp}

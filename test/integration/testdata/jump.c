@@ -24,9 +24,10 @@
  *           more: "fault ok" if every call returned v+1 and the fault was
  *           at j_load+1 with rsp 8 below the caller's (as natively),
  *           else "fault bad ..."
- *   F T N   fork a child that prints "child PID" and waits; at the next
- *           line ("k") the child runs "T N" and exits 0 if its sum is right,
- *           and the parent prints "child exit E"
+ *   F T N   fork a child that calls j_func once (checking its result),
+ *           prints "child PID" and waits;
+ *           at the next line ("k") the child runs "T N" and exits 0 if its
+ *           sum is right, and the parent prints "child exit E"
  *   f T N   fork; parent and child each run "T N" at the same time; the
  *           child exits 0 if its sum is right (3 if not); the parent
  *           prints "fork sum S exit E" (its own sum, the child's status)
@@ -441,6 +442,8 @@ int main(int argc, char **argv) {
 			if (child == 0) {
 				char c;
 				close(p[1]);
+				if (j_func(1) != j_want(1))
+					_exit(5);
 				printf("child %d\n", (int)getpid());
 				if (read(p[0], &c, 1) != 1)
 					_exit(4);
