@@ -1,6 +1,7 @@
 package manager
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/uprobefs/uprobefs/core/fetch"
 	"github.com/uprobefs/uprobefs/core/objfile"
+	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/core/rmap"
 )
 
@@ -206,11 +208,14 @@ func (m *Manager) watch(b *batch) error {
 	return nil
 }
 
-// register registers every added probe; on a failure it unregisters those
-// registered before and undoes watch.
+// register registers every added probe, all in one engine batch (one walk
+// of the file's processes for all their breakpoints, probes.RegisterMany),
+// then the return instructions of Go-style return probes; on a failure it
+// unregisters those registered before and undoes watch.
 func (m *Manager) register(b *batch) error {
 	now := time.Now()
 	in := b.f.in
+	regs := make([]probes.Registration, len(b.adds))
 	for i, p := range b.adds {
 		p.ID = m.nextID.Add(1)
 		p.Created = now
@@ -218,21 +223,9 @@ func (m *Manager) register(b *batch) error {
 		ring := p.events
 		p.consumer = consumerFor(p, ring, p.hitHandler(ring))
 		m.countOutside(in, p)
-		err := m.eng.Register(in, p.probeOff(), p.plan.Insn, p.plan, p.consumer)
-		if err == nil && len(p.goRets) > 0 {
-			if err = m.registerGoRets(in, p, ring); err != nil {
-				m.eng.Unregister(in, p.probeOff(), p.consumer)
-			}
-		}
-		if err == nil {
-			continue
-		}
-		for _, q := range b.adds[:i] {
-			m.unregisterGoRets(in, q)
-			if uerr := m.eng.Unregister(in, q.probeOff(), q.consumer); uerr != nil {
-				m.log.Error("rollback: unregister failed", "path", b.path, "name", q.Name, "err", uerr)
-			}
-		}
+		regs[i] = probes.Registration{Off: p.probeOff(), Insn: p.plan.Insn, Arch: p.plan, C: p.consumer}
+	}
+	fail := func(p *Probe, err error) error {
 		if b.watchedNow {
 			m.world.Unwatch(in)
 			b.f.watched = false
@@ -240,17 +233,52 @@ func (m *Manager) register(b *batch) error {
 		e := AsError(err)
 		return &Error{Errno: e.Errno, Reason: fmt.Sprintf("%s: registering %s at %#x: %s", b.path, p.Name, p.Offset, e.Reason)}
 	}
+	if err := m.eng.RegisterMany(in, regs); err != nil {
+		p := b.adds[0]
+		var me *probes.ManyError
+		if errors.As(err, &me) && me.Index < len(b.adds) {
+			p = b.adds[me.Index]
+		}
+		return fail(p, err)
+	}
+	for i, p := range b.adds {
+		if len(p.goRets) == 0 {
+			continue
+		}
+		if err := m.registerGoRets(in, p, p.events); err != nil {
+			for _, q := range b.adds[:i] {
+				m.unregisterGoRets(in, q)
+			}
+			m.unregisterMany(b, b.adds, "rollback: unregister failed")
+			return fail(p, err)
+		}
+	}
 	return nil
+}
+
+// unregisterMany unregisters the consumers of ps in one engine batch; a
+// failure to restore a breakpoint is logged with msg.
+func (m *Manager) unregisterMany(b *batch, ps []*Probe, msg string) {
+	unregs := make([]probes.Unregistration, len(ps))
+	for i, p := range ps {
+		unregs[i] = probes.Unregistration{Off: p.probeOff(), C: p.consumer}
+	}
+	if err := m.eng.UnregisterMany(b.f.in, unregs); err != nil {
+		m.log.Error(msg, "path", b.path, "probes", len(ps), "err", err)
+	}
 }
 
 // unregisterRemoved unregisters the removed probes and ends their streams.
 // A failure to restore a breakpoint is logged: the probe is gone either way.
 func (m *Manager) unregisterRemoved(b *batch) {
+	if len(b.removes) == 0 {
+		return
+	}
 	for _, p := range b.removes {
 		m.unregisterGoRets(b.f.in, p)
-		if err := m.eng.Unregister(b.f.in, p.probeOff(), p.consumer); err != nil {
-			m.log.Error("unregister failed", "path", b.path, "name", p.Name, "err", err)
-		}
+	}
+	m.unregisterMany(b, b.removes, "unregister failed")
+	for _, p := range b.removes {
 		p.events.Close()
 	}
 }

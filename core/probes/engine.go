@@ -34,6 +34,13 @@ type EngineOptions struct {
 	// not wait for the world.
 	Flush   func(u *Uprobe)
 	Changed func(u *Uprobe)
+	// Batch is optional (batch.go): it is called with v.MM.MmapSem held
+	// before a run of Install or Remove calls at vaddrs, all inside v,
+	// and the func it returns after the run, before the lock is
+	// released; the world may serve the run together (one look at the
+	// mapping, one read of the range). It must take no lock of the
+	// hierarchy.
+	Batch func(v *rmap.VMA, vaddrs []uint64) (end func())
 }
 
 func defaultInstall(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
@@ -51,8 +58,10 @@ func defaultRemove(mm *rmap.MM, vaddr uint64, u *Uprobe) error {
 type Engine struct {
 	install func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
 	remove  func(mm *rmap.MM, vaddr uint64, u *Uprobe) error
-	// flush and changed are EngineOptions' (counts.go); nil: none.
+	// flush and changed are EngineOptions' (counts.go), batch its Batch
+	// (batch.go); nil: none.
 	flush, changed func(u *Uprobe)
+	batch          func(v *rmap.VMA, vaddrs []uint64) func()
 
 	// srcu is uprobes_srcu: register/unregister walks hold a read section
 	// while they hold VMA pointers taken from an inode's mapping.
@@ -80,7 +89,7 @@ type Engine struct {
 
 // NewEngine returns an engine with no uprobes.
 func NewEngine(o EngineOptions) *Engine {
-	e := &Engine{install: o.Install, remove: o.Remove, flush: o.Flush, changed: o.Changed, tree: btree.NewG(8, treeLess)}
+	e := &Engine{install: o.Install, remove: o.Remove, flush: o.Flush, changed: o.Changed, batch: o.Batch, tree: btree.NewG(8, treeLess)}
 	if e.install == nil {
 		e.install = defaultInstall
 	}

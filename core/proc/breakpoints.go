@@ -44,7 +44,7 @@ func uprobeSite(u *probes.Uprobe) bpSite {
 // verify-opcode install and remove through the world's checked write path.
 // Create the Engine with them.
 func EngineOptions() probes.EngineOptions {
-	return probes.EngineOptions{Install: installHook, Remove: removeHook, Flush: flushHook, Changed: changedHook}
+	return probes.EngineOptions{Install: installHook, Remove: removeHook, Flush: flushHook, Changed: changedHook, Batch: batchHook}
 }
 
 // installHook is install_breakpoint. Preconditions: mm.MmapSem held.
@@ -147,9 +147,12 @@ func goneIfFault(err error) error {
 // else, which must never be written (invariant 3). One PROCMAP_QUERY ioctl
 // (Linux >= 6.11), else a read of the maps.
 func (p *process) checkMapped(vaddr uint64, s bpSite) error {
-	m, err := p.maps.query(p.procPid(), vaddr)
-	if err != nil {
-		return fmt.Errorf("pid %d %#x: %v: %w", p.pid, vaddr, err, errMappingGone)
+	m, ok := p.batches.mapping(vaddr) // a run of writes asked once (textbatch.go)
+	if !ok {
+		var err error
+		if m, err = p.maps.query(p.procPid(), vaddr); err != nil {
+			return fmt.Errorf("pid %d %#x: %v: %w", p.pid, vaddr, err, errMappingGone)
+		}
 	}
 	if m.Dev != s.key.Dev || m.Ino != s.key.Ino || m.Off+(vaddr-m.Start) != s.off || !m.Exec() {
 		return fmt.Errorf("pid %d %#x: maps %x:%d+%#x, not %v+%#x: %w", p.pid, vaddr, m.Dev, m.Ino, m.Off+(vaddr-m.Start), s.key, s.off, errMappingGone)

@@ -64,8 +64,10 @@ func (as *addressSpace) close() {
 // PTRACE_POKEDATA writes still pending (poke.go) are done: a verify-opcode
 // read must see the breakpoint a pending write puts in.
 func (as *addressSpace) ReadMemory(vaddr uint64, p []byte) error {
-	if err := as.pread(vaddr, p); err != nil {
-		return err
+	if !as.proc.batches.read(vaddr, p) {
+		if err := as.pread(vaddr, p); err != nil {
+			return err
+		}
 	}
 	as.proc.overlayPokes(vaddr, p)
 	return nil
@@ -97,6 +99,14 @@ func (as *addressSpace) pread(vaddr uint64, p []byte) error {
 
 // WriteMemory writes p at vaddr.
 func (as *addressSpace) WriteMemory(vaddr uint64, p []byte) error {
+	err := as.write(vaddr, p)
+	if err == nil {
+		as.proc.batches.wrote(vaddr, p)
+	}
+	return err
+}
+
+func (as *addressSpace) write(vaddr uint64, p []byte) error {
 	if as.poke.Load() {
 		return as.w.pokeMemory(as, vaddr, p)
 	}

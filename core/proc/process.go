@@ -71,6 +71,8 @@ type process struct {
 	// maps answers which mapping covers an address (the checked write
 	// path). Immutable; closed with the process.
 	maps mapsQuery
+	// batches are the runs of breakpoint writes under way (textbatch.go).
+	batches textBatches
 
 	// everMu is a leaf lock guarding everBp; the engine's install hook
 	// takes it under mmap_sem, the tracer alone.

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uprobefs/uprobefs/core/probes"
 	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
@@ -36,9 +37,10 @@ func BenchmarkWatchFleet(b *testing.B) {
 	b.ReportMetric(float64(unreg.Nanoseconds())/float64(b.N), "unreg-ns")
 }
 
-// BenchmarkRegister1000 measures 1,000 probes registered (and removed) one
-// Register at a time on a file 100 processes map: 100,000 breakpoint
-// writes, in ns per breakpoint.
+// BenchmarkRegister1000 measures 1,000 probes registered (and removed) on
+// a file 100 processes map, 100,000 breakpoint writes, in ns per
+// breakpoint: one Register at a time (one), and in one RegisterMany (many,
+// as the manager registers one write's lines).
 func BenchmarkRegister1000(b *testing.B) {
 	bin := testfix.Glob(b)
 	fs := startFixtures(b, 100, bin, "wait")
@@ -55,24 +57,45 @@ func BenchmarkRegister1000(b *testing.B) {
 	for _, p := range ps {
 		e.unregister(p)
 	}
-	var reg, unreg time.Duration
-	b.ResetTimer()
-	for range b.N {
-		t0 := time.Now()
-		for _, p := range ps {
-			if err := e.eng.Register(p.in, p.off, p.plan.Insn, p.plan, p.c); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reg += time.Since(t0)
-		t0 = time.Now()
-		for _, p := range ps {
-			e.unregister(p)
-		}
-		unreg += time.Since(t0)
+	var regs []probes.Registration
+	var unregs []probes.Unregistration
+	for _, p := range ps {
+		regs = append(regs, probes.Registration{Off: p.off, Insn: p.plan.Insn, Arch: p.plan, C: p.c})
+		unregs = append(unregs, probes.Unregistration{Off: p.off, C: p.c})
 	}
-	b.ReportMetric(float64(reg.Nanoseconds())/float64(b.N)/1e5, "reg-ns/bp")
-	b.ReportMetric(float64(unreg.Nanoseconds())/float64(b.N)/1e5, "unreg-ns/bp")
+	for _, many := range []bool{false, true} {
+		b.Run(map[bool]string{false: "one", true: "many"}[many], func(b *testing.B) {
+			var reg, unreg time.Duration
+			for range b.N {
+				t0 := time.Now()
+				if many {
+					if err := e.eng.RegisterMany(ps[0].in, regs); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					for _, p := range ps {
+						if err := e.eng.Register(p.in, p.off, p.plan.Insn, p.plan, p.c); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+				reg += time.Since(t0)
+				t0 = time.Now()
+				if many {
+					if err := e.eng.UnregisterMany(ps[0].in, unregs); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					for _, p := range ps {
+						e.unregister(p)
+					}
+				}
+				unreg += time.Since(t0)
+			}
+			b.ReportMetric(float64(reg.Nanoseconds())/float64(b.N)/1e5, "reg-ns/bp")
+			b.ReportMetric(float64(unreg.Nanoseconds())/float64(b.N)/1e5, "unreg-ns/bp")
+		})
+	}
 }
 
 // fleetN is the size of BenchmarkWatchFleet's fleet: $UFS_FLEET, else 500.

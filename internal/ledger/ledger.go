@@ -87,16 +87,16 @@ type Ledger struct {
 	f   *os.File
 	mem []byte
 
-	mu    sync.Mutex
-	index map[key]int // live entries, by owner and address (daemon side)
+	mu sync.Mutex
+	// byOwn is the live entries' slots by owner and address (daemon
+	// side): one small map per process rather than one map of every
+	// entry (a hundred thousand breakpoints made each access a cache
+	// miss); an owner's map is kept when it empties, for the next
+	// registration, until DropOwner. n counts the live entries.
 	byOwn map[int]map[uint64]int
+	n     int
 	free  []int
 	next  int
-}
-
-type key struct {
-	owner int
-	vaddr uint64
 }
 
 // Create makes a new ledger of n slots in a memfd.
@@ -147,7 +147,7 @@ func mapFile(f *os.File, size int) (*Ledger, error) {
 		f.Close()
 		return nil, fmt.Errorf("ledger: mmap: %w", err)
 	}
-	return &Ledger{f: f, mem: mem, index: map[key]int{}, byOwn: map[int]map[uint64]int{}}, nil
+	return &Ledger{f: f, mem: mem, byOwn: map[int]map[uint64]int{}}, nil
 }
 
 // File is the memfd, to hand to the guardian (exec.Cmd.ExtraFiles).
@@ -172,8 +172,12 @@ func state(s []byte) *uint32 { return (*uint32)(unsafe.Pointer(&s[sState])) }
 func (l *Ledger) Add(e Entry) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	k := key{e.Owner, e.Vaddr}
-	i, ok := l.index[k]
+	own := l.byOwn[e.Owner]
+	if own == nil {
+		own = map[uint64]int{}
+		l.byOwn[e.Owner] = own
+	}
+	i, ok := own[e.Vaddr]
 	if !ok {
 		switch {
 		case len(l.free) > 0:
@@ -197,11 +201,10 @@ func (l *Ledger) Add(e Entry) error {
 	s[sOrig] = e.Orig
 	s[sTailN] = byte(copy(s[sTail:], e.Tail))
 	atomic.StoreUint32(state(s), 1)
-	l.index[k] = i
-	if l.byOwn[e.Owner] == nil {
-		l.byOwn[e.Owner] = map[uint64]int{}
+	if !ok {
+		own[e.Vaddr] = i
+		l.n++
 	}
-	l.byOwn[e.Owner][e.Vaddr] = i
 	return nil
 }
 
@@ -234,7 +237,7 @@ func (l *Ledger) grow() error {
 func (l *Ledger) SetTail(owner int, vaddr uint64, tail []byte) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	i, ok := l.index[key{owner, vaddr}]
+	i, ok := l.byOwn[owner][vaddr]
 	if !ok || len(tail) > MaxTail {
 		return false
 	}
@@ -248,20 +251,18 @@ func (l *Ledger) SetTail(owner int, vaddr uint64, tail []byte) bool {
 func (l *Ledger) Remove(owner int, vaddr uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.removeLocked(key{owner, vaddr})
+	l.removeLocked(owner, vaddr)
 }
 
-func (l *Ledger) removeLocked(k key) {
-	i, ok := l.index[k]
+func (l *Ledger) removeLocked(owner int, vaddr uint64) {
+	own := l.byOwn[owner]
+	i, ok := own[vaddr]
 	if !ok {
 		return
 	}
 	atomic.StoreUint32(state(l.slot(i)), 0)
-	delete(l.index, k)
-	delete(l.byOwn[k.owner], k.vaddr)
-	if len(l.byOwn[k.owner]) == 0 {
-		delete(l.byOwn, k.owner)
-	}
+	delete(own, vaddr)
+	l.n--
 	l.free = append(l.free, i)
 }
 
@@ -271,15 +272,16 @@ func (l *Ledger) DropOwner(owner int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for va := range l.byOwn[owner] {
-		l.removeLocked(key{owner, va})
+		l.removeLocked(owner, va)
 	}
+	delete(l.byOwn, owner)
 }
 
 // Len is the number of live entries.
 func (l *Ledger) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.index)
+	return l.n
 }
 
 // SetClean records that the daemon shut down cleanly (every byte restored
