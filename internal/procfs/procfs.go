@@ -465,7 +465,10 @@ func PidsMapping(keys []FileID, skip map[int]bool) ([]int, error) {
 }
 
 // PidsMappingMaps is PidsMapping that also returns the maps each of the
-// pids had when it was read, by pid.
+// pids had when it was read, by pid. Where the kernel has PROCMAP_QUERY,
+// each process is first asked for its file-backed mappings (no text is
+// formatted: half the cost of reading the maps); only those that map a key
+// have their maps read.
 func PidsMappingMaps(keys []FileID, skip map[int]bool) ([]int, map[int][]Mapping, error) {
 	pids, err := ListPids()
 	if err != nil {
@@ -494,6 +497,9 @@ func PidsMappingMaps(keys []FileID, skip map[int]bool) ([]int, map[int][]Mapping
 				pid := pids[i]
 				if pid == self || pid == 1 || skip[pid] {
 					continue
+				}
+				if maps, ok := queryMaps(pid, keys); ok && !maps {
+					continue // asked without formatting the maps text
 				}
 				b, err := ReadFile(fmt.Sprintf("/proc/%d/maps", pid), bp)
 				if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 
@@ -101,4 +102,37 @@ func (f *MapsFile) QueryNext(addr uint64, execOnly bool) (Mapping, error) {
 		flags |= queryVMAExecutable
 	}
 	return f.query(addr, flags)
+}
+
+// noQuery is set once a PROCMAP_QUERY failed with ErrNoQuery.
+var noQuery atomic.Bool
+
+// queryMaps reports whether pid maps any of keys, asked by PROCMAP_QUERY
+// (its file-backed mappings, one ioctl each). ok is false where the kernel
+// cannot answer (then read the maps); a process that is gone maps nothing.
+func queryMaps(pid int, keys []FileID) (maps, ok bool) {
+	if noQuery.Load() {
+		return false, false
+	}
+	f, err := OpenMaps(pid)
+	if err != nil {
+		return false, true
+	}
+	defer f.Close()
+	for addr := uint64(0); ; {
+		m, err := f.QueryNext(addr, false)
+		if errors.Is(err, ErrNoQuery) {
+			noQuery.Store(true)
+			return false, false
+		}
+		if err != nil {
+			return false, true // past the last one (ENOENT), or gone
+		}
+		for _, k := range keys {
+			if m.Dev == k.Dev && m.Ino == k.Ino {
+				return true, true
+			}
+		}
+		addr = m.End
+	}
 }
