@@ -49,37 +49,59 @@ func EngineOptions() probes.EngineOptions {
 
 // installHook is install_breakpoint. Preconditions: mm.MmapSem held.
 func installHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
-	as, ok := mm.AS.(*addressSpace)
-	if !ok {
-		return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
+	if p := procOf(mm); p != nil {
+		return p.install(vaddr, u)
 	}
-	if err := as.proc.coverJump(vaddr); err != nil {
-		return err
-	}
-	if err := as.proc.reclaimStaleJump(vaddr, u); err != nil {
-		return err
-	}
-	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), true)
-	if err == nil || errors.Is(err, syscall.EEXIST) {
-		as.proc.wantJump(vaddr, u) // the int3 is in: it may become a jump
-	}
-	return err
+	return install.InsertBreakpoint(mm.AS, vaddr, u.Insn)
 }
 
 // removeHook is remove_breakpoint. Preconditions: mm.MmapSem held.
 func removeHook(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
-	as, ok := mm.AS.(*addressSpace)
-	if !ok {
-		return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn)
+	if p := procOf(mm); p != nil {
+		return p.remove(vaddr, u)
 	}
-	if err := as.proc.removeJump(vaddr); err != nil {
+	return install.RemoveBreakpoint(mm.AS, vaddr, u.Insn)
+}
+
+// install writes u's breakpoint at vaddr: any jump site whose displaced
+// range covers vaddr goes back to an int3 first (coverJump), a stale jmp a
+// dead daemon left is taken back, and the int3 may become a jump site.
+// Preconditions: p.mm.MmapSem held.
+func (p *process) install(vaddr uint64, u *probes.Uprobe) error {
+	if err := p.coverJump(vaddr); err != nil {
 		return err
 	}
-	err := as.proc.writeBreakpointLocked(vaddr, uprobeSite(u), false)
-	if err == nil {
-		as.proc.uncoverJumps(vaddr)
+	if err := p.reclaimStaleJump(vaddr, u); err != nil {
+		return err
+	}
+	err := p.writeBreakpointLocked(vaddr, uprobeSite(u), true)
+	if err == nil || errors.Is(err, syscall.EEXIST) {
+		p.wantJump(vaddr, u) // the int3 is in: it may become a jump
 	}
 	return err
+}
+
+// remove restores the instruction of u's breakpoint at vaddr (a jump site
+// there goes first), and lets the jump sites it covered switch again.
+// Preconditions: p.mm.MmapSem held.
+func (p *process) remove(vaddr uint64, u *probes.Uprobe) error {
+	if err := p.removeJump(vaddr); err != nil {
+		return err
+	}
+	err := p.writeBreakpointLocked(vaddr, uprobeSite(u), false)
+	if err == nil {
+		p.uncoverJumps(vaddr)
+	}
+	return err
+}
+
+// procOf returns the process of a real world's MM (nil for another world's
+// address space: the engine's defaults then).
+func procOf(mm *rmap.MM) *process {
+	if as, ok := mm.AS.(*addressSpace); ok {
+		return as.proc
+	}
+	return nil
 }
 
 // writeBreakpointLocked is the one checked write path (see the top of this

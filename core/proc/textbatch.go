@@ -45,11 +45,10 @@ type textBatches struct {
 // batchHook is the engine's EngineOptions.Batch for this world's
 // processes. Preconditions: v.MM.MmapSem held.
 func batchHook(v *rmap.VMA, vaddrs []uint64) func() {
-	as, ok := v.MM.AS.(*addressSpace)
-	if !ok || len(vaddrs) == 0 {
+	p := procOf(v.MM)
+	if p == nil || len(vaddrs) == 0 {
 		return func() {}
 	}
-	p := as.proc
 	lo, hi := vaddrs[0], vaddrs[0]
 	for _, a := range vaddrs {
 		lo, hi = min(lo, a), max(hi, a)
@@ -61,7 +60,7 @@ func batchHook(v *rmap.VMA, vaddrs []uint64) func() {
 	}
 	if hi > lo && hi-lo <= maxBatchRead {
 		buf := make([]byte, hi-lo)
-		if as.pread(lo, buf) == nil {
+		if p.as.pread(lo, buf) == nil {
 			b.buf = buf
 		}
 	}

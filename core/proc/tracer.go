@@ -174,30 +174,20 @@ func (t *tracer) enqueue(f func(), poke bool) error {
 // posted, but only when no request (do) waits, so that a registration's
 // thousands of switches do not hold up the next registration or removal.
 // f does not run if the tracer stops first.
-func (t *tracer) post(f func()) {
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		return
-	}
-	t.posts = append(t.posts, func() {
-		if !t.quit {
-			f()
-		}
-	})
-	t.mu.Unlock()
-	t.bell.ring()
-}
+func (t *tracer) post(f func()) { t.queue(&t.posts, f) }
 
 // postNext is post for work that must run in order with the requests
 // (do): it runs before any request queued after it.
-func (t *tracer) postNext(f func()) {
+func (t *tracer) postNext(f func()) { t.queue(&t.reqs, f) }
+
+// queue appends f to q (t.posts or t.reqs) unless the tracer is closed.
+func (t *tracer) queue(q *[]func(), f func()) {
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return
 	}
-	t.reqs = append(t.reqs, func() {
+	*q = append(*q, func() {
 		if !t.quit {
 			f()
 		}
