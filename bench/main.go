@@ -108,6 +108,18 @@ func (e *env) ours() (tracer, string) {
 func (e *env) left() time.Duration { return time.Until(e.deadline) }
 
 // copyBin makes a private copy (a new inode) of the workload for one figure.
+// withBin is a phase that runs f on a private copy of the workload named
+// name (copyBin).
+func withBin(name string, f func(e *env, bin string) ([]row, error)) func(*env) ([]row, error) {
+	return func(e *env) ([]row, error) {
+		bin, err := e.copyBin(name)
+		if err != nil {
+			return nil, err
+		}
+		return f(e, bin)
+	}
+}
+
 func (e *env) copyBin(name string) (string, error) {
 	if stopping.Load() {
 		return "", errStopping
@@ -228,13 +240,13 @@ func run() (code int) {
 	}
 	phases := []phase{
 		{"engine", 30 * time.Second, phaseEngine},
-		{"hit", 40 * time.Second, phaseHit},
-		{"threads", 30 * time.Second, phaseThreads},
-		{"idle", 30 * time.Second, phaseIdle},
-		{"exec", 20 * time.Second, phaseExec},
-		{"reg", 60 * time.Second, phaseReg},
+		{"hit", 40 * time.Second, withBin("hit", phaseHit)},
+		{"threads", 30 * time.Second, withBin("threads", phaseThreads)},
+		{"idle", 30 * time.Second, withBin("idle", phaseIdle)},
+		{"exec", 20 * time.Second, withBin("exectarget", phaseExec)},
+		{"reg", 60 * time.Second, withBin("reg", phaseReg)},
 		{"rss", 30 * time.Second, phaseRSS},
-		{"retargs", 30 * time.Second, phaseRetArgs},
+		{"retargs", 30 * time.Second, withBin("retargs", phaseRetArgs)},
 		{"death", 20 * time.Second, phaseDeath},
 		{"jump", 20 * time.Second, phaseJump},
 		{"jumphit", 40 * time.Second, phaseJumpHit},
@@ -381,6 +393,16 @@ type hitRun struct {
 	ns    float64
 	calls uint64
 	hits  uint64
+}
+
+// runCounted is runWorkload for a run whose hits must equal its calls: a
+// run where they differ is an error.
+func runCounted(t tracer, bin, name, loc string, timeout time.Duration, args ...string) (hitRun, error) {
+	run, err := runWorkload(t, bin, name, loc, timeout, args...)
+	if err == nil && run.hits != run.calls {
+		err = fmt.Errorf("hits %d != calls %d", run.hits, run.calls)
+	}
+	return run, err
 }
 
 // runWorkload starts bin with args, waits for "ready", registers loc with

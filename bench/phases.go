@@ -54,13 +54,9 @@ func perHitLoc(e *env, bin, fn, loc string, n int, ts []tracer) (map[tracer]*val
 			if v.gaveUp() {
 				continue
 			}
-			run, err := runWorkload(t, bin, "h_"+fn, loc, time.Minute, "hit", fn, fmt.Sprint(n), "1")
-			switch {
-			case err != nil:
+			if run, err := runCounted(t, bin, "h_"+fn, loc, time.Minute, "hit", fn, fmt.Sprint(n), "1"); err != nil {
 				v.fail(err)
-			case run.hits != run.calls:
-				v.fail(fmt.Errorf("hits %d != calls %d", run.hits, run.calls))
-			default:
+			} else {
 				v.S = append(v.S, (run.ns-base.ns)/float64(run.hits))
 			}
 		}
@@ -88,11 +84,7 @@ func pick(m map[tracer]*value, t tracer, note string) value {
 	return value{Note: note}
 }
 
-func phaseHit(e *env) ([]row, error) {
-	bin, err := e.copyBin("hit")
-	if err != nil {
-		return nil, err
-	}
+func phaseHit(e *env, bin string) ([]row, error) {
 	ours, oursNote := e.ours()
 	sec := sectionOf("hit")
 	cases := []struct{ fn, name, target string }{
@@ -170,11 +162,7 @@ func phaseHit(e *env) ([]row, error) {
 	return rows, nil
 }
 
-func phaseThreads(e *env) ([]row, error) {
-	bin, err := e.copyBin("threads")
-	if err != nil {
-		return nil, err
-	}
+func phaseThreads(e *env, bin string) ([]row, error) {
 	ours, oursNote := e.ours()
 	var rows []row
 	const fn = "emul_push"
@@ -190,13 +178,9 @@ func phaseThreads(e *env) ([]row, error) {
 				if v.gaveUp() {
 					continue
 				}
-				run, err := runWorkload(t, bin, fmt.Sprintf("t%d", nt), fn, time.Minute, "hit", fn, fmt.Sprint(per), fmt.Sprint(nt))
-				switch {
-				case err != nil:
+				if run, err := runCounted(t, bin, fmt.Sprintf("t%d", nt), fn, time.Minute, "hit", fn, fmt.Sprint(per), fmt.Sprint(nt)); err != nil {
 					v.fail(err)
-				case run.hits != run.calls:
-					v.fail(fmt.Errorf("hits %d != calls %d", run.hits, run.calls))
-				default:
+				} else {
 					v.S = append(v.S, float64(run.hits)/(run.ns/1e9))
 				}
 			}
@@ -212,11 +196,7 @@ func phaseThreads(e *env) ([]row, error) {
 // round, untraced and traced by each tracer in turn (rotating the order),
 // so that each traced chunk is compared with an untraced chunk of the same
 // process run moments before or after it.
-func phaseIdle(e *env) ([]row, error) {
-	bin, err := e.copyBin("idle")
-	if err != nil {
-		return nil, err
-	}
+func phaseIdle(e *env, bin string) ([]row, error) {
 	c, err := startChild(bin, "idle", "200")
 	if err != nil {
 		return nil, err
@@ -328,11 +308,7 @@ func phaseIdle(e *env) ([]row, error) {
 
 // phaseExec times execve → main of a binary, unprobed and probed by each
 // tracer, in rounds (rotating order) of execsPerRound execs each.
-func phaseExec(e *env) ([]row, error) {
-	target, err := e.copyBin("exectarget")
-	if err != nil {
-		return nil, err
-	}
+func phaseExec(e *env, target string) ([]row, error) {
 	execer := e.workload // a different inode: never probed here
 	const execsPerRound = 3
 	execs := func(v *value) error {
@@ -418,11 +394,7 @@ func phaseExec(e *env) ([]row, error) {
 	}, nil
 }
 
-func phaseReg(e *env) ([]row, error) {
-	bin, err := e.copyBin("reg")
-	if err != nil {
-		return nil, err
-	}
+func phaseReg(e *env, bin string) ([]row, error) {
 	type variant struct {
 		t    tracer
 		note string

@@ -8,11 +8,7 @@ package main
 
 import "fmt"
 
-func phaseRetArgs(e *env) ([]row, error) {
-	bin, err := e.copyBin("retargs")
-	if err != nil {
-		return nil, err
-	}
+func phaseRetArgs(e *env, bin string) ([]row, error) {
 	ours, oursNote := e.ours()
 	sec := sectionOf("retargs")
 	var rows []row

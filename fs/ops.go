@@ -4,7 +4,7 @@ import fusefs "github.com/hanwen/go-fuse/v2/fs"
 
 // The operations each node type serves, checked here at compile time: a
 // method that lost its go-fuse signature would otherwise silently fall back
-// to node's refusal or to go-fuse's default. (probe.go checks its own.)
+// to node's refusal or to go-fuse's default.
 type (
 	// refuser refuses every change with a reason (node: each node type
 	// overrides what it allows).
@@ -49,6 +49,11 @@ type (
 
 var (
 	_ refuser = (*node)(nil)
+
+	_ snapshotFile = (*hitsFile)(nil) // probe.go
+	_ snapshotFile = (*statusFile)(nil)
+	_ snapshotFile = (*eventsFile)(nil)
+	_ snapshotFile = (*latencyFile)(nil)
 
 	_ dir                 = (*mirrorDir)(nil) // mirror.go
 	_ fusefs.NodeCreater  = (*mirrorDir)(nil) // "> DIR/probes": EISDIR

@@ -56,19 +56,19 @@ func (d *probeDir) Lookup(ctx context.Context, name string, out *fuse.EntryOut) 
 	}
 	ino := inoOf("probefile", d.mpath, strconv.FormatUint(d.p.ID, 10), name)
 	var ops fusefs.InodeEmbedder
-	mpath := d.child(name)
+	pf := func() probeFile { return probeFile{node: node{fsys: d.fsys, mpath: d.child(name)}, p: d.p} }
 	switch name {
 	case "hits":
-		ops = &hitsFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
+		ops = &hitsFile{pf()}
 	case "status":
-		ops = &statusFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
+		ops = &statusFile{pf()}
 	case "events":
-		ops = &eventsFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
+		ops = &eventsFile{pf()}
 	case "latency":
 		if !d.p.Return {
 			return nil, syscall.ENOENT
 		}
-		ops = &latencyFile{node: node{fsys: d.fsys, mpath: mpath}, p: d.p}
+		ops = &latencyFile{pf()}
 	default:
 		return nil, syscall.ENOENT
 	}
@@ -98,7 +98,8 @@ func (d *probeDir) Unlink(ctx context.Context, name string) syscall.Errno {
 	return d.node.Unlink(ctx, name)
 }
 
-// probeFile is what hits, status and events share.
+// probeFile is what hits, status, events and latency share (each embeds
+// it and adds its Open).
 type probeFile struct {
 	node
 	p *manager.Probe
@@ -109,31 +110,13 @@ func (f *probeFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse
 	return 0
 }
 
-type hitsFile probeFile
-
-var (
-	_ = (fusefs.NodeOpener)((*hitsFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*hitsFile)(nil))
-)
-
-func (f *hitsFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return (*probeFile)(f).Getattr(ctx, fh, out)
-}
+type hitsFile struct{ probeFile }
 
 func (f *hitsFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	return f.openSnapshot(ctx, flags, func() string { return strconv.FormatUint(f.p.Hits(), 10) + "\n" })
 }
 
-type statusFile probeFile
-
-var (
-	_ = (fusefs.NodeOpener)((*statusFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*statusFile)(nil))
-)
-
-func (f *statusFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return (*probeFile)(f).Getattr(ctx, fh, out)
-}
+type statusFile struct{ probeFile }
 
 func (f *statusFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	c := callerOf(ctx)
@@ -142,16 +125,7 @@ func (f *statusFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle,
 	})
 }
 
-type eventsFile probeFile
-
-var (
-	_ = (fusefs.NodeOpener)((*eventsFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*eventsFile)(nil))
-)
-
-func (f *eventsFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return (*probeFile)(f).Getattr(ctx, fh, out)
-}
+type eventsFile struct{ probeFile }
 
 // Open subscribes to the probe's events: the reader gets every hit from now
 // on. O_NONBLOCK must be given at open (FUSE does not see a later fcntl).
@@ -198,16 +172,7 @@ func (h *eventsHandle) Release(ctx context.Context) syscall.Errno {
 
 // latencyFile is a return probe's histogram of durations (bpftrace's
 // hist() layout, then count, min, mean and max).
-type latencyFile probeFile
-
-var (
-	_ = (fusefs.NodeOpener)((*latencyFile)(nil))
-	_ = (fusefs.NodeGetattrer)((*latencyFile)(nil))
-)
-
-func (f *latencyFile) Getattr(ctx context.Context, fh fusefs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	return (*probeFile)(f).Getattr(ctx, fh, out)
-}
+type latencyFile struct{ probeFile }
 
 func (f *latencyFile) Open(ctx context.Context, flags uint32) (fusefs.FileHandle, uint32, syscall.Errno) {
 	return f.openSnapshot(ctx, flags, f.p.Latency)

@@ -139,21 +139,7 @@ func oldestPath(f *file) string {
 // key in the control directory) and applies it for caller c with
 // ApplyInode, logging a refusal.
 func (m *Manager) WriteInode(c Caller, key rmap.InodeKey, input []byte) error {
-	if len(input) > MaxWrite {
-		err := errorf(syscall.EINVAL, "write of %d bytes is too large: at most %d bytes in one write", len(input), MaxWrite)
-		m.Refuse(c, m.inodePath(key), string(input), err)
-		return err
-	}
-	ops, err := ParseProbeLines(string(input))
-	if err == nil {
-		err = m.ApplyInode(c, key, ops)
-	}
-	if err != nil {
-		err = AsError(err)
-		m.Refuse(c, m.inodePath(key), string(input), err)
-		return err
-	}
-	return nil
+	return m.write(c, m.inodePath(key), input, func(ops []Op) error { return m.ApplyInode(c, key, ops) })
 }
 
 // RemoveInode unregisters the probe name of the inode key for caller c

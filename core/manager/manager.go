@@ -197,21 +197,27 @@ func statRegular(f *os.File, path string) (rmap.InodeKey, *unix.Stat_t, error) {
 // and applies it for caller c, all or nothing. A refusal is logged in the
 // error log and returned as *Error.
 func (m *Manager) Write(c Caller, path string, input []byte) error {
+	return m.write(c, path, input, func(ops []Op) error { return m.ApplyAs(c, path, ops) })
+}
+
+// write checks the size of input (one write(2)), parses it and applies it
+// with apply; a refusal is logged for where (the file's path) and returned
+// as *Error.
+func (m *Manager) write(c Caller, where string, input []byte, apply func([]Op) error) error {
+	err := error(nil)
 	if len(input) > MaxWrite {
-		err := errorf(syscall.EINVAL, "write of %d bytes is too large: at most %d bytes in one write", len(input), MaxWrite)
-		m.Refuse(c, path, string(input), err)
-		return err
-	}
-	ops, err := ParseProbeLines(string(input))
-	if err == nil {
-		err = m.ApplyAs(c, path, ops)
+		err = errorf(syscall.EINVAL, "write of %d bytes is too large: at most %d bytes in one write", len(input), MaxWrite)
+	} else {
+		var ops []Op
+		if ops, err = ParseProbeLines(string(input)); err == nil {
+			err = apply(ops)
+		}
 	}
 	if err != nil {
 		err = AsError(err)
-		m.Refuse(c, path, string(input), err)
-		return err
+		m.Refuse(c, where, string(input), err)
 	}
-	return nil
+	return err
 }
 
 // Apply applies ops to the file at path with root's permissions: all of them
