@@ -4,8 +4,11 @@
 // del_consumer), Register/Unregister (engine.go: register_uprobe,
 // unregister_uprobe), MmapHook/MunmapHook (mmap.go: mmap_uprobe,
 // munmap_uprobe), the hit path (hit.go: LookupLocked, the kernel's
-// find_active_uprobe, and Dispatch) and the walk the status view uses
-// (sites.go: Sites).
+// find_active_uprobe, and Dispatch), the walk the status view uses
+// (sites.go: Sites), and the batched Register/Unregister of many probes on
+// one inode (batch.go: RegisterMany, UnregisterMany — the seed's walk made
+// once for all of them, each VMA's mmap_sem taken once, the VMAs on a few
+// goroutines while the caller holds i_mutex and the srcu read section).
 //
 // It imports only core/rmap, core/srcu, core/lockdep, core/install (the
 // arch part: struct arch_uprobe is an install.Plan) and google/btree: no
