@@ -147,8 +147,8 @@ func (f *fuseTracer) list(path string) (time.Duration, int, error) {
 	return d, strings.Count(string(b), "\n"), nil
 }
 
-// removePattern is `echo -PATTERN > MNT/PATH/probes`.
-func (f *fuseTracer) removePattern(path, pattern string) (time.Duration, error) {
+// removePattern is `echo -PATTERN > MNT/PATH/probes` (removing n probes).
+func (f *fuseTracer) removePattern(path, pattern string, n int) (time.Duration, error) {
 	return f.write(path, "-"+pattern+"\n")
 }
 

@@ -197,6 +197,30 @@ func (g *guarded) unregisterMany(path string, names []string) (time.Duration, er
 	return d, err
 }
 
+func (g *guarded) list(path string) (time.Duration, int, error) {
+	l, ok := g.t.(lister)
+	if !ok {
+		return 0, 0, fmt.Errorf("%s has no listing", g.t.Name())
+	}
+	var d time.Duration
+	var n int
+	err := g.do("list", func() (err error) { d, n, err = l.list(path); return })
+	return d, n, err
+}
+
+func (g *guarded) removePattern(path, pattern string, n int) (time.Duration, error) {
+	l, ok := g.t.(lister)
+	if !ok {
+		return 0, fmt.Errorf("%s has no listing", g.t.Name())
+	}
+	var d time.Duration
+	err := g.do("remove by pattern", func() (err error) { d, err = l.removePattern(path, pattern, n); return })
+	if err == nil {
+		g.release(path, n)
+	}
+	return d, err
+}
+
 // Pid is the daemon's pid, or 0 if the tracer has no process of its own.
 func (g *guarded) Pid() int {
 	if d, ok := g.t.(daemon); ok {

@@ -66,7 +66,7 @@ type bulkTracer interface {
 // them by one pattern.
 type lister interface {
 	list(path string) (time.Duration, int, error)
-	removePattern(path, pattern string) (time.Duration, error)
+	removePattern(path, pattern string, n int) (time.Duration, error) // n: how many it removes
 }
 
 // daemon is a tracer that runs in a process of its own.

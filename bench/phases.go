@@ -527,8 +527,8 @@ func phaseRSS(e *env) ([]row, error) {
 		listed.Note, byPattern.Note = "", ""
 		for range max(e.runs, 5) {
 			dl, n, err := ls.list(bin)
-			if err == nil && n != rssProbes+1 {
-				err = fmt.Errorf("the listing has %d lines, want %d (a header and a line a probe)", n, rssProbes+1)
+			if err == nil && n != rssProbes {
+				err = fmt.Errorf("the listing has %d lines, want %d (a line a probe)", n, rssProbes)
 			}
 			if err != nil {
 				listed.fail(err)
@@ -536,7 +536,7 @@ func phaseRSS(e *env) ([]row, error) {
 			}
 			listed.S = append(listed.S, float64(dl))
 		}
-		dp, err := ls.removePattern(bin, "m*")
+		dp, err := ls.removePattern(bin, "m*", rssProbes)
 		if err != nil {
 			bt.unregisterMany(bin, names)
 			return nil, err
@@ -681,6 +681,10 @@ func (e *env) analyse(rows []row) {
 			a = append(a, targetPara(fmt.Sprintf("Registration wall time with %d processes: ≤ 1.0× kernel (%s)", n, via), *r, prof, why))
 		}
 	}
+	if r := find(fmt.Sprintf("list them, `cat probes` (%d probes, %d processes)", rssProbes, rssProcs)); r != nil && r.Ours.ok() {
+		a = append(a, targetPara("Listing "+fmt.Sprint(rssProbes)+" probes across "+fmt.Sprint(rssProcs)+" processes: "+r.Target, *r, "",
+			"A listing line carries the probe's hits (its consumers' counts, after a flush of the counts its jump sites kept) and its MODE (how each of its sites is hit, one look per process)."))
+	}
 	for _, name := range []string{
 		fmt.Sprintf("register %d probes in one write (%d processes)", rssProbes, rssProcs),
 		fmt.Sprintf("remove them by one pattern write (`-m*`, %d breakpoints)", rssProbes*rssProcs),
@@ -728,6 +732,8 @@ func targetPara(title string, r row, profile, why string) string {
 		fmt.Fprintf(&b, " uprobefs %s (kernel %s).", fmtVal(r.Unit, r.Ours.med()), r.cell(r.Ref))
 	} else if r.Unit == uShare && r.Ours.ok() {
 		fmt.Fprintf(&b, " %s.", fmtVal(r.Unit, r.Ours.med()))
+	} else if r.MaxValue > 0 && r.Ours.ok() {
+		fmt.Fprintf(&b, " uprobefs %s (target %s).", fmtVal(r.Unit, r.Ours.med()), fmtVal(r.Unit, r.MaxValue))
 	} else {
 		fmt.Fprintf(&b, " Not measured: uprobefs: %s; kernel: %s.", r.cell(r.Ours), r.cell(r.Ref))
 	}
