@@ -285,7 +285,11 @@ func (w *World) scanAttach(in *rmap.Inode, path string) error {
 	var skips []Skip
 	seen := map[int]bool{}
 	for pass := 0; pass < watchScans; pass++ {
-		pids, maps, err := procfs.PidsMappingMaps([]procfs.FileID{procfs.FileID(in.Key)}, nil)
+		var skip map[int]bool
+		if pass > 0 {
+			skip = seen // the processes found before are not looked at again
+		}
+		pids, maps, err := procfs.PidsMappingMaps([]procfs.FileID{procfs.FileID(in.Key)}, skip)
 		if err != nil {
 			if pass == 0 {
 				return fmt.Errorf("watch %s: %w", path, err)
