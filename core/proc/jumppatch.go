@@ -146,6 +146,14 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 			w.setBlocked(s, a) // the removal of the other one asks again
 			continue
 		}
+		if a := p.everInside(s); a != 0 {
+			// A thread may have stopped at that breakpoint, between
+			// displaced instructions, and be in a signal handler now:
+			// it would return into the jmp's bytes (the check below
+			// sees rips, not the contexts saved on stacks).
+			w.setWhy(s, fmt.Sprintf("a breakpoint was at %#x, inside its displaced instructions (a thread may still be between them)", a))
+			continue
+		}
 		if tid, inside := w.threadInside(p, s, rips); inside {
 			if s.tries++; s.tries >= maxJumpTries {
 				w.setWhy(s, fmt.Sprintf("thread %d stays inside the displaced instructions", tid))
@@ -332,6 +340,22 @@ func (p *process) coverJump(vaddr uint64) error {
 		}
 	}
 	return nil
+}
+
+// everInside returns an address inside s's displaced range (past its first
+// byte) where p ever had a breakpoint (everBp), or 0.
+func (p *process) everInside(s *jumpSite) uint64 {
+	if s.plan == nil {
+		return 0
+	}
+	p.everMu.Lock()
+	defer p.everMu.Unlock()
+	for a := s.vaddr + 1; a < s.vaddr+uint64(s.plan.Len); a++ {
+		if _, ok := p.everBp[a]; ok {
+			return a
+		}
+	}
+	return 0
 }
 
 // uncoverJumps is the remove hook's part after the breakpoint at vaddr
