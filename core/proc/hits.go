@@ -189,7 +189,6 @@ func (w *World) stepOver(th *thread, u *probes.Uprobe, addr uint64) bool {
 		// thread is ever left between displaced instructions.
 		s := w.jumpSiteFor(th.proc, addr, u)
 		p := th.proc
-		w.wakeJumps(p)
 		other := uint64(0)
 		if s.why == "" { // a site that stays a trap needs no look inside
 			p.mm.MmapSem.RLock()

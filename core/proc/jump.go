@@ -140,15 +140,6 @@ type jumpState struct {
 	// tracer request for them is queued.
 	want   map[uint64]*probes.Uprobe
 	posted bool
-	// lazy: a process made by an exec, whose sites become jumps at its
-	// first trap on one of them rather than at once (its region's
-	// mapping, ~1–2 ms of injected system calls, would delay every exec
-	// of a probed program; a process that never hits pays nothing). A
-	// fork child is not lazy: with PTRACE_POKEDATA writes, a lazy child's
-	// first trap racing its parent's switches harmed a process of
-	// TestStressNewProcesses/pokedata (not understood yet). Under
-	// World.jumpMu.
-	lazy bool
 	// adopted: the regions an earlier attachment left were looked for.
 	adopted bool
 }

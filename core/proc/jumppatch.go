@@ -36,30 +36,13 @@ func (p *process) wantJump(vaddr uint64, u *probes.Uprobe) {
 	if u.Arch == nil || u.Arch.Jump == nil || w.opts.NoJump {
 		return
 	}
-	w.noteJumps(p, func() {
-		if p.jump.want == nil {
-			p.jump.want = map[uint64]*probes.Uprobe{}
-		}
-		p.jump.want[vaddr] = u
-	})
-}
-
-// wakeJumps ends the laziness of p (jumpState.lazy: a process made by
-// exec) at its first trap on a jump site: the sites wantJump noted are
-// switched. On the tracer thread.
-func (w *World) wakeJumps(p *process) {
-	if p.jump.lazy { // tracer-written: read without jumpMu on the tracer
-		w.noteJumps(p, func() { p.jump.lazy = false })
-	}
-}
-
-// noteJumps runs note under jumpMu, then posts serveJumps(p) unless one is
-// posted already or p is lazy.
-func (w *World) noteJumps(p *process, note func()) {
 	w.jumpMu.Lock()
-	note()
-	post := !p.jump.posted && !p.jump.lazy && len(p.jump.want) > 0
-	p.jump.posted = p.jump.posted || post
+	if p.jump.want == nil {
+		p.jump.want = map[uint64]*probes.Uprobe{}
+	}
+	p.jump.want[vaddr] = u
+	post := !p.jump.posted
+	p.jump.posted = true
 	w.jumpMu.Unlock()
 	if post {
 		w.t.post(func() { w.serveJumps(p) })

@@ -124,7 +124,6 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	if s != nil {
 		live, why, blocked = s.live.Load(), s.why, s.blocked
 	}
-	lazy := as.proc.jump.lazy
 	w.jumpMu.Unlock()
 	switch {
 	case live:
@@ -139,9 +138,6 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	}
 	if why = notCountOnly(u, w.evOK); why != "" {
 		return "trap: " + why
-	}
-	if lazy {
-		return "trap: a jump at the process's first hit (made by exec)"
 	}
 	return "trap: not switched yet"
 }

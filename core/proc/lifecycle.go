@@ -224,7 +224,6 @@ func (w *World) execed(th *thread) {
 		w.detachNow(th, 0)
 		return
 	}
-	p.jump.lazy = true // jumps at its first trap: the exec is not held for them
 	if q := w.procs[p.pid]; q != nil && q != old {
 		// A stale process of this pid (cannot happen normally).
 		w.dropProcess(q)

@@ -1,9 +1,7 @@
 package proc
 
 import (
-	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -105,49 +103,5 @@ func TestSameExec(t *testing.T) {
 		if q.sameExec(change(slices.Clone(ms))) {
 			t.Errorf("%s: still the same", name)
 		}
-	}
-}
-
-// TestLazyJumpAfterExec: a process that execs a probed file is not held
-// for the mapping of a jump region (1–2 ms of injected system calls in
-// every exec): until its first hit its site is an int3 and it maps no
-// region; from its first hit on the site becomes a jump, and every call is
-// counted.
-func TestLazyJumpAfterExec(t *testing.T) {
-	bin := harmBin(t)
-	e := newEnv(t, Options{})
-	p := e.register(bin, "h_func")
-	const n = 200000
-	f := startFixture(t, bin, "ignored", fmt.Sprint(n)) // held at its exec, attached
-	var modes []string
-	for deadline := time.Now().Add(10 * time.Second); len(modes) == 0; {
-		if time.Now().After(deadline) {
-			t.Fatal("no site in the exec'd process")
-		}
-		modes = e.siteModes(p)
-		time.Sleep(time.Millisecond) // polled: the attach has no event of its own here
-	}
-	if len(modes) != 1 || !strings.Contains(modes[0], "first hit") {
-		t.Fatalf("before its first hit: %q, want one lazy trap site", modes)
-	}
-	ms, err := procfs.ReadMaps(f.Pid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if strings.Contains(m.Path, "uprobefs-jump") {
-			t.Fatalf("a jump region before the first hit: %v", m)
-		}
-	}
-	f.Go()
-	out, code := f.Wait(120 * time.Second)
-	if code != 0 || out != "ignored 1\n" {
-		t.Fatalf("exit %d output %q", code, out)
-	}
-	if got := p.c.Hits(); got != n {
-		t.Errorf("%d hits, want %d", got, n)
-	}
-	if j := e.w.nJumpHits.Load(); j == 0 || j < n/2 {
-		t.Errorf("%d of %d hits by the jump site, want most", j, n)
 	}
 }

@@ -25,10 +25,6 @@ const (
 	// A probe whose events are read stays a jump site: its trampolines
 	// append the events to a ring shared with the daemon.
 	modeEvents = modeJump
-	// A process made by exec keeps the int3 until its first hit (core/proc
-	// jumpState.lazy): its exec is not held for the mapping of a
-	// trampoline region.
-	modeLazy = "trap: a jump at the process's first hit (made by exec)"
 )
 
 // jumpFixture returns a private copy of testdata/jump.c, compiled once per
@@ -429,21 +425,15 @@ func TestJumpExec(t *testing.T) {
 
 	j.send("x")
 	j.expect("ready")
-	d.waitMode(P+"/j_func", j.pid(), modeLazy)
-	if m := jumpMaps(t, j.pid()); len(m) != 0 {
-		t.Fatalf("the new image maps a trampoline region before its first hit: %q", m)
-	}
-	j.batch(T, N)
-	d.wantHits(P+"/j_func", 2*T*N)
 	v2 := d.waitMode(P+"/j_func", j.pid(), modeJump)
 	if len(jumpMaps(t, j.pid())) == 0 {
 		t.Fatalf("the new image is a jump site (status) but maps no trampoline region:\n%s", readMaps(t, j.pid()))
 	}
 	t.Logf("j_func at %s before the exec, %s after", v1, v2)
 	j.batch(T, N)
-	d.wantHits(P+"/j_func", 3*T*N)
+	d.wantHits(P+"/j_func", 2*T*N)
 	j.finish()
-	d.wantHits(P+"/j_func", 3*T*N) // the counts of an exited process stay
+	d.wantHits(P+"/j_func", 2*T*N) // the counts of an exited process stay
 }
 
 // TestJumpFork: a fork child of a process with a jump site runs its calls
@@ -504,11 +494,10 @@ func TestJumpExecSpinning(t *testing.T) {
 	d.waitHitsAbove(P+"/j_func", 100000)
 	j.send("x")
 	j.expect("ready")
-	d.waitMode(P+"/j_func", j.pid(), modeLazy)
+	d.waitMode(P+"/j_func", j.pid(), modeJump)
 	h0 := d.hits(P + "/j_func")
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", h0+T*N)
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", h0+2*T*N)
 	j.finish()
