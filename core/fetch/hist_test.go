@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 func TestHistString(t *testing.T) {
@@ -84,22 +86,7 @@ func TestHistConcurrent(t *testing.T) {
 	var h Hist
 	const workers, per = 8, 5000
 	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	var readers sync.WaitGroup
-	for range 2 {
-		readers.Add(1)
-		go func() {
-			defer readers.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					_ = h.String()
-				}
-			}
-		}()
-	}
+	stopReaders := testfix.Spin(2, func(int) { _ = h.String() })
 	for w := range workers {
 		wg.Add(1)
 		go func() {
@@ -110,8 +97,7 @@ func TestHistConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	readers.Wait()
+	stopReaders()
 	st := h.Stats()
 	n := uint64(workers * per)
 	if st.Count != n || st.Min != 0 || st.Max != n-1 || st.Mean != (n-1)/2 {

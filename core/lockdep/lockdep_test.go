@@ -16,54 +16,84 @@ func record(t *testing.T) func() []*Violation {
 	return got
 }
 
-// wantNone fails t at once if got has recorded a violation (what says of
-// which sequence), and if this goroutine still holds a lock.
-func wantNone(t *testing.T, got func() []*Violation, what string) {
+// want is one violation a test expects: the class held and the class
+// acquired, or waited for if wait.
+type want struct {
+	held, acq Class
+	wait      bool
+}
+
+// wantViolations fails t at once unless got has recorded exactly ws, in
+// order, each with both of its sites (what says of which sequence), and if
+// this goroutine still holds a lock.
+func wantViolations(t *testing.T, got func() []*Violation, what string, ws ...want) {
 	t.Helper()
-	if v := got(); len(v) != 0 {
-		t.Fatalf("%s: violations: %v", what, v)
+	v := got()
+	ok := len(v) == len(ws)
+	for i := 0; ok && i < len(v); i++ {
+		ok = v[i].Held == ws[i].held && v[i].Acquiring == ws[i].acq && v[i].Wait == ws[i].wait &&
+			v[i].HeldSite != "" && v[i].AcqSite != "" && v[i].HeldSite != v[i].AcqSite
+	}
+	if !ok {
+		t.Fatalf("%s: violations: %v, want %v", what, v, ws)
 	}
 	if hc := HeldClasses(); len(hc) != 0 {
 		t.Fatalf("%s: still held: %v", what, hc)
 	}
 }
 
+// wantNone fails t at once if got has recorded a violation, and if this
+// goroutine still holds a lock.
+func wantNone(t *testing.T, got func() []*Violation, what string) {
+	t.Helper()
+	wantViolations(t, got, what)
+}
+
+// seedLocks is one lock of each class of the seed's hierarchy, named as in
+// the kernel, for tests to take in or out of order.
+type seedLocks struct {
+	iMutex, iMmapMutex, uprobesMmapMutex, treelock *Mutex
+	mmapSem                                        *RWMutex
+}
+
+func newSeedLocks() seedLocks {
+	return seedLocks{
+		iMutex:           NewMutex(IMutex, "i_mutex"),
+		mmapSem:          NewRWMutex(MmapSem, "mmap_sem"),
+		iMmapMutex:       NewMutex(IMmapMutex, "i_mmap_mutex"),
+		uprobesMmapMutex: NewMutex(UprobesMmapMutex, "uprobes_mmap_mutex"),
+		treelock:         NewMutex(Treelock, "treelock"),
+	}
+}
+
 func TestInOrderIsSilent(t *testing.T) {
 	got := record(t)
-	i := NewMutex(IMutex, "i")
-	s := NewRWMutex(MmapSem, "s")
-	m := NewMutex(IMmapMutex, "m")
-	u := NewMutex(UprobesMmapMutex, "u")
-	tr := NewMutex(Treelock, "t")
-	i.Lock()
-	s.RLock()
-	m.Lock()
-	m.Unlock()
-	u.Lock()
-	tr.Lock()
+	l := newSeedLocks()
+	l.iMutex.Lock()
+	l.mmapSem.RLock()
+	l.iMmapMutex.Lock()
+	l.iMmapMutex.Unlock()
+	l.uprobesMmapMutex.Lock()
+	l.treelock.Lock()
 	if hc := HeldClasses(); len(hc) != 4 || hc[3] != Treelock {
 		t.Errorf("HeldClasses = %v", hc)
 	}
-	tr.Unlock()
-	u.Unlock()
-	s.RUnlock()
-	i.Unlock()
+	l.treelock.Unlock()
+	l.uprobesMmapMutex.Unlock()
+	l.mmapSem.RUnlock()
+	l.iMutex.Unlock()
 	wantNone(t, got, "in order")
 }
 
 func TestOutOfOrderReportedWithBothSites(t *testing.T) {
+	l := newSeedLocks()
 	got := record(t)
-	m := NewMutex(IMmapMutex, "i_mmap_mutex")
-	s := NewRWMutex(MmapSem, "mmap_sem")
-	m.Lock()
-	s.RLock()
-	s.RUnlock()
-	m.Unlock()
-	v := got()
-	if len(v) != 1 || v[0].Held != IMmapMutex || v[0].Acquiring != MmapSem || v[0].HeldSite == "" || v[0].AcqSite == "" || v[0].HeldSite == v[0].AcqSite {
-		t.Fatalf("violations: %v", v)
-	}
-	t.Log(v[0])
+	l.iMmapMutex.Lock()
+	l.mmapSem.RLock()
+	l.mmapSem.RUnlock()
+	l.iMmapMutex.Unlock()
+	wantViolations(t, got, "mmap_sem under i_mmap_mutex", want{held: IMmapMutex, acq: MmapSem})
+	t.Log(got()[0])
 }
 
 func TestSameClassNeedsNesting(t *testing.T) {
@@ -78,116 +108,101 @@ func TestSameClassNeedsNesting(t *testing.T) {
 	b.Lock()
 	b.Unlock()
 	a.Unlock()
-	if v := got(); len(v) != 1 {
-		t.Fatalf("same class without nesting: %v", v)
-	}
+	wantViolations(t, got, "same class without nesting", want{held: MmapSem, acq: MmapSem})
 }
 
 func TestTryLockIsChecked(t *testing.T) {
+	l := newSeedLocks()
 	got := record(t)
-	m := NewMutex(Treelock, "t")
-	s := NewRWMutex(MmapSem, "s")
-	if !s.TryLock() {
+	if !l.mmapSem.TryLock() {
 		t.Fatal("TryLock failed")
 	}
-	m.Lock()
-	m.Unlock()
-	s.Unlock()
+	l.treelock.Lock()
+	l.treelock.Unlock()
+	l.mmapSem.Unlock()
 	wantNone(t, got, "in order")
-	m.Lock()
-	if !s.TryRLock() {
+	l.treelock.Lock()
+	if !l.mmapSem.TryRLock() {
 		t.Fatal("TryRLock failed")
 	}
-	s.RUnlock()
-	m.Unlock()
+	l.mmapSem.RUnlock()
+	l.treelock.Unlock()
 	// A failed TryLock is reported too: a retry loop around it waits.
-	s.Lock()
+	l.mmapSem.Lock()
 	done := make(chan bool)
 	go func() {
 		n := NewMutex(Treelock, "t2")
 		n.Lock()
-		done <- s.TryLock()
+		done <- l.mmapSem.TryLock()
 		n.Unlock()
 	}()
 	if <-done {
 		t.Fatal("TryLock of a held lock succeeded")
 	}
-	s.Unlock()
-	if v := got(); len(v) != 2 || v[0].Acquiring != MmapSem || v[1].Acquiring != MmapSem {
-		t.Fatalf("violations: %v", v)
-	}
+	l.mmapSem.Unlock()
+	wantViolations(t, got, "TryRLock, then a failed TryLock", want{held: Treelock, acq: MmapSem}, want{held: Treelock, acq: MmapSem})
 }
 
 func TestWaits(t *testing.T) {
+	l := newSeedLocks()
 	got := record(t)
-	s := NewRWMutex(MmapSem, "mmap_sem")
-	i := NewMutex(IMutex, "i_mutex")
 	// A grace-period wait under mmap_sem: reported.
-	s.Lock()
+	l.mmapSem.Lock()
 	Wait(SRCU, "uprobes_srcu")
-	s.Unlock()
+	l.mmapSem.Unlock()
 	// Under i_mutex it is in order, and so is a read section that takes
 	// mmap_sem; read sections nest.
-	i.Lock()
+	l.iMutex.Lock()
 	Wait(SRCU, "uprobes_srcu")
 	var sec byte
 	AcquireRead(&sec, SRCU, "uprobes_srcu")
 	AcquireRead(&sec, SRCU, "uprobes_srcu")
-	s.RLock()
-	s.RUnlock()
+	l.mmapSem.RLock()
+	l.mmapSem.RUnlock()
 	ReleaseRead(&sec, SRCU)
 	ReleaseRead(&sec, SRCU)
-	i.Unlock()
-	if v := got(); len(v) != 1 || !v[0].Wait || v[0].Acquiring != SRCU || v[0].Held != MmapSem {
-		t.Fatalf("violations: %v", v)
-	}
+	l.iMutex.Unlock()
+	srcuWait := want{held: MmapSem, acq: SRCU, wait: true}
+	wantViolations(t, got, "grace period under mmap_sem", srcuWait)
 	// Waiting for the tracer under any lock is reported; a poke is not,
 	// but a lock taken while serving one is.
-	i.Lock()
+	l.iMutex.Lock()
 	Wait(Tracer, "tracer")
 	Wait(TracerPoke, "tracer poke")
-	i.Unlock()
+	l.iMutex.Unlock()
 	done := Hold(TracerPoke, "serving a poke")
-	s.Lock()
-	s.Unlock()
+	l.mmapSem.Lock()
+	l.mmapSem.Unlock()
 	done()
-	s.Lock()
-	s.Unlock()
-	v := got()
-	if len(v) != 3 || v[1].Acquiring != Tracer || v[1].Held != IMutex || v[2].Held != TracerPoke || v[2].Acquiring != MmapSem {
-		t.Fatalf("violations: %v", v)
-	}
-	if hc := HeldClasses(); len(hc) != 0 {
-		t.Errorf("still held: %v", hc)
-	}
+	l.mmapSem.Lock()
+	l.mmapSem.Unlock()
+	wantViolations(t, got, "tracer waits", srcuWait, want{held: IMutex, acq: Tracer, wait: true}, want{held: TracerPoke, acq: MmapSem})
 }
 
 func TestPerGoroutine(t *testing.T) {
+	l := newSeedLocks()
 	got := record(t)
-	m := NewMutex(Treelock, "t")
-	s := NewMutex(IMutex, "i")
-	m.Lock()
+	l.treelock.Lock()
 	done := make(chan struct{})
 	go func() { // another goroutine holds nothing: in order
 		defer close(done)
-		s.Lock()
-		s.Unlock()
+		l.iMutex.Lock()
+		l.iMutex.Unlock()
 	}()
 	<-done
-	m.Unlock()
+	l.treelock.Unlock()
 	wantNone(t, got, "another goroutine")
 }
 
 func TestDefaultReporterPanics(t *testing.T) {
-	m := NewMutex(Treelock, "t")
-	s := NewMutex(IMutex, "i")
-	m.Lock()
-	defer m.Unlock()
+	l := newSeedLocks()
+	l.treelock.Lock()
+	defer l.treelock.Unlock()
 	defer func() {
 		if recover() == nil {
 			t.Fatal("no panic")
 		}
-		release(s, s.class) // the report came before the lock was taken
+		release(l.iMutex, l.iMutex.class) // the report came before the lock was taken
 	}()
-	s.Lock()
+	l.iMutex.Lock()
 }

@@ -14,9 +14,7 @@ import (
 func TestNegativeRemoveLine(t *testing.T) {
 	m, _, path, key := newMgr(t)
 	o := offsetsOf(t, path)
-	if err := m.Write(Root, path, []byte(hex(o.tock)+"\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, hex(o.tock)+"\n")
 	for _, line := range []string{"-1", "-010", "-0", "-:1", "1=tick", "p:1 tick"} {
 		err := m.Write(Root, path, []byte(line+"\n"))
 		if !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), "digits") {
@@ -26,9 +24,7 @@ func TestNegativeRemoveLine(t *testing.T) {
 	if got, want := names(m.Probes(key)), hex(o.tock)+"@"+hex(o.tock); got != want {
 		t.Fatalf("probes after refused lines = %q, want %q", got, want)
 	}
-	if err := m.Write(Root, path, []byte("-"+hex(o.tock)+"\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-"+hex(o.tock)+"\n")
 	if ps := m.Probes(key); len(ps) != 0 {
 		t.Fatalf("probes after -0x... = %q", names(ps))
 	}
@@ -40,9 +36,7 @@ func TestOctalOffset(t *testing.T) {
 	m, _, path, key := newMgr(t)
 	o := offsetsOf(t, path)
 	oct := fmt.Sprintf("0%o", o.tick)
-	if err := m.Write(Root, path, []byte(oct+"\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, oct+"\n")
 	p := m.Probe(key, hex(o.tick))
 	if p == nil || p.Offset != o.tick || p.Location != hex(o.tick) {
 		t.Fatalf("%s registered %q, want a probe %s at %#x", oct, names(m.Probes(key)), hex(o.tick), o.tick)
@@ -57,9 +51,7 @@ func TestOctalOffset(t *testing.T) {
 func TestProbeLimit(t *testing.T) {
 	m, _, path, key := newMgr(t)
 	m.maxProbes = 2
-	if err := m.Write(Root, path, []byte("a=tick\nb=tock\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "a=tick\nb=tock\n")
 	err := m.Write(Root, path, []byte("c=tick\n"))
 	if !errnoIs(err, syscall.ENOSPC) || !strings.Contains(err.Error(), "at most 2") {
 		t.Fatalf("third probe: %v, want ENOSPC", err)

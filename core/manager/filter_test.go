@@ -137,9 +137,7 @@ func TestFilterStaging(t *testing.T) {
 	if err := m.Write(Root, path, []byte("a=tick pid=1\nb=tock pid=2\n")); !errnoIs(err, syscall.EINVAL) || !strings.Contains(err.Error(), "share one filter") {
 		t.Fatalf("a batch mixing filters: %v, want EINVAL", err)
 	}
-	if err := m.Write(Root, path, []byte("a=tick"+f+"\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "a=tick"+f+"\n")
 	if got := w.filterCalls(); got != "filter true" {
 		t.Fatalf("SetFilter calls %q, want one with a filter", got)
 	}
@@ -160,19 +158,13 @@ func TestFilterStaging(t *testing.T) {
 			t.Errorf("write %q: %v, want EINVAL with %q", in, err, reason)
 		}
 	}
-	if err := m.Write(Root, path, []byte("b=tock"+f+"\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "b=tock"+f+"\n")
 	if got := names(m.Probes(key)); got != "a@tick b@tock" {
 		t.Fatalf("probes %q", got)
 	}
 	// Emptied, the file takes another filter (or none) at its next watch.
-	if err := m.Write(Root, path, []byte("-a\n-b\n")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Write(Root, path, []byte("tick\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-a\n-b\n")
+	mustWrite(t, m, path, "tick\n")
 	if got := w.filterCalls(); got != "filter true,filter true" {
 		t.Fatalf("SetFilter calls %q", got)
 	}

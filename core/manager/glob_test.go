@@ -74,9 +74,7 @@ func TestPatternRegister(t *testing.T) {
 	if ps := m.Probes(key); len(ps) != 0 {
 		t.Fatalf("a refused batch left probes: %v", probeNames(ps))
 	}
-	if err := m.Write(Root, path, []byte("alpha_*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "alpha_*\n")
 	want := []string{"alpha_one", "alpha_three", "alpha_two"} // not alpha_data (data)
 	if got := probeNames(m.Probes(key)); !slices.Equal(got, want) {
 		t.Fatalf("alpha_* registered %v, want %v", got, want)
@@ -102,9 +100,7 @@ func TestPatternRegister(t *testing.T) {
 	}
 
 	// A function whose first instruction cannot be probed is left out.
-	if err := m.Write(Root, path, []byte("beta_*\nodd_*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "beta_*\nodd_*\n")
 	want = []string{"alpha_one", "alpha_three", "alpha_two", "beta_one", "beta_two", "odd_ok"}
 	if got := probeNames(m.Probes(key)); !slices.Equal(got, want) {
 		t.Fatalf("probes %v, want %v", got, want)
@@ -150,9 +146,7 @@ func TestPatternLimit(t *testing.T) {
 	if len(m.Probes(key)) != 0 {
 		t.Fatal("probes registered")
 	}
-	if err := m.Write(Root, path, []byte("many_1?\n")); err != nil { // 10 matches
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "many_1?\n") // 10 matches
 	if MaxPatternMatches < 1000 {
 		t.Fatalf("MaxPatternMatches %d: the 1,000 probes of one pattern must fit", MaxPatternMatches)
 	}
@@ -163,16 +157,12 @@ func TestPatternLimit(t *testing.T) {
 // for a caller other than root.
 func TestPatternRemove(t *testing.T) {
 	m, w, path, key := newGlobMgr(t)
-	if err := m.Write(Root, path, []byte("many_*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "many_*\n")
 	if got := len(m.Probes(key)); got != 1000 {
 		t.Fatalf("many_* registered %d probes, want 1000", got)
 	}
 	// many_1, many_10..many_19, many_100..many_199.
-	if err := m.Write(Root, path, []byte("-many_1*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-many_1*\n")
 	ps := m.Probes(key)
 	if len(ps) != 1000-111 {
 		t.Fatalf("%d probes left after -many_1*, want %d", len(ps), 1000-111)
@@ -192,9 +182,7 @@ func TestPatternRemove(t *testing.T) {
 		t.Errorf("many_2 byte %#x, want the breakpoint", b)
 	}
 	// Added and removed in one write: nothing of it stays.
-	if err := m.Write(Root, path, []byte("alpha_*\n-alpha_t*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "alpha_*\n-alpha_t*\n")
 	if m.Probe(key, "alpha_one") == nil || m.Probe(key, "alpha_two") != nil || m.Probe(key, "alpha_three") != nil {
 		t.Fatalf("after alpha_* -alpha_t*: %v", probeNames(m.Probes(key)))
 	}
@@ -205,9 +193,7 @@ func TestPatternRemove(t *testing.T) {
 	if err := m.Write(nobody, path, []byte("-many_*\n")); !errnoIs(err, syscall.EPERM) || !strings.Contains(err.Error(), "only probes of other users") {
 		t.Fatalf("-many_* by another user: %v, want EPERM", err)
 	}
-	if err := m.Write(Root, path, []byte("-*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-*\n")
 	if ps := m.Probes(key); len(ps) != 0 {
 		t.Fatalf("-* left %v", probeNames(ps))
 	}
@@ -225,18 +211,14 @@ func TestBatchOneWatch(t *testing.T) {
 	for i := range 1000 {
 		lines.WriteString("many_" + strconv.Itoa(i) + "\n")
 	}
-	if err := m.Write(Root, path, []byte(lines.String())); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, lines.String())
 	if got := len(m.Probes(key)); got != 1000 {
 		t.Fatalf("%d probes, want 1000", got)
 	}
 	if got := w.Calls(); len(got) != 1 || !strings.HasPrefix(got[0], "watch ") {
 		t.Fatalf("world calls after one write of 1000 lines = %v, want one watch", got)
 	}
-	if err := m.Write(Root, path, []byte("-many_*\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-many_*\n")
 	if got := w.Calls(); len(got) != 2 || !strings.HasPrefix(got[1], "unwatch ") {
 		t.Fatalf("world calls = %v, want watch, unwatch", got)
 	}

@@ -34,6 +34,15 @@ func offsetsOf(t *testing.T, path string) offsets {
 
 func hex(off uint64) string { return fmt.Sprintf("%#x", off) }
 
+// mustWrite writes text to path's probes file as Root and fails t at once
+// if the write is refused.
+func mustWrite(t *testing.T, m *Manager, path, text string) {
+	t.Helper()
+	if err := m.Write(Root, path, []byte(text)); err != nil {
+		t.Fatalf("write %q: %v", text, err)
+	}
+}
+
 // newMgr is newMgrOn for a private copy of the target fixture.
 func newMgr(t *testing.T) (*Manager, *sim.Watcher, string, rmap.InodeKey) {
 	t.Helper()
@@ -270,12 +279,8 @@ func TestManagerRollback(t *testing.T) {
 
 func TestManagerReplaceInBatch(t *testing.T) {
 	m, w, path, key := newMgr(t)
-	if err := m.Write(Root, path, []byte("a=tick\n")); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Write(Root, path, []byte("-a\na=tock\nb=tick\n-b\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "a=tick\n")
+	mustWrite(t, m, path, "-a\na=tock\nb=tick\n-b\n")
 	if got := names(m.Probes(key)); got != "a@tock" {
 		t.Fatalf("probes = %q", got)
 	}
@@ -296,9 +301,7 @@ func TestManagerPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Root's probe cannot be removed by a user.
-	if err := m.Write(Root, path, []byte("roots=tock\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "roots=tock\n")
 	if err := m.Write(nobody, path, []byte("-roots\n")); !errnoIs(err, syscall.EPERM) {
 		t.Fatalf("removing root's probe: %v, want EPERM", err)
 	}
@@ -362,9 +365,7 @@ func waitMapped(t *testing.T, pid int, key rmap.InodeKey) {
 
 func TestManagerClose(t *testing.T) {
 	m, w, path, key := newMgr(t)
-	if err := m.Write(Root, path, []byte("tick\ntock\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "tick\ntock\n")
 	o := offsetsOf(t, path)
 	sub := m.Probe(key, "tick").Subscribe(Root)
 	defer sub.Close()

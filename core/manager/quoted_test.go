@@ -22,9 +22,7 @@ func TestQuotedGoSymbols(t *testing.T) {
 		`tk="` + testfix.GoTock + `"+0` + "\n" +
 		`p:mm "main.main"` + "\n" +
 		`"` + testfix.GoTock + `"` + "\n"
-	if err := m.Write(Root, path, []byte(in)); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, in)
 	want := `main.main@main.main pkg.(*T).Tock@"example.com/gofix/pkg.(*T).Tock" pkg.Tick@"example.com/gofix/pkg.Tick" tk@"example.com/gofix/pkg.(*T).Tock"`
 	want = strings.Replace(want, "main.main@", "mm@", 1)
 	if got := names(m.Probes(key)); got != want {

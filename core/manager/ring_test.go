@@ -14,9 +14,7 @@ import (
 
 func TestManagerEvents(t *testing.T) {
 	m, w, path, key := newMgr(t)
-	if err := m.Write(Root, path, []byte("tick\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "tick\n")
 	o := offsetsOf(t, path)
 	p := m.Probe(key, "tick")
 	w.Hit(key, o.tick) // before anyone listens: not seen
@@ -63,9 +61,7 @@ wait:
 	}
 	// Unregistering ends the stream after what is pending.
 	w.Hit(key, o.tick)
-	if err := m.Write(Root, path, []byte("-tick\n")); err != nil {
-		t.Fatal(err)
-	}
+	mustWrite(t, m, path, "-tick\n")
 	n, err := s2.Read(context.Background(), buf, false)
 	if err != nil || !strings.Contains(string(buf[:n]), fmt.Sprintf("pid=%d ", pid)) {
 		t.Fatalf("pending after close: %q %v", buf[:n], err)

@@ -166,6 +166,17 @@ func tracerPid(t testing.TB, pid int) int {
 	return st.TracerPid
 }
 
+// wantUntouched checks what a process must look like once the world has
+// let it go: pid is not traced, and its executable mappings of bin hold
+// the file's bytes.
+func wantUntouched(t *testing.T, pid int, bin string) {
+	t.Helper()
+	if tp := tracerPid(t, pid); tp != 0 {
+		t.Errorf("pid %d: TracerPid %d", pid, tp)
+	}
+	textEqualsFile(t, pid, bin)
+}
+
 // unwatch has the world stop watching bin and forgets that it watched it
 // (the next register watches it again).
 func (e *env) unwatch(bin string) {

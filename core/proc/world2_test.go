@@ -166,6 +166,16 @@ func TestOwnInt3(t *testing.T) {
 	}
 }
 
+// startHeld returns the line an unprobed run of bin with args prints, then
+// an env with options o and k hold-mode copies of bin running args in it
+// (started after the env, so killed before it is closed).
+func startHeld(t *testing.T, o Options, k int, bin string, args ...string) (*env, []*fixture, string) {
+	t.Helper()
+	want := checksum(t, bin, args...)
+	e := newEnv(t, o)
+	return e, startFixtures(t, k, bin, append(args[:len(args):len(args)], "hold")...), want
+}
+
 // holdAll lets hold-mode fixtures do their work and waits for each one's
 // first output line.
 func holdAll(t *testing.T, fs []*fixture) []string {
@@ -203,9 +213,7 @@ func release(t *testing.T, fs []*fixture) {
 func TestManyProcesses(t *testing.T) {
 	bin := workBin(t)
 	const n = 2000
-	want := checksum(t, bin, fmt.Sprint(n), "1", "ls")
-	e := newEnv(t, Options{})
-	fs := startFixtures(t, 20, bin, fmt.Sprint(n), "1", "ls", "hold")
+	e, fs, want := startHeld(t, Options{}, 20, bin, fmt.Sprint(n), "1", "ls")
 	var mu sync.Mutex
 	per := map[int]int{}
 	p := e.register(bin, "f_load")
@@ -251,10 +259,7 @@ func TestManyProcesses(t *testing.T) {
 	e.unregister(ps)
 	e.w.Unwatch(p.in)
 	for _, f := range fs {
-		textEqualsFile(t, f.Pid, bin)
-		if tp := tracerPid(t, f.Pid); tp != 0 {
-			t.Errorf("pid %d: TracerPid %d", f.Pid, tp)
-		}
+		wantUntouched(t, f.Pid, bin)
 	}
 	if s := e.w.Stats(); s.Processes != 0 || s.Threads != 0 || s.Errors != 0 {
 		t.Errorf("stats after unwatch: %+v", s)
@@ -267,9 +272,7 @@ func TestManyProcesses(t *testing.T) {
 func TestCloseLive(t *testing.T) {
 	bin := workBin(t)
 	const n = 200000
-	want := checksum(t, bin, fmt.Sprint(n), "2", "lp")
-	e := newEnv(t, Options{})
-	fs := startFixtures(t, 3, bin, fmt.Sprint(n), "2", "lp", "hold")
+	e, fs, want := startHeld(t, Options{}, 3, bin, fmt.Sprint(n), "2", "lp")
 	p := e.register(bin, "f_load")
 	e.register(bin, "f_push")
 	for _, f := range fs {
@@ -283,10 +286,7 @@ func TestCloseLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range fs {
-		if tp := tracerPid(t, f.Pid); tp != 0 {
-			t.Errorf("pid %d: TracerPid %d", f.Pid, tp)
-		}
-		textEqualsFile(t, f.Pid, bin)
+		wantUntouched(t, f.Pid, bin)
 	}
 	for _, f := range fs {
 		l, err := f.readLine(60 * time.Second)
@@ -363,10 +363,7 @@ func TestPokeData(t *testing.T) {
 		e.unregister(p)
 	}
 	e.w.Unwatch(ps[0].in)
-	textEqualsFile(t, f.Pid, bin)
-	if tp := tracerPid(t, f.Pid); tp != 0 {
-		t.Errorf("TracerPid %d", tp)
-	}
+	wantUntouched(t, f.Pid, bin)
 	release(t, []*fixture{f})
 }
 
@@ -421,10 +418,7 @@ func TestUnregisterWhileHitting(t *testing.T) {
 		e.unregister(p)
 	}
 	e.w.Unwatch(ps[0].in)
-	if tp := tracerPid(t, f.Pid); tp != 0 {
-		t.Errorf("TracerPid %d after Unwatch", tp)
-	}
-	textEqualsFile(t, f.Pid, bin)
+	wantUntouched(t, f.Pid, bin)
 	l, err := f.readLine(60 * time.Second)
 	if err != nil || l != want {
 		t.Errorf("output %q %v, want %q", l, err, want)

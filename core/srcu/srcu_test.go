@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/uprobefs/uprobefs/internal/testfix"
 )
 
 const deadline = 20 * time.Second
@@ -47,44 +49,30 @@ func TestStressSRCU(t *testing.T) {
 	var s SRCU
 	var cur atomic.Pointer[obj]
 	cur.Store(&obj{})
-	stop := make(chan struct{})
 	var bad atomic.Int64
-	var wg sync.WaitGroup
-	for i := 0; i < 4; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				idx := s.ReadLock()
-				o := cur.Load()
-				for k := 0; k < 10; k++ {
-					if o.freed.Load() {
-						bad.Add(1)
-					}
-				}
-				if idx&1 == 0 {
-					time.Sleep(10 * time.Microsecond) // readers may block
-				}
-				if o.freed.Load() {
-					bad.Add(1)
-				}
-				s.ReadUnlock(idx)
+	stop := testfix.Spin(4, func(int) {
+		idx := s.ReadLock()
+		o := cur.Load()
+		for k := 0; k < 10; k++ {
+			if o.freed.Load() {
+				bad.Add(1)
 			}
-		}()
-	}
+		}
+		if idx&1 == 0 {
+			time.Sleep(10 * time.Microsecond) // readers may block
+		}
+		if o.freed.Load() {
+			bad.Add(1)
+		}
+		s.ReadUnlock(idx)
+	})
 	end := time.Now().Add(300 * time.Millisecond)
 	for n := 0; time.Now().Before(end); n++ {
 		old := cur.Swap(&obj{})
 		s.Synchronize()
 		old.freed.Store(true)
 	}
-	close(stop)
-	wg.Wait()
+	stop()
 	if n := bad.Load(); n != 0 {
 		t.Fatalf("%d reads of a freed object", n)
 	}

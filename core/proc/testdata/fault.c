@@ -43,6 +43,7 @@
 #include <sys/time.h>
 #include <ucontext.h>
 #include <unistd.h>
+#include "fixture.h"
 
 __asm__(
     ".text\n"
@@ -194,9 +195,7 @@ int main(int argc, char **argv) {
 	}
 	const char *mode = argv[1];
 	long n = atol(argv[2]);
-	char line[64];
-	if (!fgets(line, sizeof line, stdin))
-		return 3;
+	await_go();
 	if (!strcmp(mode, "load") || !strcmp(mode, "callind")) {
 		segv_handler();
 		int load = !strcmp(mode, "load");

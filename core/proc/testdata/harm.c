@@ -55,6 +55,7 @@
 #include <time.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include "fixture.h"
 
 __asm__(
     ".text\n"
@@ -183,9 +184,7 @@ int main(int argc, char **argv) {
 		       (long long)t0.tv_sec * 1000000000LL + t0.tv_nsec, (long long)t1.tv_sec * 1000000000LL + t1.tv_nsec);
 		return 0;
 	}
-	char buf[64];
-	if (!fgets(buf, sizeof buf, stdin))
-		return 3;
+	await_go();
 	if (!strcmp(mode, "clonespin")) {
 		spinning = 1;
 		clock_gettime(CLOCK_MONOTONIC, &spin_end);
@@ -209,12 +208,8 @@ int main(int argc, char **argv) {
 			}
 		}
 		int mine = clone_child(NULL);
-		for (int k = 0; k < 3; k++) {
-			int w;
-			while (waitpid(pids[k], &w, 0) < 0 && errno == EINTR) {
-			}
-			st[k] = WIFEXITED(w) ? WEXITSTATUS(w) : 128 + WTERMSIG(w);
-		}
+		for (int k = 0; k < 3; k++)
+			st[k] = wait_exit(pids[k]);
 		if (!spinning)
 			printf("clonevm %ld\n", mine == 0 ? 4 * n : -1);
 		printf("children %d %d %d\n", st[0], st[1], st[2]);
@@ -237,10 +232,7 @@ int main(int argc, char **argv) {
 				h_func(i);
 				_exit(0);
 			}
-			int w;
-			while (waitpid(p, &w, 0) < 0 && errno == EINTR) {
-			}
-			if (!WIFEXITED(w) || WEXITSTATUS(w) != 0)
+			if (wait_exit(p) != 0)
 				bad++;
 			h_func(i);
 		}
@@ -303,10 +295,7 @@ int main(int argc, char **argv) {
 				execl(argv[3], argv[3], "exechello", "0", ns, (char *)0);
 				_exit(127);
 			}
-			int w;
-			while (waitpid(p, &w, 0) < 0 && errno == EINTR) {
-			}
-			if (!WIFEXITED(w) || WEXITSTATUS(w) != 0)
+			if (wait_exit(p) != 0)
 				bad++;
 		}
 		printf("execloop %ld bad %d\n", n, bad);

@@ -34,6 +34,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include "fixture.h"
 
 extern char **environ;
 
@@ -176,10 +177,7 @@ static pid_t start_job(enum job j, long n, const char *prog, const char *lib) {
 			calls(n);
 			_exit(0);
 		}
-		int st;
-		while (waitpid(g, &st, 0) < 0 && errno == EINTR) {
-		}
-		_exit(status_ok(st) ? 0 : 6);
+		_exit(wait_exit(g) == 0 ? 0 : 6);
 	}
 	default:
 		_exit(127);

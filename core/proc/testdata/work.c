@@ -32,6 +32,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include "fixture.h"
 
 uint64_t counter = 5;
 uint64_t last;
@@ -170,9 +171,7 @@ int main(int argc, char **argv) {
 	}
 	if (!strcmp(mode, "trap"))
 		signal(SIGTRAP, on_trap);
-	char buf[64];
-	if (!fgets(buf, sizeof buf, stdin))
-		return 3;
+	await_go();
 	uint64_t total = 0;
 	pid_t child = -1;
 	if (!strcmp(mode, "fork") || !strcmp(mode, "forkexec")) {
@@ -204,10 +203,7 @@ int main(int argc, char **argv) {
 	if (!strcmp(mode, "time"))
 		printf("ns %lld\n", (long long)(t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
 	if (child > 0) {
-		int st;
-		while (waitpid(child, &st, 0) < 0) {
-		}
-		printf("child %d\n", WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+		printf("child %d\n", wait_exit(child));
 	}
 	if (!strcmp(mode, "usr1")) {
 		// The test keeps sending SIGUSR1 until we exit: wait for one
@@ -226,6 +222,7 @@ int main(int argc, char **argv) {
 	fflush(stdout);
 	if (!strcmp(mode, "hold")) {
 		// Stay alive until told to exit (the test inspects us).
+		char buf[64];
 		if (!fgets(buf, sizeof buf, stdin))
 			return 4;
 	}
