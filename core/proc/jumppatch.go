@@ -342,7 +342,8 @@ func (p *process) everInside(s *jumpSite) uint64 {
 }
 
 // uncoverJumps is the remove hook's part after the breakpoint at vaddr
-// went: the sites it blocked may become jump sites again.
+// went: the sites it blocked are looked at again, and stay traps for good
+// (switchJumps: everInside), with that reason in status.
 // Preconditions: p.mm.MmapSem held.
 func (p *process) uncoverJumps(vaddr uint64) {
 	w := p.as.w

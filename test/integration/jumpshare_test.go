@@ -64,8 +64,11 @@ func TestJumpRefused(t *testing.T) {
 // TestJumpInterior: probes at j_func and at j_func+1, inside the bytes a
 // jump at j_func displaces: j_func stays on the trap path while the other
 // is there (status says so) and both count every call; once j_func+1 is
-// removed, j_func becomes a jump site; j_func+1 registered again, inside
-// that live jmp, counts every call from the moment its write returns.
+// removed, j_func stays a trap in that process (a thread may have stopped
+// at j_func+1 and be in a signal handler: it would return into the jmp's
+// bytes) and still counts every call. In another process where j_func is
+// a live jump site, j_func+1 registered inside the jmp counts every call
+// from the moment its write returns.
 func TestJumpInterior(t *testing.T) {
 	d, P, j := startJumpRig(t)
 	const T, N = 8, 1000
@@ -81,18 +84,24 @@ func TestJumpInterior(t *testing.T) {
 	d.wantHits(P+"/j_func", T*N)
 	d.wantHits(P+"/j_func+0x1", T*N)
 	d.must("rmdir " + P + "/j_func+0x1")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
-	j.batch(T, 100*N)
-	d.wantHits(P+"/j_func", 101*T*N)
+	was := "trap: a breakpoint was at " + vaddr + ","
+	d.waitModeMatch(P+"/j_func", j.pid(), was+"...", func(m string) bool { return strings.HasPrefix(m, was) })
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 2*T*N)
+	j.finish()
 
 	// At once: the registration returns with its breakpoint in, the jmp
 	// under it undone.
-	d.must("echo j_func+1 > " + P + "/probes")
-	j.batch(T, N)
-	d.wantHits(P+"/j_func", 102*T*N)
-	d.wantHits(P+"/j_func+0x1", T*N)
-	d.waitModeMatch(P+"/j_func", j.pid(), why+"...", func(m string) bool { return strings.HasPrefix(m, why) })
-	j.finish()
+	d2, P2, j2 := startJumpRig(t)
+	d2.must("echo j_func > " + P2 + "/probes")
+	d2.waitMode(P2+"/j_func", j2.pid(), modeJump)
+	j2.batch(T, N)
+	d2.must("echo j_func+1 > " + P2 + "/probes")
+	j2.batch(T, N)
+	d2.wantHits(P2+"/j_func", 2*T*N)
+	d2.wantHits(P2+"/j_func+0x1", T*N)
+	d2.waitModeMatch(P2+"/j_func", j2.pid(), why+"...", func(m string) bool { return strings.HasPrefix(m, why) })
+	j2.finish()
 }
 
 // TestJumpShutdown: SIGTERM while 8 threads run through a jump site: the
