@@ -20,7 +20,8 @@ import (
 // The steps of ApplyAs, in order: stage (parse every op against the file
 // and the probes as they will be), checkLimits, checkTrace (perm.go), watch
 // (the world finds the file's processes), register (with rollback),
-// unregisterRemoved, commit (publish the new set of probes), logApplied.
+// then finish: unregisterRemoved, commit (publish the new set of probes),
+// logApplied.
 
 // batch is one ApplyAs in progress.
 type batch struct {

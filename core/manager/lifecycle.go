@@ -200,9 +200,7 @@ func (m *Manager) ApplyInode(c Caller, key rmap.InodeKey, ops []Op) error {
 			return err
 		}
 	}
-	m.unregisterRemoved(b)
-	m.commit(b)
-	m.logApplied(b)
+	m.finish(b)
 	return nil
 }
 

@@ -262,10 +262,16 @@ func (m *Manager) ApplyAs(c Caller, path string, ops []Op) error {
 	if err := m.register(b); err != nil {
 		return err
 	}
+	m.finish(b)
+	return nil
+}
+
+// finish is the end of every batch, once its registrations are in: the
+// removed probes go, the new set of probes is published, the log says it.
+func (m *Manager) finish(b *batch) {
 	m.unregisterRemoved(b)
 	m.commit(b)
 	m.logApplied(b)
-	return nil
 }
 
 // checkOpen refuses changes once Close has begun.
