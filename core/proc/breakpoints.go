@@ -82,7 +82,8 @@ func (p *process) install(vaddr uint64, u *probes.Uprobe) error {
 }
 
 // remove restores the instruction of u's breakpoint at vaddr (a jump site
-// there goes first), and lets the jump sites it covered switch again.
+// there goes first); the jump sites it covered are looked at again
+// (uncoverJumps: they stay traps in this process).
 // Preconditions: p.mm.MmapSem held.
 func (p *process) remove(vaddr uint64, u *probes.Uprobe) error {
 	if err := p.removeJump(vaddr); err != nil {
