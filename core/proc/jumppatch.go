@@ -380,26 +380,38 @@ func (p *process) removeJump(vaddr uint64) error {
 }
 
 // cleanJumpCopies puts an int3 (and the original bytes after it) back where
-// the fork child c inherited a jmp of its parent pp: the copy would count
-// c's hits in pp's counters. c's own install hooks then find the int3 and
-// make c its own jump sites, with its own trampolines and counters.
+// the fork child c inherited a jmp of its parent pp, or a site of pp half
+// taken back: the copy would count c's hits in pp's counters, and a fork
+// made while pp's jmp was being undone (an int3 written over the jmp, its
+// tail not yet restored) copies an int3 followed by the jmp's bytes, which
+// a later restore of byte 0 would leave as garbage (TestStressNewProcesses
+// /pokedata: a fork child's "found [cc 5b c4 da ff ...]", then SIGTRAP).
+// c's own install hooks then find the int3 and make c its own jump sites,
+// with its own trampolines and counters.
 // Preconditions: on the tracer thread; pp.mm.MmapSem held for writing (no
 // site of pp switches meanwhile); c has not run since the fork.
 func (w *World) cleanJumpCopies(pp, c *process) {
 	w.jumpMu.Lock()
-	var live []*jumpSite
+	var sites []*jumpSite
 	for _, s := range pp.jump.sites {
-		if s.live.Load() {
-			live = append(live, s)
+		if s.plan != nil && len(s.plan.Orig) >= install.JumpLen {
+			sites = append(sites, s)
 		}
 	}
 	w.jumpMu.Unlock()
-	for _, s := range live {
+	for _, s := range sites {
 		b := make([]byte, install.JumpLen)
-		if c.as.ReadMemory(s.vaddr, b) != nil || b[0] != 0xe9 {
+		if c.as.ReadMemory(s.vaddr, b) != nil {
 			continue
 		}
-		fix := append([]byte{0xcc}, s.plan.Orig[1:install.JumpLen]...)
+		orig := s.plan.Orig[:install.JumpLen]
+		if b[0] != 0xe9 && (b[0] != 0xcc || string(b[1:]) == string(orig[1:])) {
+			continue // the file's bytes, or an int3 before them
+		}
+		if c.checkMapped(s.vaddr, s.site) != nil {
+			continue // another file there now: not the site's bytes
+		}
+		fix := append([]byte{0xcc}, orig[1:]...)
 		if err := c.as.WriteMemory(s.vaddr, fix); err != nil {
 			w.errorf("fork child %d of %d: jump copy at %#x: %v", c.pid, pp.pid, s.vaddr, err)
 		}
