@@ -108,12 +108,12 @@ func (w *World) attach(pid int, cands *scanned) (*process, error) {
 
 // sharers returns the processes that share pid's address space and are not
 // traced yet: among pid's group in cands and among extra, or among every
-// process of /proc if cands is nil. The address space is compared first
+// process of /proc if cands has no groups. The address space is compared first
 // (one kcmp), the attachability of a sharer after.
 // Preconditions: on the tracer thread.
 func (w *World) sharers(pid int, cands *scanned, extra []int) []int {
 	var look []int
-	if cands == nil {
+	if cands == nil || cands.of == nil {
 		look, _ = procfs.ListPids()
 	} else {
 		look = append(cands.of[pid][:len(cands.of[pid]):len(cands.of[pid])], extra...)
@@ -134,8 +134,8 @@ func (w *World) sharers(pid int, cands *scanned, extra []int) []int {
 
 // scanned is what a scan of /proc learned about the processes that map a
 // watched file: of maps each process that shares its address space with
-// another of them to the whole group (groupByMM), maps each one's maps as
-// the scan read them. Sharing without being threads of one process
+// another of them to the whole group (groupByMM; nil if the grouping gave
+// up), maps each one's maps as the scan read them. Sharing without being threads of one process
 // (CLONE_VM without CLONE_THREAD, vfork) is rare; grouping once costs
 // O(n log n) kcmp calls where asking each process about every other
 // costs n².
@@ -144,12 +144,17 @@ type scanned struct {
 	maps map[int][]procfs.Mapping
 }
 
+// newScanned groups the pids a scan found (with their maps).
+func newScanned(pids []int, maps map[int][]procfs.Mapping) *scanned {
+	return &scanned{of: groupByMM(pids), maps: maps}
+}
+
 // groupByMM groups pids by address space: kcmp(KCMP_VM) orders address
 // spaces, so a sort brings sharers together. A process that ends during
 // the sort (kcmp fails) would make the order inconsistent: the sorted
 // order is checked pair by pair and the sort redone without the dead. nil
 // if the processes keep ending.
-func groupByMM(pids []int) *scanned {
+func groupByMM(pids []int) map[int][]int {
 	ps := append([]int(nil), pids...)
 	for try := 0; try < 3; try++ {
 		bad := false
@@ -158,7 +163,7 @@ func groupByMM(pids []int) *scanned {
 			bad = bad || !ok
 			return ok && o < 0
 		})
-		g := &scanned{of: map[int][]int{}}
+		g := map[int][]int{}
 		start := 0
 		for i := 1; i <= len(ps) && !bad; i++ {
 			if i < len(ps) {
@@ -174,7 +179,7 @@ func groupByMM(pids []int) *scanned {
 			if i-start > 1 {
 				grp := ps[start:i:i]
 				for _, m := range grp {
-					g.of[m] = grp
+					g[m] = grp
 				}
 			}
 			start = i

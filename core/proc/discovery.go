@@ -267,10 +267,7 @@ func (w *World) rescan(ctx context.Context) {
 			continue
 		}
 		w.t.do(func() {
-			groups := groupByMM(pids)
-			if groups != nil {
-				groups.maps = maps
-			}
+			groups := newScanned(pids, maps)
 			for _, pid := range pids {
 				if w.threads[pid] != nil {
 					continue

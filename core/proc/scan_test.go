@@ -49,15 +49,15 @@ func TestGroupByMM(t *testing.T) {
 	}
 	for _, space := range spaces {
 		for _, pid := range space {
-			got := slices.Clone(g.of[pid])
+			got := slices.Clone(g[pid])
 			slices.Sort(got)
 			if !slices.Equal(got, space) {
 				t.Errorf("group of %d: %v, want %v", pid, got, space)
 			}
 		}
 	}
-	if n := len(g.of); n != 8 {
-		t.Errorf("%d processes grouped, want 8: %v", n, g.of)
+	if n := len(g); n != 8 {
+		t.Errorf("%d processes grouped, want 8: %v", n, g)
 	}
 }
 

@@ -328,10 +328,7 @@ const watchScans = 3
 // Preconditions: on the tracer thread.
 func (w *World) watchAttach(path string, pids, cands []int, maps map[int][]procfs.Mapping) []Skip {
 	var skips []Skip
-	groups := groupByMM(cands)
-	if groups != nil {
-		groups.maps = maps
-	}
+	groups := newScanned(cands, maps)
 	for _, pid := range pids {
 		if th := w.threads[pid]; th != nil {
 			// Traced (a process, or a member of one sharing an address
