@@ -44,12 +44,14 @@ func (e *Engine) MmapHook(v *rmap.VMA) error {
 	})
 	e.treeMu.Unlock()
 	e.test.onMmapCollected(v)
-	bv := batchVMA{v: v}
-	for u := head; u != nil && u != &poisoned; u = u.pendingNext {
-		vaddr, _ := v.VaddrOf(u.Offset)
-		bv.items = append(bv.items, batchItem{u: u, vaddr: vaddr})
+	if e.batch != nil && head != nil && head.pendingNext != nil { // a run of two or more
+		bv := batchVMA{v: v}
+		for u := head; u != nil && u != &poisoned; u = u.pendingNext {
+			vaddr, _ := v.VaddrOf(u.Offset)
+			bv.items = append(bv.items, batchItem{u: u, vaddr: vaddr})
+		}
+		defer e.batchStart(bv)()
 	}
-	defer e.batchStart(bv)()
 
 	var ret error
 	for u := head; u != nil; {

@@ -113,9 +113,9 @@ func mapsIn(in *rmap.Inode, off uint64, pid int) bool {
 // those), follows the writes that overlap it, and is gone after the run.
 func TestTextBatches(t *testing.T) {
 	var tb textBatches
-	b := &textBatch{start: 0x1000, buf: []byte{1, 2, 3, 4, 5, 6, 7, 8}}
+	b := &textBatch{start: 0x1000}
 	b.m, b.mOK = procfs.Mapping{Start: 0x1000, End: 0x2000}, true
-	tb.add(b)
+	tb.add(b, func() []byte { return []byte{1, 2, 3, 4, 5, 6, 7, 8} })
 	got := make([]byte, 3)
 	if !tb.read(0x1002, got) || string(got) != "\x03\x04\x05" {
 		t.Fatalf("read: %v", got)

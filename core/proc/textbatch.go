@@ -2,6 +2,7 @@ package proc
 
 import (
 	"sync"
+	"sync/atomic"
 
 	"github.com/uprobefs/uprobefs/core/install"
 	"github.com/uprobefs/uprobefs/core/rmap"
@@ -40,6 +41,9 @@ type textBatch struct {
 type textBatches struct {
 	mu   sync.Mutex
 	runs []*textBatch
+	// n is len(runs), read without mu: the reads and writes outside any
+	// run (all but registrations) take no lock.
+	n atomic.Int32
 }
 
 // batchHook is the engine's EngineOptions.Batch for this world's
@@ -58,20 +62,29 @@ func batchHook(v *rmap.VMA, vaddrs []uint64) func() {
 	if m, err := p.maps.query(p.procPid(), lo); err == nil {
 		b.m, b.mOK = m, true
 	}
-	if hi > lo && hi-lo <= maxBatchRead {
-		buf := make([]byte, hi-lo)
-		if p.as.pread(lo, buf) == nil {
-			b.buf = buf
+	p.batches.add(b, func() []byte {
+		if hi <= lo || hi-lo > maxBatchRead {
+			return nil
 		}
-	}
-	p.batches.add(b)
+		buf := make([]byte, hi-lo)
+		if p.as.pread(lo, buf) != nil {
+			return nil
+		}
+		return buf
+	})
 	return func() { p.batches.remove(b) }
 }
 
-func (t *textBatches) add(b *textBatch) {
+// add makes b a run under way, its copy read by fill. The run is counted
+// before the read and the copy set before mu is let go: a write of ours
+// that lands after the read finds the run (n) and waits for mu to update
+// the copy; one that landed before is in what fill read.
+func (t *textBatches) add(b *textBatch, fill func() []byte) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.runs = append(t.runs, b)
-	t.mu.Unlock()
+	t.n.Store(int32(len(t.runs)))
+	b.buf = fill()
 }
 
 func (t *textBatches) remove(b *textBatch) {
@@ -82,12 +95,16 @@ func (t *textBatches) remove(b *textBatch) {
 			break
 		}
 	}
+	t.n.Store(int32(len(t.runs)))
 	t.mu.Unlock()
 }
 
 // read copies memory at vaddr into p from a run's copy and reports whether
 // one covered all of it.
 func (t *textBatches) read(vaddr uint64, p []byte) bool {
+	if t.n.Load() == 0 {
+		return false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range t.runs {
@@ -101,6 +118,9 @@ func (t *textBatches) read(vaddr uint64, p []byte) bool {
 
 // wrote updates the runs' copies after a write of p at vaddr.
 func (t *textBatches) wrote(vaddr uint64, p []byte) {
+	if t.n.Load() == 0 {
+		return
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range t.runs {
@@ -114,6 +134,9 @@ func (t *textBatches) wrote(vaddr uint64, p []byte) {
 
 // mapping returns the mapping a run found covering vaddr.
 func (t *textBatches) mapping(vaddr uint64) (procfs.Mapping, bool) {
+	if t.n.Load() == 0 {
+		return procfs.Mapping{}, false
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, r := range t.runs {
