@@ -256,7 +256,7 @@ func (w *World) settleClones(p *process, pid int) {
 		}
 		wait = left
 		if len(wait) > 0 {
-			time.Sleep(50 * time.Microsecond)
+			nap(50 * time.Microsecond)
 		}
 	}
 }

@@ -8,27 +8,41 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/uprobefs/uprobefs/core/install"
+	"github.com/uprobefs/uprobefs/internal/procfs"
 )
 
 // syscallInsn returns the address of a "syscall" instruction in p: the
-// head of a slot page, or one found in the vdso.
-func (w *World) syscallInsn(p *process) (uint64, error) {
+// head of a slot page, or one found in the vdso. ms is p's maps, or nil
+// to read them here.
+func (w *World) syscallInsn(p *process, ms []procfs.Mapping) (uint64, error) {
 	if len(p.xol.pages) > 0 {
 		return p.xol.pages[0].addr, nil
 	}
-	ms, err := p.readMaps()
-	if err != nil {
-		return 0, err
+	if ms == nil {
+		var err error
+		if ms, err = p.readMaps(); err != nil {
+			return 0, err
+		}
 	}
 	for _, m := range ms {
 		if m.Path != "[vdso]" || !m.Exec() {
 			continue
+		}
+		// Every process of this kernel maps the same vdso image: the
+		// offset found once is checked (two bytes) instead of reading
+		// the whole vdso again.
+		if off := w.vdsoSys.Load(); off != 0 && m.Start+off+2 <= m.End {
+			var b [2]byte
+			if p.as.ReadMemory(m.Start+off, b[:]) == nil && b == [2]byte{0x0f, 0x05} {
+				return m.Start + off, nil
+			}
 		}
 		b := make([]byte, m.End-m.Start)
 		if err := p.as.ReadMemory(m.Start, b); err != nil {
 			return 0, err
 		}
 		if i := bytes.Index(b, []byte{0x0f, 0x05}); i >= 0 {
+			w.vdsoSys.Store(uint64(i))
 			return m.Start + uint64(i), nil
 		}
 	}

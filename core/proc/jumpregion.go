@@ -71,7 +71,11 @@ func (w *World) trampFor(th *thread, s *jumpSite) error {
 // of this file). Preconditions: on the tracer thread; th is stopped.
 func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 	p := th.proc
-	sys, err := w.syscallInsn(p)
+	ms, err := p.readMaps()
+	if err != nil {
+		return nil, err
+	}
+	sys, err := w.syscallInsn(p, ms)
 	if err != nil {
 		return nil, err
 	}
@@ -102,10 +106,6 @@ func (w *World) mapJumpRegion(th *thread, addr uint64) (*jumpRegion, error) {
 	if err == nil {
 		err = sysErr("ftruncate", r)
 	}
-	if err != nil {
-		return nil, err
-	}
-	ms, err := p.readMaps()
 	if err != nil {
 		return nil, err
 	}

@@ -228,6 +228,9 @@ func (w *World) execed(th *thread) {
 		// A stale process of this pid (cannot happen normally).
 		w.dropProcess(q)
 	}
+	// A new image maps nothing an earlier attachment left: no jump
+	// regions or slot pages to look for.
+	p.jump.adopted, p.xol.adopted = true, true
 	w.addProcess(p)
 	p.putThread(th)
 	th.proc = p

@@ -260,7 +260,7 @@ func (w *World) lockMM(mm *rmap.MM) {
 			served = true
 		}
 		if !served {
-			time.Sleep(20 * time.Microsecond)
+			nap(20 * time.Microsecond)
 		}
 	}
 }

@@ -141,7 +141,7 @@ func (w *World) stopThread(th *thread) error {
 			th.state = stopped
 			return nil
 		}
-		time.Sleep(50 * time.Microsecond)
+		nap(20 * time.Microsecond)
 	}
 	return fmt.Errorf("tid %d did not stop within %v", th.tid, stopTimeout)
 }
@@ -206,7 +206,7 @@ func (w *World) restoreSigTrap(th *thread) {
 // stopped.
 func (w *World) trapSigaction(th *thread, act []byte, set bool) error {
 	p := th.proc
-	sys, err := w.syscallInsn(p)
+	sys, err := w.syscallInsn(p, nil)
 	if err != nil {
 		return err
 	}

@@ -85,6 +85,7 @@ func (t *tracer) run(errc chan<- error) {
 	runtime.LockOSThread()
 	defer close(t.done)
 	t.tid = unix.Gettid()
+	unix.Prctl(unix.PR_SET_TIMERSLACK, 1000, 0, 0, 0) // see nap
 	if err := t.bell.start(); err != nil {
 		errc <- err
 		return

@@ -161,8 +161,11 @@ type World struct {
 	// evOn counts the flags set, draining says the drain runs, fsTids
 	// map each process's fs bases to tids, tsc converts their times;
 	// under jumpMu.
-	evOK     bool
-	perCPU   bool // trampolines count per CPU (immutable, jumpev.go)
+	evOK   bool
+	perCPU bool // trampolines count per CPU (immutable, jumpev.go)
+	// vdsoSys is the offset of a syscall instruction in the vdso, once
+	// found (inject.go).
+	vdsoSys  atomic.Uint64
 	evOn     int
 	draining bool
 	fsTids   map[int]map[uint64]int

@@ -246,11 +246,11 @@ func dist(a, b uint64) uint64 {
 // mapXolPage maps a slot page near addr in th's process by injecting mmap.
 func (w *World) mapXolPage(th *thread, addr uint64) (uint64, error) {
 	p := th.proc
-	sys, err := w.syscallInsn(p)
+	ms, err := p.readMaps()
 	if err != nil {
 		return 0, err
 	}
-	ms, err := p.readMaps()
+	sys, err := w.syscallInsn(p, ms)
 	if err != nil {
 		return 0, err
 	}
