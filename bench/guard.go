@@ -236,3 +236,13 @@ func unwrap(t tracer) tracer {
 	}
 	return t
 }
+
+func (g *guarded) stats() (map[string]int64, error) {
+	s, ok := g.t.(statser)
+	if !ok {
+		return nil, fmt.Errorf("%s has no stats", g.t.Name())
+	}
+	var m map[string]int64
+	err := g.do("stats", func() (err error) { m, err = s.stats(); return })
+	return m, err
+}

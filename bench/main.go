@@ -87,11 +87,13 @@ type env struct {
 	apiNote    string
 	apiFollow  tracer // the API with proc.PlaceFollow (nil if unavailable)
 
-	notes    []string // methodology notes for the report
-	analysis []string // target analysis paragraphs
-	perf     string   // perf profile summary of the slotted hit run
-	perfReg  string   // perf profile summary of a registration with 500 processes
-	hitProfs []string // the world's hit-path breakdown per probed function
+	notes    []string     // methodology notes for the report
+	analysis []string     // target analysis paragraphs
+	perf     string       // perf profile summary of the slotted hit run
+	perfReg  string       // perf profile summary of a registration with 500 processes
+	execProf *execProfile // the daemon's exec profile (phaseExec)
+	perfMany string       // perf profile summary of one write of rssProbes probes
+	hitProfs []string     // the world's hit-path breakdown per probed function
 }
 
 // ours is uprobefs as shipped if it runs, else through the API.
@@ -373,15 +375,21 @@ func buildWorkload(dir string) (string, error) {
 
 // kv parses "a=1 b=2".
 func kv(line string) (map[string]int64, error) {
+	m, err := pairs(strings.Fields(line), "=")
+	if err != nil {
+		return nil, fmt.Errorf("bad workload output %q", line)
+	}
+	return m, nil
+}
+
+// pairs parses items "KEY" sep "INTEGER" into a map.
+func pairs(items []string, sep string) (map[string]int64, error) {
 	m := map[string]int64{}
-	for _, f := range strings.Fields(line) {
-		k, v, ok := strings.Cut(f, "=")
-		if !ok {
-			return nil, fmt.Errorf("bad workload output %q", line)
-		}
+	for _, f := range items {
+		k, v, ok := strings.Cut(f, sep)
 		x, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return nil, fmt.Errorf("bad workload output %q", line)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("bad item %q", f)
 		}
 		m[k] = x
 	}

@@ -340,6 +340,7 @@ func phaseExec(e *env, target string) ([]row, error) {
 		res[t] = &value{}
 	}
 	rounds := max(e.runs, 5)
+	var prof execProfile
 	for r := 0; r < rounds; r++ {
 		for j := range ts {
 			t := ts[(j+r)%len(ts)]
@@ -357,7 +358,17 @@ func phaseExec(e *env, target string) ([]row, error) {
 				v.fail(err)
 				continue
 			}
+			st, _ := t.(statser)
+			var before map[string]int64
+			if st != nil {
+				before, _ = st.stats()
+			}
 			err := execs(v)
+			if before != nil && err == nil {
+				if after, serr := st.stats(); serr == nil {
+					prof.round(before, after)
+				}
+			}
 			if _, uerr := t.unregister(target, "ex"); uerr != nil && err == nil {
 				err = uerr
 			}
@@ -385,13 +396,14 @@ func phaseExec(e *env, target string) ([]row, error) {
 		return a
 	}
 	sec := sectionOf("exec")
-	return []row{
+	e.execProf = &prof
+	return append([]row{
 		{Section: sec, Name: "execve → main, unprobed binary", Unit: uNs, Ours: base, Ref: value{Note: "same"},
 			Detail: fmt.Sprintf("%d rounds × %d execs per variant, rotating order; CLOCK_MONOTONIC read before execve in the old image and at main in the new one (includes ld.so and libc start-up)", rounds, execsPerRound)},
 		{Section: sec, Name: "execve → main, probed binary", Unit: uNs, Ours: vo, Ref: vk},
 		{Section: sec, Name: "added by the probe (probed − unprobed median)", Unit: uNs, Ours: added(vo), Ref: added(vk), Target: "≤ 5× kernel", MaxRatio: 5,
 			Detail: "uprobefs holds the exec (fanotify permission event) until the new process is attached and its breakpoints are in; the kernel installs them in uprobe_mmap during exec"},
-	}, nil
+	}, prof.rows(sec)...), nil
 }
 
 func phaseReg(e *env, bin string) ([]row, error) {
@@ -550,6 +562,20 @@ func phaseRSS(e *env) ([]row, error) {
 	if uerr != nil {
 		return nil, uerr
 	}
+	if *flagProfile && d > 100*time.Millisecond {
+		// Missed: where one such write goes (a third registration).
+		var dd time.Duration
+		rep, err := perfRecord(e, []int{dm.Pid()}, func() (err error) { dd, err = bt.registerMany(bin, names, locs); return })
+		if _, uerr := bt.unregisterMany(bin, names); err == nil {
+			err = uerr
+		}
+		if err != nil {
+			return nil, err
+		}
+		if rep != "" {
+			e.perfMany = fmt.Sprintf("perf record -g -p <%s> over one write of %d probes, %d processes (%v under perf):\n         children  self  comm  symbol\n%s", ours.Name(), rssProbes, rssProcs, dd.Round(time.Millisecond), rep)
+		}
+	}
 	return []row{
 		{Section: sec, Name: "daemon RSS, mounted, no probes", Unit: uKiB, Ours: before, Ref: na},
 		{Section: sec, Name: fmt.Sprintf("daemon RSS, %d probes across %d processes", rssProbes, rssProcs), Unit: uKiB, Ours: after, Ref: na,
@@ -691,15 +717,27 @@ func (e *env) analyse(rows []row) {
 	} {
 		if r := find(name); r != nil && r.Ours.ok() {
 			per := r.Ours.med() / float64(rssProbes*rssProcs)
-			a = append(a, targetPara(strings.ToUpper(name[:1])+name[1:]+": "+r.Target, *r, "",
-				fmt.Sprintf("One write is one scan and one attach per process (batches), but every one of the %d breakpoints is still a checked write of its own: a PROCMAP_QUERY that the address maps the file, a read of the instruction, a one-byte write through /proc/PID/mem (%s a breakpoint in this run). "+
-					"What would close it: the engine's walk handing the world every breakpoint of one VMA at once, so that one query and one read of the range serve them all and only the one-byte writes remain.", rssProbes*rssProcs, fmtVal(uNs, per))))
+			why := fmt.Sprintf("One write is one scan and one attach per process (batches), and the breakpoints of one VMA are one run (one PROCMAP_QUERY and one read of the range serve them all); each of the %d breakpoints is still a one-byte write of its own through /proc/PID/mem, with the engine's bookkeeping of it (%s a breakpoint in this run). ", rssProbes*rssProcs, fmtVal(uNs, per))
+			prof := ""
+			if strings.HasPrefix(name, "register") && e.perfMany != "" {
+				prof = e.perfMany
+				if say := perfSay(prof, "__x64_sys_pwrite64", "the breakpoint writes (pwrite64 on /proc/PID/mem)", "core/probes.(*Engine).RegisterMany", "the engine's walks", "core/proc.(*World).switchJumps", "switching sites to jumps (after the write returned)", "internal/procfs.ReadFile", "reading /proc files", "core/install", "analysing the instructions", "runtime.gcBgMarkWorker", "the garbage collector", "pvm_irq_enable", "pvm_irq_enable (hypervisor round trips)"); say != "" {
+					why += "The daemon's profile of one such write (share of its samples, callees included): " + say + ". "
+				}
+			}
+			why += "What would close it: the one-byte writes of one run made as one write of the range (the run's copy with every int3 in it), which needs the run's other writers (a hit's restore, a concurrent unregister) serialised with it."
+			a = append(a, targetPara(strings.ToUpper(name[:1])+name[1:]+": "+r.Target, *r, prof, why))
 		}
 	}
 	if r := find("added by the probe (probed − unprobed median)"); r != nil {
+		say := ""
+		if e.execProf != nil && r.Ours.ok() {
+			say = e.execProf.say(r.Ours.med())
+		}
 		a = append(a, targetPara("Exec of a probed binary: added latency ≤ 5× the kernel's", *r, "",
-			"The kernel adds almost nothing: uprobe_mmap writes the breakpoints while exec maps the binary. uprobefs, per exec (a trace of the tracer's events in core/proc, not this run): the fanotify permission event reaches the daemon and the handler seizes the process (~175 µs, a wake-up of the tracer thread included), the exec completes into PTRACE_EVENT_EXEC and the tracer builds the process, reads its maps and writes the breakpoint and the loader's r_brk breakpoint (~175 µs), then the loader's two r_brk traps while it maps the libraries (~100 µs each, each a ptrace round trip, where the libraries' mappings are read and the libc sigaction hooks placed); the rest is the wake-ups between them. "+
-				"A probe that can be a jump site also has its region mapped into the new process by injected system calls (1.4–2 ms) before it runs on. Switching such a process's sites at its first hit instead was tried and taken back: under the opt-in soak it harmed spawned processes (SIGSEGV, 2 of 748 runs; none in 1,745 runs without it). Done: the handler answers at once for a thread that is traced already. What would close the rest: the region mapped without stopping the process at exec (a mapping the daemon prepares, or the switch made later safely), a breakpoint-free way to learn of the loader's libraries, and the seizure made without a tracer round trip."))
+			"The kernel adds almost nothing: uprobe_mmap writes the breakpoints while exec maps the binary. uprobefs holds the new process: its exec blocks in the fanotify permission event until the tracer has seized it, the exec completes into PTRACE_EVENT_EXEC where the tracer builds the process, reads its maps and writes the breakpoint and the loader's r_brk breakpoint, the loader traps on r_brk while it maps the libraries (each a ptrace round trip, where the libraries' mappings are read and the libc sigaction hooks placed), and a probe that can be a jump site has its region mapped into the new process by injected system calls (memfd_create, ftruncate, two mmaps, close: each two ptrace stops) before the jmp goes in. "+say+
+				"Done: the handler answers at once for a thread that is traced already; the tracer's short waits (a thread's stop, an MM's lock) nap with nanosleep, where time.Sleep had made each a millisecond; a new image looks for no regions an earlier attachment left; the vdso's syscall instruction is found once. Switching a new process's sites at its first hit instead was tried and taken back: under the opt-in soak it harmed spawned processes (SIGSEGV, 2 of 748 runs; none in 1,745 runs without it). "+
+				"What would close the rest: the region mapped without a ptrace stop per system call (one injected stub doing all five, or the switch made later, off the start-up path, safely), a breakpoint-free way to learn of the loader's libraries, and the seizure made without a tracer round trip; even then the fanotify round trip and one ptrace stop are tens of times the kernel's few microseconds."))
 	}
 	if r := find("traced, not hitting: wall-time"); r != nil {
 		why := "A ptrace-attached process that hits no breakpoint should run at full speed: uprobefs does not use PTRACE_SYSCALL or seccomp, so system calls and page faults never stop; only fork, clone, exec and exit report events to the tracer. "

@@ -20,7 +20,8 @@
 //	<mount>/.uprobefs/            control directory
 //	<mount>/.uprobefs/probes        every probe: "PATH NAME LOCATION 0xOFFSET HITS MODE"
 //	<mount>/.uprobefs/stats         "key value" lines: files, probes, hits, errors,
-//	                                events_lost, processes, threads, breakpoints...
+//	                                events_lost, processes, threads, breakpoints,
+//	                                the exec profile (exec_*: core/proc's Stats)...
 //	<mount>/.uprobefs/errors        every refused request (last 1000):
 //	                                "TIME uid=U pid=P ERRNO path=P input="..." reason: ..."
 //	<mount>/.uprobefs/files         every probed file: "DEV:INO STATE PATH"

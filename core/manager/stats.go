@@ -48,6 +48,10 @@ func (s Stats) Text() string {
 	fmt.Fprintf(&b, "files %d\nprobes %d\nhits %d\nerrors %d\nevent_readers %d\nevents_lost %d\n", s.Files, s.Probes, s.Hits, s.Errors, s.Readers, s.EventsLost)
 	if w := s.World; w != nil {
 		fmt.Fprintf(&b, "processes %d\nthreads %d\nbreakpoints %d\nworld_hits %d\nworld_errors %d\n", w.Processes, w.Threads, w.Breakpoints, w.Hits, w.Errors)
+		// The exec profile (core/proc's Stats): counts, and the
+		// tracer's total time in each step in nanoseconds.
+		fmt.Fprintf(&b, "exec_fanotify_holds %d\nexec_fanotify_ns %d\nexecs %d\nexec_attach_ns %d\nexec_loader_traps %d\nexec_loader_ns %d\nexec_switches %d\nexec_switch_ns %d\n",
+			w.ExecFans, w.ExecFan.Nanoseconds(), w.Execs, w.ExecAttach.Nanoseconds(), w.ExecLoaderTraps, w.ExecLoader.Nanoseconds(), w.ExecSwitches, w.ExecSwitch.Nanoseconds())
 	}
 	return b.String()
 }

@@ -1,6 +1,10 @@
 package manager
 
-import "github.com/uprobefs/uprobefs/core/rmap"
+import (
+	"time"
+
+	"github.com/uprobefs/uprobefs/core/rmap"
+)
 
 // World is what the Manager needs from the world under the engine (the real
 // ptrace world of core/proc, or the simulated one of core/sim).
@@ -28,6 +32,10 @@ type Skip = struct {
 // alias of an unnamed struct type, as Skip).
 type WorldStats = struct {
 	Processes, Threads, Breakpoints, Hits, Errors int
+	// Exec, ExecFan, ...: where the exec holds of new images went (see
+	// core/proc's Stats).
+	Execs, ExecFans, ExecLoaderTraps, ExecSwitches int
+	ExecFan, ExecAttach, ExecLoader, ExecSwitch    time.Duration
 }
 
 // WorldSkipper is implemented by worlds that can tell which processes that

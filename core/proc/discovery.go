@@ -170,7 +170,11 @@ func (w *World) onFanotify(ev fanotify.Event) {
 		}
 	}
 	k := rmap.InodeKey{Dev: ev.Dev, Ino: ev.Ino}
+	t0 := time.Now()
 	w.t.do(func() { w.heldOpen(ev.Pid, ev.Tid, k, ev.Exec) })
+	if ev.Exec {
+		spent(&w.execProf.fans, &w.execProf.fan, t0)
+	}
 }
 
 // heldOpen attaches pid, whose thread tid is blocked in the exec (exec) or

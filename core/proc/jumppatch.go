@@ -75,6 +75,12 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 	if len(todo) == 0 {
 		return
 	}
+	if p.startup && p.startSwitch {
+		// The first switch of a new image while its loader runs
+		// (stats.go).
+		p.startSwitch = false
+		defer spent(&w.execProf.switches, &w.execProf.switched, time.Now())
+	}
 	for _, th := range p.threads {
 		if th.state != stopped {
 			if err := w.stopThread(th); err != nil {

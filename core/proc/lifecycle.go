@@ -187,6 +187,7 @@ func (w *World) forkChild(parent *thread, tid, tgid int) *thread {
 // execed handles an exec by th: the old address space is gone; the new
 // image is traced if it maps a watched inode, detached otherwise.
 func (w *World) execed(th *thread) {
+	t0 := time.Now()
 	old := th.proc
 	msg, err := ptraceGetEventMsg(th.tid)
 	if err == nil && int(msg) != th.tid {
@@ -242,6 +243,8 @@ func (w *World) execed(th *thread) {
 		w.detachProcess(p)
 		return
 	}
+	p.startup, p.startSwitch = true, true
+	spent(&w.execProf.execs, &w.execProf.attach, t0)
 	w.resume(th, 0)
 }
 

@@ -231,3 +231,44 @@ func TestForkTree(t *testing.T) {
 	}
 	t.Logf("tree of %d children in %v", k, el)
 }
+
+// TestExecProfile: the exec profile (Stats' Exec fields) counts every exec
+// of a probed binary and the steps of its hold: one fanotify hold and one
+// exec event per run, loader traps, and the first jump switch of each new
+// image.
+func TestExecProfile(t *testing.T) {
+	bin, _, e, _ := probedTree(t)
+	const runs = 5
+	// A first run reads the libraries' ELF files (cached after it).
+	if out, code := run(t, 10*time.Second, bin, "leaf", "5"); code != 0 || out != "" {
+		t.Fatalf("first run: exit %d output %q", code, out)
+	}
+	before := e.w.Stats()
+	for i := 0; i < runs; i++ {
+		if out, code := run(t, 10*time.Second, bin, "leaf", "5"); code != 0 || out != "" {
+			t.Fatalf("run %d: exit %d output %q", i, code, out)
+		}
+	}
+	s := e.w.Stats()
+	if n := s.Execs - before.Execs; n != runs {
+		t.Errorf("execs %d, want %d", n, runs)
+	}
+	if n := s.ExecFans - before.ExecFans; n != runs {
+		t.Errorf("fanotify holds %d, want %d", n, runs)
+	}
+	if n := s.ExecLoaderTraps - before.ExecLoaderTraps; n < runs {
+		t.Errorf("loader traps %d, want %d or more (a dynamic binary)", n, runs)
+	}
+	if n := s.ExecSwitches - before.ExecSwitches; n < 1 || n > runs {
+		t.Errorf("jump switches while loading %d, want 1..%d", n, runs)
+	}
+	for what, d := range map[string]time.Duration{"fanotify": s.ExecFan - before.ExecFan, "attach": s.ExecAttach - before.ExecAttach,
+		"loader": s.ExecLoader - before.ExecLoader, "switch": s.ExecSwitch - before.ExecSwitch} {
+		if d <= 0 {
+			t.Errorf("%s: %v spent", what, d)
+		}
+	}
+	t.Logf("per exec: fanotify %v, exec event %v, loader %v in %d traps, switch %v in %d",
+		(s.ExecFan-before.ExecFan)/runs, (s.ExecAttach-before.ExecAttach)/runs, (s.ExecLoader-before.ExecLoader)/runs,
+		s.ExecLoaderTraps-before.ExecLoaderTraps, (s.ExecSwitch-before.ExecSwitch)/runs, s.ExecSwitches-before.ExecSwitches)
+}

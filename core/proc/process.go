@@ -115,8 +115,12 @@ type process struct {
 	// vaddr of r_debug.r_state (0: unknown). See rdebug.go.
 	rbrk     uint64
 	rbrkPlan *install.Plan
-	rbrkSite bpSite
-	rstate   uint64
+	// startup: a new image whose loader has not yet made its first
+	// consistent list; startSwitch: its first jump switch is still to
+	// come. For the exec profile (stats.go). Tracer-owned.
+	startup, startSwitch bool
+	rbrkSite             bpSite
+	rstate               uint64
 	// expect, when not zero, keeps the process traced until then although
 	// it maps no watched inode (it opened a watched library). newproc.go.
 	expect time.Time

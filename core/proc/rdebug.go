@@ -159,6 +159,12 @@ func (w *World) rbrkHit(th *thread, addr uint64) {
 			consistent = false // RT_ADD or RT_DELETE: the change is still to come
 		}
 	}
+	if p.startup {
+		// A new image's loader at work (stats.go): until its first
+		// consistent list, the initial libraries mapped.
+		defer spent(&w.execProf.traps, &w.execProf.loader, time.Now())
+		p.startup = !consistent
+	}
 	if consistent {
 		if err := w.syncMappings(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			w.errorf("pid %d: maps: %v", p.pid, err)

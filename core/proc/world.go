@@ -27,11 +27,6 @@ type Skip = struct {
 	Reason string
 }
 
-// Stats are the world's counters (core/manager's WorldStats).
-type Stats = struct {
-	Processes, Threads, Breakpoints, Hits, Errors int
-}
-
 // ErrOwnChild is the reason a child of this process is never traced: the
 // tracer's wait would steal its exit status from os/exec (and os/exec's
 // wait would steal our ptrace stops).
@@ -175,6 +170,7 @@ type World struct {
 	nProcs, nThreads atomic.Int64
 	nHits, nErrors   atomic.Int64
 	nJumpHits        atomic.Int64 // counted by jump sites (nHits: by traps)
+	execProf         execProfile  // stats.go
 	nEvLost          atomic.Int64 // event records of jump sites lost (jumpev.go)
 	closed           atomic.Bool
 }
@@ -395,32 +391,6 @@ func (w *World) await(wt *detachWaiter, what string) {
 	case <-time.After(w.opts.DetachTimeout):
 		w.errorf("%s: processes still not detached after %v", what, w.opts.DetachTimeout)
 	}
-}
-
-// Stats returns the world's counters: traced processes and threads,
-// breakpoints in place, hits stepped over, errors.
-//
-// The counts are taken on the tracer thread: every event reaped before the
-// call is accounted for (a traced process whose parent saw it exit is gone).
-func (w *World) Stats() Stats {
-	var s Stats
-	read := func() {
-		s = Stats{
-			Processes: int(w.nProcs.Load()),
-			Threads:   int(w.nThreads.Load()),
-			Hits:      int(w.nHits.Load() + w.nJumpHits.Load()),
-			Errors:    int(w.nErrors.Load()),
-		}
-	}
-	if err := w.t.do(func() {
-		read()
-		for _, p := range w.procs {
-			s.Breakpoints += int(p.mm.UprobesCount())
-		}
-	}); err != nil {
-		read()
-	}
-	return s
 }
 
 // Close restores every original byte the world wrote, detaches every

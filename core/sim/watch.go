@@ -128,14 +128,18 @@ func (w *Watcher) Skipped(in *rmap.Inode) []struct {
 	return w.Skips
 }
 
-// Stats returns the number of processes in the world.
-func (w *Watcher) Stats() struct {
-	Processes, Threads, Breakpoints, Hits, Errors int
-} {
+// WatcherStats is core/manager's WorldStats (the same unnamed struct type).
+type WatcherStats = struct {
+	Processes, Threads, Breakpoints, Hits, Errors  int
+	Execs, ExecFans, ExecLoaderTraps, ExecSwitches int
+	ExecFan, ExecAttach, ExecLoader, ExecSwitch    time.Duration
+}
+
+// Stats returns the number of processes in the world (no execs: the
+// simulated world has no exec holds).
+func (w *Watcher) Stats() WatcherStats {
 	n := len(w.W.Procs())
-	return struct {
-		Processes, Threads, Breakpoints, Hits, Errors int
-	}{Processes: n, Threads: n}
+	return WatcherStats{Processes: n, Threads: n}
 }
 
 // Calls returns the Watch and Unwatch calls so far ("watch DEV:INO",
