@@ -237,28 +237,7 @@ func (w *World) settleClones(p *process, pid int) {
 			wait = append(wait, th)
 		}
 	}
-	deadline := time.Now().Add(settleCloneWait)
-	for len(wait) > 0 && time.Now().Before(deadline) {
-		left := wait[:0]
-		for _, th := range wait {
-			var st unix.WaitStatus
-			r, err := wait4(th.tid, &st, true)
-			if err != nil || r != th.tid {
-				if err == nil {
-					left = append(left, th)
-				}
-				continue
-			}
-			w.deferEvent(th.tid, st)
-			if st.Stopped() {
-				th.state = stopped
-			}
-		}
-		wait = left
-		if len(wait) > 0 {
-			nap(50 * time.Microsecond)
-		}
-	}
+	w.awaitStops(wait, settleCloneWait)
 }
 
 // sameMM reports whether the processes a and b share one address space

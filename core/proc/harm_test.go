@@ -409,3 +409,46 @@ func TestOrphanSharedMM(t *testing.T) {
 		t.Errorf("%d errors", s.Errors)
 	}
 }
+
+// TestJumpSwitchWaitsForStops: a switch to jump sites writes nothing while
+// a thread of the process cannot stop — here a vfork parent, until its
+// child exits — and the tracer does not wait for it meanwhile. It had
+// waited a second for the parent, then written the jmp with the parent's
+// rip unchecked (the site was "jump" a second into the vfork). The site
+// stays a trap while the child sleeps, becomes a jump after, and every
+// call counts.
+func TestJumpSwitchWaitsForStops(t *testing.T) {
+	bin := harmBin(t)
+	e := newEnv(t, Options{})
+	const hold = 3 * time.Second
+	f := startFixture(t, bin, "vforkhold", fmt.Sprint(hold.Milliseconds()))
+	f.Go()
+	if l, err := f.readLine(10 * time.Second); err != nil || l != "vforked\n" {
+		t.Fatalf("vforkhold: %q %v", l, err)
+	}
+	t0 := time.Now()
+	p := e.register(bin, "h_func")
+	f.Go() // the calls start
+	for time.Since(t0) < hold-500*time.Millisecond {
+		for _, m := range e.siteModes(p) {
+			if m == "jump" {
+				t.Fatalf("a jump site %v into the vfork, while its parent cannot stop", time.Since(t0).Round(time.Millisecond))
+			}
+		}
+		time.Sleep(10 * time.Millisecond) // sampling the window, not waiting for an event
+	}
+	if l, err := f.readLine(10 * time.Second); err != nil || l != "back\n" {
+		t.Fatalf("vforkhold: %q %v", l, err)
+	}
+	e.awaitJumps([]*probe{p}, 1)
+	f.Go()
+	out, code := f.Wait(30 * time.Second)
+	var calls uint64
+	if _, err := fmt.Sscanf(out, "calls %d\n", &calls); err != nil || code != 0 {
+		t.Fatalf("vforkhold: exit %d output %q", code, out)
+	}
+	e.w.Settle()
+	if got := p.c.Hits(); got != calls || calls == 0 {
+		t.Errorf("%d hits, want %d calls", got, calls)
+	}
+}

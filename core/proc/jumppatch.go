@@ -26,6 +26,8 @@ import (
 const (
 	maxJumpTries = 30
 	jumpRetry    = time.Millisecond
+	// jumpStopWait bounds a switch's wait for the threads to stop.
+	jumpStopWait = 50 * time.Millisecond
 )
 
 // wantJump notes, from the install hook, that the engine's breakpoint of u
@@ -81,12 +83,24 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 		p.startSwitch = false
 		defer spent(&w.execProf.switches, &w.execProf.switched, time.Now())
 	}
-	for _, th := range p.threads {
-		if th.state != stopped {
-			if err := w.stopThread(th); err != nil {
-				w.log("pid %d: jump sites: stop tid %d: %v", p.pid, th.tid, err)
+	if tid := w.stopAll(p, jumpStopWait); tid != 0 {
+		// A thread that does not stop now (a vfork parent until its
+		// child execs, a thread in an exec that waits for its siblings'
+		// exit events): nothing is written while a thread of p runs.
+		// Try again later; the tracer does not wait meanwhile.
+		retry := map[uint64]*probes.Uprobe{}
+		for _, s := range todo {
+			if s.tries++; s.tries >= maxJumpTries {
+				w.setWhy(s, fmt.Sprintf("thread %d does not stop", tid))
+			} else if u := w.siteU(s); u != nil {
+				retry[s.vaddr] = u
 			}
 		}
+		if len(retry) > 0 {
+			d := min(jumpRetry<<min(todo[0].tries, 10), time.Second)
+			w.after(d, func() { w.switchJumps(p, retry) })
+		}
+		return
 	}
 	if w.deferredEvent(p, unix.PTRACE_EVENT_EXEC) {
 		return // a new image: these sites are gone

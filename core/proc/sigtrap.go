@@ -126,24 +126,69 @@ func (w *World) stopThread(th *thread) error {
 	if err := ptraceInterrupt(th.tid); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(stopTimeout)
-	for time.Now().Before(deadline) {
-		var st unix.WaitStatus
-		r, err := wait4(th.tid, &st, true)
-		if err != nil {
-			return err
+	switch left, err := w.awaitStops([]*thread{th}, stopTimeout); {
+	case err != nil:
+		return err
+	case len(left) > 0:
+		return fmt.Errorf("tid %d did not stop within %v", th.tid, stopTimeout)
+	case th.state != stopped:
+		return fmt.Errorf("tid %d ended", th.tid)
+	}
+	return nil
+}
+
+// stopAll interrupts every thread of p that is not stopped and waits, d at
+// most, for their stops (deferred, as stopThread's). It returns the tid of
+// a thread that did not stop in time, or 0 (a thread that ended instead
+// does not count). Preconditions: on the tracer thread.
+func (w *World) stopAll(p *process, d time.Duration) int {
+	var wait []*thread
+	for _, th := range p.threads {
+		if th.state != stopped && ptraceInterrupt(th.tid) == nil {
+			wait = append(wait, th)
 		}
-		if r == th.tid {
-			w.deferEvent(th.tid, st)
-			if !st.Stopped() {
-				return fmt.Errorf("tid %d ended", th.tid)
+	}
+	if left, _ := w.awaitStops(wait, d); len(left) > 0 {
+		return left[0].tid
+	}
+	return 0
+}
+
+// awaitStops waits, d at most, for the next stop (or end) of each of ths,
+// interrupted by the caller: each is deferred to the event loop, and a
+// stopped thread is held (state stopped). It returns the threads that
+// neither stopped nor ended in time, and the first wait error (a thread
+// whose wait fails is not waited for any more).
+// Preconditions: on the tracer thread.
+func (w *World) awaitStops(ths []*thread, d time.Duration) (left []*thread, first error) {
+	deadline := time.Now().Add(d)
+	for len(ths) > 0 {
+		left = ths[:0]
+		for _, th := range ths {
+			var st unix.WaitStatus
+			r, err := wait4(th.tid, &st, true)
+			if err != nil {
+				if first == nil {
+					first = err
+				}
+				continue
 			}
-			th.state = stopped
-			return nil
+			if r != th.tid {
+				left = append(left, th)
+				continue
+			}
+			w.deferEvent(th.tid, st)
+			if st.Stopped() {
+				th.state = stopped
+			}
+		}
+		ths = left
+		if len(ths) == 0 || !time.Now().Before(deadline) {
+			break
 		}
 		nap(20 * time.Microsecond)
 	}
-	return fmt.Errorf("tid %d did not stop within %v", th.tid, stopTimeout)
+	return ths, first
 }
 
 // keepSigTrap undoes, after a trap of th on one of our int3, what the

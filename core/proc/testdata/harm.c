@@ -12,6 +12,11 @@
 //                milliseconds have passed; prints "children 0 0 0".
 //   vfork N      N times: vfork(), the child calls h_func and _exits;
 //                prints "vfork N bad B".
+//   vforkhold MS main vforks a child that prints "vforked" and sleeps MS ms
+//                before it _exits (main cannot stop meanwhile), then prints
+//                "back"; a thread calls h_func in a loop from a second line
+//                on stdin; after a third, main stops it and prints
+//                "calls N".
 //   blocktrap N  a counting SIGTRAP handler; SIGTRAP blocked around N calls
 //                of h_func; prints whether SIGTRAP was still blocked and the
 //                handler still installed after them, then unblocks and runs
@@ -102,6 +107,22 @@ static int orphan_child(void *arg) {
 	printf("orphan %ld sum %llu\n", n, (unsigned long long)s);
 	fflush(stdout);
 	return 0;
+}
+
+static volatile int hold_stop;
+static volatile long hold_calls;
+
+// hold_thread runs mode vforkhold's calls.
+static void *hold_thread(void *arg) {
+	(void)arg;
+	char line[64];
+	if (!fgets(line, sizeof line, stdin))
+		return NULL;
+	for (long i = 0; !hold_stop; i++) {
+		h_func(i);
+		hold_calls++;
+	}
+	return NULL;
 }
 
 static volatile sig_atomic_t traps;
@@ -223,6 +244,26 @@ int main(int argc, char **argv) {
 			return 4;
 		}
 		_exit(0);
+	}
+	if (!strcmp(mode, "vforkhold")) {
+		pthread_t t;
+		pthread_create(&t, NULL, hold_thread, NULL);
+		pid_t p = vfork();
+		if (p == 0) {
+			struct timespec d = {n / 1000, (n % 1000) * 1000000};
+			write(1, "vforked\n", 8);
+			nanosleep(&d, NULL);
+			_exit(0);
+		}
+		if (wait_exit(p) != 0)
+			return 1;
+		printf("back\n");
+		fflush(stdout);
+		await_go();
+		hold_stop = 1;
+		pthread_join(t, NULL);
+		printf("calls %ld\n", hold_calls);
+		return 0;
 	}
 	if (!strcmp(mode, "vfork")) {
 		int bad = 0;
