@@ -71,8 +71,12 @@ func (w *World) event(tid int, st unix.WaitStatus) {
 		w.detachStop(th, sig, ev)
 		return
 	}
-	if ev != 0 || sig != int(unix.SIGTRAP) {
-		th.popfAt = 0 // (its early trap would be the next stop)
+	if ev != unix.PTRACE_EVENT_STOP && (ev != 0 || sig != int(unix.SIGTRAP)) {
+		// Its early trap would be the next signal stop. An interrupt
+		// (a jump switch stopping the process) or a group-stop comes
+		// before it and leaves it to come: the popf's early trap
+		// once reached the program as a trap too many.
+		th.popfAt = 0
 	}
 	switch ev {
 	case 0:
