@@ -198,8 +198,32 @@ func (w *World) threadInside(p *process, s *jumpSite, rips map[int]uint64) (int,
 		if _, o, ok := p.xol.slotAt(rip); ok && o.vaddr >= lo && o.vaddr < hi {
 			return tid, true
 		}
+		if o := w.enteredTramp(p, tid, rip); o != nil && o != s && o.vaddr < hi && o.vaddr+uint64(o.plan.Len) > lo {
+			// In another site's trampoline (or stopped at its int3,
+			// its trap to be stepped over through it) whose displaced
+			// range overlaps this one's: it jumps back into the
+			// middle of this one's (mixed+0's trampoline steps over
+			// push, mov and imul and returns to +8, inside a jmp at
+			// +4: a spawned process died of it).
+			return tid, true
+		}
 	}
 	return 0, false
+}
+
+// enteredTramp returns the site whose trampoline the thread tid (stopped
+// at rip) is in, or will be stepped over through: stopped at its int3, the
+// trap not yet handled. Nil if none. Preconditions: on the tracer thread.
+func (w *World) enteredTramp(p *process, tid int, rip uint64) *jumpSite {
+	if o := p.inTramp(rip); o != nil {
+		return o
+	}
+	if !w.deferredTrap(tid) {
+		return nil
+	}
+	w.jumpMu.Lock()
+	defer w.jumpMu.Unlock()
+	return p.jump.sites[rip-1] // nil if none
 }
 
 // injectable returns a stopped thread of p that a system call can be
