@@ -717,15 +717,20 @@ func (e *env) analyse(rows []row) {
 	} {
 		if r := find(name); r != nil && r.Ours.ok() {
 			per := r.Ours.med() / float64(rssProbes*rssProcs)
-			why := fmt.Sprintf("One write is one scan and one attach per process (batches), and the breakpoints of one VMA are one run (one PROCMAP_QUERY and one read of the range serve them all); each of the %d breakpoints is still a one-byte write of its own through /proc/PID/mem, with the engine's bookkeeping of it (%s a breakpoint in this run). ", rssProbes*rssProcs, fmtVal(uNs, per))
+			why := fmt.Sprintf("One write is one scan and one attach per process (batches), and the breakpoints of one VMA are one run: one PROCMAP_QUERY and one read of the range serve them all (%s a breakpoint in this run, %d breakpoints). ", fmtVal(uNs, per), rssProbes*rssProcs)
 			prof := ""
-			if strings.HasPrefix(name, "register") && e.perfMany != "" {
-				prof = e.perfMany
-				if say := perfSay(prof, "__x64_sys_pwrite64", "the breakpoint writes (pwrite64 on /proc/PID/mem)", "core/probes.(*Engine).RegisterMany", "the engine's walks", "core/proc.(*World).switchJumps", "switching sites to jumps (after the write returned)", "internal/procfs.ReadFile", "reading /proc files", "core/install", "analysing the instructions", "runtime.gcBgMarkWorker", "the garbage collector", "pvm_irq_enable", "pvm_irq_enable (hypervisor round trips)"); say != "" {
-					why += "The daemon's profile of one such write (share of its samples, callees included): " + say + ". "
+			if strings.HasPrefix(name, "register") {
+				why += "A run's int3s are written back a page at a time when it ends (one check, one write a page: a few system calls a process, where it was one write a breakpoint — 1.55 µs a breakpoint before, 40–52 % of the daemon's samples in pwrite64); what remains a breakpoint is bookkeeping: the engine's walk, the process's history of breakpoints, the guardian's ledger, the jump-site wish. "
+				if e.perfMany != "" {
+					prof = e.perfMany
+					if say := perfSay(prof, "core/manager.(*Manager).ApplyAs", "parsing and resolving the lines, and the registration", "core/probes.(*Engine).RegisterMany.func2", "the engine's walks (breakpoints)", "__x64_sys_pwrite64", "the writes back (pwrite64 on /proc/PID/mem)", "internal/ledger.(*Ledger).Add", "the guardian's ledger", "core/proc.(*World).watchAttach", "attaching the processes", "core/proc.(*World).switchJumps", "switching sites to jumps (after the write returned)", "runtime.gcBgMarkWorker", "the garbage collector", "pvm_irq_enable", "pvm_irq_enable (hypervisor round trips)"); say != "" {
+						why += "The daemon's profile of one such write (share of its samples, callees included): " + say + ". "
+					}
 				}
+				why += "What would close it: less bookkeeping a breakpoint (one allocation-free record for history and ledger), and the walks of more processes at once than the 4 walkers on this machine's 2 CPUs."
+			} else {
+				why += "Removals still write each restored byte on its own: the guardian's ledger may forget a breakpoint only once its instruction is back in the process. What would close it: the restores of a run written back a page at a time too, the ledger's entries dropped after the write-back."
 			}
-			why += "What would close it: the one-byte writes of one run made as one write of the range (the run's copy with every int3 in it), which needs the run's other writers (a hit's restore, a concurrent unregister) serialised with it."
 			a = append(a, targetPara(strings.ToUpper(name[:1])+name[1:]+": "+r.Target, *r, prof, why))
 		}
 	}

@@ -74,7 +74,9 @@ func (p *process) install(vaddr uint64, u *probes.Uprobe) error {
 	if err := p.reclaimStaleJump(vaddr, u); err != nil {
 		return err
 	}
-	err := p.writeBreakpointLocked(vaddr, uprobeSite(u), true)
+	// Within a run of breakpoint writes the int3 goes into the run's
+	// copy, written back with the others when the run ends (textbatch.go).
+	err := p.writeBreakpointVia(deferMem{p.as}, vaddr, uprobeSite(u), true)
 	if err == nil || errors.Is(err, syscall.EEXIST) {
 		p.wantJump(vaddr, u) // the int3 is in: it may become a jump
 	}
@@ -115,6 +117,12 @@ func procOf(mm *rmap.MM) *process {
 // recorded in p's history first.
 // Preconditions: p.mm.MmapSem held (for reading or writing).
 func (p *process) writeBreakpointLocked(vaddr uint64, s bpSite, insert bool) error {
+	return p.writeBreakpointVia(p.as, vaddr, s, insert)
+}
+
+// writeBreakpointVia is writeBreakpointLocked writing through mem (p.as,
+// or deferMem{p.as}).
+func (p *process) writeBreakpointVia(mem install.Memory, vaddr uint64, s bpSite, insert bool) error {
 	if err := p.checkMapped(vaddr, s); err != nil {
 		return err
 	}
@@ -132,7 +140,7 @@ func (p *process) writeBreakpointLocked(vaddr uint64, s bpSite, insert bool) err
 				return err
 			}
 		}
-		return goneIfFault(install.InsertBreakpoint(p.as, vaddr, s.insn))
+		return goneIfFault(install.InsertBreakpoint(mem, vaddr, s.insn))
 	}
 	err := install.RemoveBreakpoint(p.as, vaddr, s.insn)
 	if led != nil && err == nil {

@@ -1,6 +1,7 @@
 package proc
 
 import (
+	"bytes"
 	"fmt"
 	"testing"
 	"time"
@@ -137,11 +138,87 @@ func TestTextBatches(t *testing.T) {
 	if _, ok := tb.mapping(0x2000); ok {
 		t.Fatal("a mapping past the run's")
 	}
-	tb.remove(b)
+	tb.remove(b, nil)
 	if tb.read(0x1000, got[:1]) {
 		t.Fatal("read after the run ended")
 	}
 	if _, ok := tb.mapping(0x1000); ok {
 		t.Fatal("mapping after the run ended")
+	}
+}
+
+// fakeText is a rawMem over a byte slice at base, counting the calls.
+type fakeText struct {
+	base          uint64
+	b             []byte
+	reads, writes int
+}
+
+func (f *fakeText) pread(vaddr uint64, p []byte) error {
+	f.reads++
+	copy(p, f.b[vaddr-f.base:])
+	return nil
+}
+
+func (f *fakeText) pwrite(vaddr uint64, p []byte) error {
+	f.writes++
+	copy(f.b[vaddr-f.base:], p)
+	return nil
+}
+
+// TestTextBatchWriteBack: a run's deferred int3s reach the memory when the
+// run ends, one check and one write a page; a write made during the run
+// (a jmp, a restored byte) is kept, and supersedes a deferred int3 at its
+// address; a page that changed under the run (the process wrote its text)
+// is not written back but handed back byte by byte.
+func TestTextBatchWriteBack(t *testing.T) {
+	const base = 0x10000
+	mem := &fakeText{base: base, b: make([]byte, 3*4096)}
+	for i := range mem.b {
+		mem.b[i] = byte(i % 251)
+	}
+	orig := append([]byte(nil), mem.b...)
+	var tb textBatches
+	b := &textBatch{start: base}
+	tb.add(b, func() []byte { return append([]byte(nil), mem.b...) })
+	for _, va := range []uint64{base + 0x10, base + 0x20, base + 0x1100, base + 0x1200, base + 0x2010, base + 0x2030} {
+		if !tb.deferByte(va, 0xCC) {
+			t.Fatalf("%#x not deferred", va)
+		}
+	}
+	if tb.deferByte(base+3*4096, 0xCC) {
+		t.Fatal("a byte past the run deferred")
+	}
+	if mem.writes != 0 || !bytes.Equal(mem.b, orig) {
+		t.Fatal("a deferred byte was written at once")
+	}
+	one := make([]byte, 1)
+	if tb.read(base+0x20, one); one[0] != 0xCC {
+		t.Fatalf("the copy reads %#x at a deferred int3", one[0])
+	}
+	raw := mem.pwrite
+	if !tb.writeThrough(base+0x30, []byte{0x90}, raw) || !tb.writeThrough(base+0x1200, []byte{0xE9, 1, 2, 3, 4}, raw) {
+		t.Fatal("writeThrough failed")
+	}
+	mem.b[0x2020] ^= 0xFF // the process writes its text between two int3s of the third page
+	writes := mem.writes
+	failed := tb.remove(b, mem)
+	if n := mem.writes - writes; n != 2 {
+		t.Errorf("%d writes back for two unchanged pages, want 2", n)
+	}
+	want := append([]byte(nil), orig...)
+	want[0x10], want[0x20], want[0x1100], want[0x30] = 0xCC, 0xCC, 0xCC, 0x90
+	copy(want[0x1200:], []byte{0xE9, 1, 2, 3, 4})
+	want[0x2020] ^= 0xFF
+	if !bytes.Equal(mem.b, want) {
+		for i := range want {
+			if mem.b[i] != want[i] {
+				t.Errorf("at +%#x: %#x, want %#x", i, mem.b[i], want[i])
+			}
+		}
+	}
+	if len(failed) != 2 || failed[0].vaddr != base+0x2010 || failed[1].vaddr != base+0x2030 ||
+		failed[0].b != 0xCC || failed[0].old != orig[0x2010] || failed[1].old != orig[0x2030] {
+		t.Errorf("handed back %+v, want the int3s at +0x2010 and +0x2030", failed)
 	}
 }

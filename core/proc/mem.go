@@ -97,8 +97,13 @@ func (as *addressSpace) pread(vaddr uint64, p []byte) error {
 	return nil
 }
 
-// WriteMemory writes p at vaddr.
+// WriteMemory writes p at vaddr: with the lock of the process's runs of
+// breakpoint writes held, so that none writes back older bytes over it
+// (textbatch.go), unless it falls back to PTRACE_POKEDATA.
 func (as *addressSpace) WriteMemory(vaddr uint64, p []byte) error {
+	if !as.poke.Load() && as.proc.batches.writeThrough(vaddr, p, as.pwrite) {
+		return nil
+	}
 	err := as.write(vaddr, p)
 	if err == nil {
 		as.proc.batches.wrote(vaddr, p)
@@ -106,34 +111,55 @@ func (as *addressSpace) WriteMemory(vaddr uint64, p []byte) error {
 	return err
 }
 
-func (as *addressSpace) write(vaddr uint64, p []byte) error {
-	if as.poke.Load() {
-		return as.w.pokeMemory(as, vaddr, p)
+// deferMem is the memory process.install writes its int3 through: into a
+// run's copy, written back when the run ends (textbatch.go), where a run
+// covers it.
+type deferMem struct{ *addressSpace }
+
+func (d deferMem) WriteMemory(vaddr uint64, p []byte) error {
+	if len(p) == 1 && !d.poke.Load() && d.proc.batches.deferByte(vaddr, p[0]) {
+		return nil
 	}
+	return d.addressSpace.WriteMemory(vaddr, p)
+}
+
+// pwrite writes p at vaddr through /proc/PID/mem, with no fallback: the
+// raw error.
+func (as *addressSpace) pwrite(vaddr uint64, p []byte) error {
+	_, err := as.pwriteN(vaddr, p)
+	return err
+}
+
+// pwriteN is pwrite, also saying how many bytes were written.
+func (as *addressSpace) pwriteN(vaddr uint64, p []byte) (int, error) {
 	as.mu.RLock()
+	defer as.mu.RUnlock()
 	if as.fd < 0 {
-		as.mu.RUnlock()
-		return fmt.Errorf("write at %#x of pid %d: address space closed: %w", vaddr, as.pid, syscall.ESRCH)
+		return 0, fmt.Errorf("write at %#x of pid %d: address space closed: %w", vaddr, as.pid, syscall.ESRCH)
 	}
-	q, a := p, vaddr
-	var werr error
-	for len(q) > 0 {
-		n, err := unix.Pwrite(as.fd, q, int64(a))
+	done := 0
+	for done < len(p) {
+		n, err := unix.Pwrite(as.fd, p[done:], int64(vaddr)+int64(done))
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			werr = err
-			break
+			return done, err
 		}
 		if n == 0 {
-			werr = syscall.ESRCH
-			break
+			return done, syscall.ESRCH
 		}
-		q = q[n:]
-		a += uint64(n)
+		done += n
 	}
-	as.mu.RUnlock()
+	return done, nil
+}
+
+func (as *addressSpace) write(vaddr uint64, p []byte) error {
+	if as.poke.Load() {
+		return as.w.pokeMemory(as, vaddr, p)
+	}
+	n, werr := as.pwriteN(vaddr, p)
+	q, a := p[n:], vaddr+uint64(n)
 	switch {
 	case werr == nil:
 		return nil

@@ -18,6 +18,7 @@ package ledger
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -206,6 +207,29 @@ func (l *Ledger) Add(e Entry) error {
 		l.n++
 	}
 	return nil
+}
+
+// Reserve makes room for n more entries of owner in the daemon's index
+// (the entries of a run of breakpoint writes), so that adding them does
+// not rehash it again and again.
+func (l *Ledger) Reserve(owner, n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.byOwn[owner] = reserve(l.byOwn[owner], n)
+}
+
+// reserve returns m, or a copy of it with room for n more entries where
+// adding them would grow it more than once.
+func reserve(m map[uint64]int, n int) map[uint64]int {
+	if n < 2*len(m)+8 {
+		if m == nil {
+			m = map[uint64]int{}
+		}
+		return m
+	}
+	c := make(map[uint64]int, len(m)+n)
+	maps.Copy(c, m)
+	return c
 }
 
 // grow doubles the table (daemon side, l.mu held): the memfd is made
