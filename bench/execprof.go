@@ -35,7 +35,7 @@ var execSteps = []struct{ key, name string }{
 	{"exec_fanotify_ns", "daemon: the exec held in fanotify (tracer woken, process seized), per exec"},
 	{"exec_attach_ns", "daemon: the exec event (process built, maps read, breakpoints and r_brk written), per exec"},
 	{"exec_loader_ns", "daemon: the loader's r_brk traps until its libraries are in, per exec"},
-	{"exec_switch_ns", "daemon: the first switch to jump sites (threads stopped, region mapped by injected system calls, jmps written), per exec"},
+	{"exec_switch_ns", "daemon: a switch to jump sites while the loader runs (threads stopped, region mapped by injected system calls, jmps written), per exec"},
 }
 
 // execProfile accumulates the per-exec time of each step over rounds.
@@ -76,7 +76,7 @@ func (p *execProfile) rows(sec string) []row {
 		case "exec_loader_ns":
 			r.Detail = fmt.Sprintf("%d traps in %d execs", p.traps, p.execs)
 		case "exec_switch_ns":
-			r.Detail = fmt.Sprintf("a switch while the loader ran in %d of %d execs (averaged over all execs)", p.switches, p.execs)
+			r.Detail = fmt.Sprintf("a switch while the loader ran in %d of %d execs (averaged over all execs): a new image's sites become jump sites at their first hit, after main here", p.switches, p.execs)
 		}
 		rs = append(rs, r)
 	}

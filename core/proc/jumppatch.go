@@ -35,7 +35,7 @@ const (
 // goroutine; p.mm.MmapSem is held.
 func (p *process) wantJump(vaddr uint64, u *probes.Uprobe) {
 	w := p.as.w
-	if u.Arch == nil || u.Arch.Jump == nil || w.opts.NoJump {
+	if u.Arch == nil || u.Arch.Jump == nil || w.opts.NoJump || p.lazyJump {
 		return
 	}
 	w.jumpMu.Lock()

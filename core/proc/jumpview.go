@@ -139,6 +139,9 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	if why = notCountOnly(u, w.evOK); why != "" {
 		return "trap: " + why
 	}
+	if as.proc.lazyJump && (s == nil || s.tramp == 0) {
+		return "trap: a jump from its first hit (the process started after the probe)"
+	}
 	return "trap: not switched yet"
 }
 

@@ -232,6 +232,7 @@ func (w *World) execed(th *thread) {
 	// A new image maps nothing an earlier attachment left: no jump
 	// regions or slot pages to look for.
 	p.jump.adopted, p.xol.adopted = true, true
+	p.lazyJump = true
 	w.addProcess(p)
 	p.putThread(th)
 	th.proc = p

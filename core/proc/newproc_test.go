@@ -234,16 +234,17 @@ func TestForkTree(t *testing.T) {
 
 // TestExecProfile: the exec profile (Stats' Exec fields) counts every exec
 // of a probed binary and the steps of its hold: one fanotify hold and one
-// exec event per run, loader traps, and the first jump switch of each new
-// image.
+// exec event per run, loader traps, and no jump switch while the loader
+// runs (a new image's site becomes a jump at its first hit, in main here);
+// every call counts.
 func TestExecProfile(t *testing.T) {
-	bin, _, e, _ := probedTree(t)
+	bin, _, e, p := probedTree(t)
 	const runs = 5
 	// A first run reads the libraries' ELF files (cached after it).
 	if out, code := run(t, 10*time.Second, bin, "leaf", "5"); code != 0 || out != "" {
 		t.Fatalf("first run: exit %d output %q", code, out)
 	}
-	before := e.w.Stats()
+	before, hits := e.w.Stats(), p.c.Hits()
 	for i := 0; i < runs; i++ {
 		if out, code := run(t, 10*time.Second, bin, "leaf", "5"); code != 0 || out != "" {
 			t.Fatalf("run %d: exit %d output %q", i, code, out)
@@ -259,11 +260,14 @@ func TestExecProfile(t *testing.T) {
 	if n := s.ExecLoaderTraps - before.ExecLoaderTraps; n < runs {
 		t.Errorf("loader traps %d, want %d or more (a dynamic binary)", n, runs)
 	}
-	if n := s.ExecSwitches - before.ExecSwitches; n < 1 || n > runs {
-		t.Errorf("jump switches while loading %d, want 1..%d", n, runs)
+	if n := s.ExecSwitches - before.ExecSwitches; n != 0 {
+		t.Errorf("%d jump switches while loading, want none (the first hit switches)", n)
+	}
+	if got := p.c.Hits() - hits; got != 5*runs {
+		t.Errorf("%d hits, want %d", got, 5*runs)
 	}
 	for what, d := range map[string]time.Duration{"fanotify": s.ExecFan - before.ExecFan, "attach": s.ExecAttach - before.ExecAttach,
-		"loader": s.ExecLoader - before.ExecLoader, "switch": s.ExecSwitch - before.ExecSwitch} {
+		"loader": s.ExecLoader - before.ExecLoader} {
 		if d <= 0 {
 			t.Errorf("%s: %v spent", what, d)
 		}
@@ -271,4 +275,45 @@ func TestExecProfile(t *testing.T) {
 	t.Logf("per exec: fanotify %v, exec event %v, loader %v in %d traps, switch %v in %d",
 		(s.ExecFan-before.ExecFan)/runs, (s.ExecAttach-before.ExecAttach)/runs, (s.ExecLoader-before.ExecLoader)/runs,
 		s.ExecLoaderTraps-before.ExecLoaderTraps, (s.ExecSwitch-before.ExecSwitch)/runs, s.ExecSwitches-before.ExecSwitches)
+}
+
+// TestNewImageJumpsAtFirstHit: in a process started after the probe was
+// registered, the site stays an int3 while the process starts (no region
+// is mapped, no thread stopped for it) and becomes a jump site at its
+// first hit; every call of its 4 threads counts.
+func TestNewImageJumpsAtFirstHit(t *testing.T) {
+	bin := workBin(t)
+	e := newFanEnv(t, Options{})
+	p := e.register(bin, "f_push")
+	const n, threads = 5000, 4
+	f := startFixture(t, bin, fmt.Sprint(n), fmt.Sprint(threads), "p", "hold") // held at its exec, attached
+	for deadline := time.Now().Add(10 * time.Second); len(e.siteModes(p)) == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) { // polled: the exec event is the tracer's
+			t.Fatal("the new process has no site after 10 s")
+		}
+	}
+	e.w.Settle()
+	if m := e.siteModes(p); len(m) != 1 || m[0] != "trap: a jump from its first hit (the process started after the probe)" {
+		t.Fatalf("before any call: %q", m)
+	}
+	if sumMaps(t, f.Pid, func(m procfs.Mapping) int {
+		if strings.Contains(m.Path, "uprobefs-jump") {
+			return 1
+		}
+		return 0
+	}) != 0 {
+		t.Error("a jump region mapped before the first hit")
+	}
+	f.Go()
+	if l, err := f.readLine(30 * time.Second); err != nil || !strings.HasPrefix(l, "sum ") {
+		t.Fatalf("work: %q %v", l, err)
+	}
+	e.awaitJumps([]*probe{p}, 1)
+	if got := p.c.Hits(); got != n*threads {
+		t.Errorf("%d hits, want %d", got, n*threads)
+	}
+	f.Go()
+	if _, code := f.Wait(30 * time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
 }

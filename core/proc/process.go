@@ -119,8 +119,15 @@ type process struct {
 	// consistent list; startSwitch: its first jump switch is still to
 	// come. For the exec profile (stats.go). Tracer-owned.
 	startup, startSwitch bool
-	rbrkSite             bpSite
-	rstate               uint64
+	// lazyJump: a new image traced from its exec: its sites become jump
+	// sites at their first hit (hits.go makes the trampoline and posts
+	// the switch), not while it starts, which a switch would delay by a
+	// region's mapping (injected system calls) and a stop of every
+	// thread; a site never hit costs it nothing. Set before its MM is
+	// published (immutable).
+	lazyJump bool
+	rbrkSite bpSite
+	rstate   uint64
 	// expect, when not zero, keeps the process traced until then although
 	// it maps no watched inode (it opened a watched library). newproc.go.
 	expect time.Time

@@ -25,6 +25,8 @@ const (
 	// A probe whose events are read stays a jump site: its trampolines
 	// append the events to a ring shared with the daemon.
 	modeEvents = modeJump
+	// A process started after the probe: a jump from its first hit.
+	modeFirstHit = "trap: a jump from its first hit (the process started after the probe)"
 )
 
 // jumpFixture returns a private copy of testdata/jump.c, compiled once per
@@ -414,8 +416,9 @@ func TestJumpEvents(t *testing.T) {
 }
 
 // TestJumpExec: a process whose probe is a jump site execs itself; the new
-// image gets a jump site of its own (a new trampoline region in its maps)
-// and the count stays exact over both images.
+// image gets a jump site of its own at its first hit (a new trampoline
+// region in its maps, none before) and the count stays exact over both
+// images.
 func TestJumpExec(t *testing.T) {
 	d, P, j := startJumpRig(t)
 	const T, N = 8, 100000
@@ -425,15 +428,22 @@ func TestJumpExec(t *testing.T) {
 
 	j.send("x")
 	j.expect("ready")
+	// The new image's site becomes a jump at its first hit.
+	d.waitMode(P+"/j_func", j.pid(), modeFirstHit)
+	if len(jumpMaps(t, j.pid())) != 0 {
+		t.Fatalf("the new image maps a trampoline region before its first hit:\n%s", readMaps(t, j.pid()))
+	}
+	j.batch(T, N)
+	d.wantHits(P+"/j_func", 2*T*N)
 	v2 := d.waitMode(P+"/j_func", j.pid(), modeJump)
 	if len(jumpMaps(t, j.pid())) == 0 {
 		t.Fatalf("the new image is a jump site (status) but maps no trampoline region:\n%s", readMaps(t, j.pid()))
 	}
 	t.Logf("j_func at %s before the exec, %s after", v1, v2)
 	j.batch(T, N)
-	d.wantHits(P+"/j_func", 2*T*N)
+	d.wantHits(P+"/j_func", 3*T*N)
 	j.finish()
-	d.wantHits(P+"/j_func", 2*T*N) // the counts of an exited process stay
+	d.wantHits(P+"/j_func", 3*T*N) // the counts of an exited process stay
 }
 
 // TestJumpFork: a fork child of a process with a jump site runs its calls
@@ -484,8 +494,9 @@ func TestJumpChurn(t *testing.T) {
 
 // TestJumpExecSpinning: the main thread execs while 8 other threads call
 // j_func through its jump site (the kernel kills them wherever they are,
-// in the trampoline too); the new image gets its own site and, once the
-// old image's hits are in, counts its own calls exactly.
+// in the trampoline too); the new image gets its own site (a jump from its
+// first hit) and, once the old image's hits are in, counts its own calls
+// exactly.
 func TestJumpExecSpinning(t *testing.T) {
 	d, P, j := startJumpRig(t)
 	const T, N = 8, 100000
@@ -494,10 +505,11 @@ func TestJumpExecSpinning(t *testing.T) {
 	d.waitHitsAbove(P+"/j_func", 100000)
 	j.send("x")
 	j.expect("ready")
-	d.waitMode(P+"/j_func", j.pid(), modeJump)
+	d.waitMode(P+"/j_func", j.pid(), modeFirstHit)
 	h0 := d.hits(P + "/j_func")
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", h0+T*N)
+	d.waitMode(P+"/j_func", j.pid(), modeJump) // from its first hit
 	j.batch(T, N)
 	d.wantHits(P+"/j_func", h0+2*T*N)
 	j.finish()
