@@ -75,8 +75,19 @@ __asm__(".text\n"
 	"mov 0(%rax), %rax\n"
 	"jmp *run_target(%rip)\n");
 
+/* clear_ac clears the alignment-check flag. A case run with AC set (the
+ * trampoline must keep it) reaches the handler with it still set on
+ * kernels that do not clear it at signal delivery, and siglongjmp does not
+ * restore the flags: the harness's own unaligned accesses (memcpy, stdio)
+ * would then fault. */
+static inline void clear_ac(void)
+{
+	__asm__ volatile("pushfq\n\tandq $~0x40000, (%%rsp)\n\tpopfq" ::: "memory", "cc");
+}
+
 static void handler(int sig, siginfo_t *si, void *ctx)
 {
+	clear_ac();
 	(void)si;
 	greg_t *g = ((ucontext_t *)ctx)->uc_mcontext.gregs;
 	static const int map[16] = {REG_RAX, REG_RCX, REG_RDX, REG_RBX, REG_RSP, REG_RBP, REG_RSI, REG_RDI,
@@ -132,6 +143,7 @@ int main(void)
 		memset(&out, 0, sizeof out);
 		if (sigsetjmp(env, 1) == 0)
 			run_regs(&in.regs);
+		clear_ac();
 		memcpy(out.data, (void *)DATA, PAGE);
 		memcpy(out.stack, (void *)STACK, PAGE);
 		memcpy(out.far, (void *)FAR, PAGE);
