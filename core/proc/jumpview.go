@@ -120,9 +120,9 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	s := as.proc.jump.sites[vaddr]
 	var live bool
 	var why string
-	var blocked uint64
+	var blocked, tramp uint64
 	if s != nil {
-		live, why, blocked = s.live.Load(), s.why, s.blocked
+		live, why, blocked, tramp = s.live.Load(), s.why, s.blocked, s.tramp
 	}
 	w.jumpMu.Unlock()
 	switch {
@@ -139,7 +139,7 @@ func (w *World) SiteMode(mm *rmap.MM, vaddr uint64) string {
 	if why = notCountOnly(u, w.evOK); why != "" {
 		return "trap: " + why
 	}
-	if as.proc.lazyJump && (s == nil || s.tramp == 0) {
+	if as.proc.lazyJump && tramp == 0 {
 		return "trap: a jump from its first hit (the process started after the probe)"
 	}
 	return "trap: not switched yet"
