@@ -356,11 +356,22 @@ func (m *Manager) Close() error {
 	m.mu.Unlock()
 	var errs []error
 	for _, f := range files {
+		// One engine batch a file: one walk of its processes for all
+		// its probes (10,000 probes one by one took longer than a
+		// shutdown may).
+		var ps []*Probe
+		var unregs []probes.Unregistration
 		for _, p := range f.probes {
 			m.unregisterGoRets(f.in, p)
-			if err := m.eng.Unregister(f.in, p.probeOff(), p.consumer); err != nil {
-				errs = append(errs, fmt.Errorf("unregister %s %s: %w", p.Path, p.Name, err))
+			ps = append(ps, p)
+			unregs = append(unregs, probes.Unregistration{Off: p.probeOff(), C: p.consumer})
+		}
+		if len(ps) > 0 {
+			if err := m.eng.UnregisterMany(f.in, unregs); err != nil {
+				errs = append(errs, fmt.Errorf("unregister the %d probes of %s: %w", len(ps), ps[0].Path, err))
 			}
+		}
+		for _, p := range ps {
 			p.events.Close()
 			m.log.Info("unregistered", "path", p.Path, "name", p.Name, "hits", p.Hits())
 		}
