@@ -114,7 +114,7 @@ static void *map_at(uint64_t addr, int prot)
 
 int main(void)
 {
-	alarm(60); /* never outlive a stuck test */
+	alarm(60); /* never outlive a stuck test (re-armed for each case) */
 	map_at(CODE, PROT_READ | PROT_WRITE | PROT_EXEC);
 	map_at(SLOT, PROT_READ | PROT_WRITE | PROT_EXEC);
 	map_at(DATA, PROT_READ | PROT_WRITE);
@@ -135,6 +135,7 @@ int main(void)
 		sigaction(sigs[i], &sa, NULL);
 
 	while (fread(&in, sizeof in, 1, stdin) == 1) {
+		alarm(60); /* a minute for each case, not for the whole test */
 		memcpy((void *)CODE, in.code, PAGE);
 		memcpy((void *)SLOT, in.slot, PAGE);
 		memcpy((void *)DATA, in.data, PAGE);
