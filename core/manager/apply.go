@@ -33,10 +33,12 @@ type batch struct {
 	// publishes.
 	f *file
 	// staged is the file's probes by name as they will be after the batch.
-	staged  map[string]*Probe
-	total   int // probes of every file before the batch
-	adds    []*Probe
-	removes []*Probe
+	staged map[string]*Probe
+	// reserved is the room the batch took under the probe limit
+	// (filelock.go), until its commit.
+	reserved int
+	adds     []*Probe
+	removes  []*Probe
 	// file is the probed file, opened once (openRegular); elf reads it,
 	// from the first add on, and watchPath names it through this process's
 	// descriptor.
@@ -69,20 +71,13 @@ func (b *batch) watchPath() string { return fmt.Sprintf("/proc/self/fd/%d", b.fi
 // stage checks every op, in order, against the probes of the file as the
 // earlier ops leave them: the location resolves and its instruction can be
 // probed, names are free, removals name probes the caller owns.
-func (m *Manager) stage(c Caller, path string, ops []Op) (*batch, error) {
-	if len(ops) == 0 {
-		return nil, errorf(syscall.EINVAL, "nothing to do")
-	}
-	fd, key, st, err := openRegular(path)
-	if err != nil {
-		return nil, err
-	}
+// fd, key and st are the file opened at path (openRegular), owned by the
+// batch from now on. Preconditions: the file's lock held (filelock.go).
+func (m *Manager) stage(c Caller, path string, ops []Op, fd *os.File, key rmap.InodeKey, st *unix.Stat_t) (*batch, error) {
 	b := &batch{caller: c, path: path, key: key, st: st, file: fd, staged: map[string]*Probe{}}
+	var err error
 	m.mu.Lock()
 	b.f = m.files[key]
-	for _, fl := range m.files {
-		b.total += len(fl.probes)
-	}
 	if b.f != nil {
 		maps.Copy(b.staged, b.f.probes)
 	}
@@ -175,15 +170,6 @@ func (b *batch) stageAdd(op Op) error {
 	}
 	b.staged[name] = p
 	b.adds = append(b.adds, p)
-	return nil
-}
-
-// checkLimits refuses a batch that would exceed the probe limit
-// (m.maxProbes, MaxProbes) with ENOSPC.
-func (m *Manager) checkLimits(b *batch) error {
-	if n := b.total - len(b.removes) + len(b.adds); n > m.maxProbes {
-		return errorf(syscall.ENOSPC, "too many probes: this write would make %d, at most %d are allowed (remove some first)", n, m.maxProbes)
-	}
 	return nil
 }
 
@@ -297,6 +283,7 @@ func (m *Manager) commit(b *batch) {
 	for _, p := range b.adds {
 		f.probes[p.Name] = p
 	}
+	m.releaseLocked(b) // counted in f.probes from now on
 	if len(f.probes) == 0 {
 		delete(m.files, b.key)
 	} else {

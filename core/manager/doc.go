@@ -47,7 +47,9 @@
 //
 // Outermost first:
 //
-//	Manager.applyMu            serialises every change (ApplyAs, ApplyInode, Remove, Close)
+//	Manager.applyMu            read by every change (ApplyAs, ApplyInode, Remove), written by Close
+//	  -> fileLock.mu           serialises the changes of one file (filelock.go);
+//	                           changes to different files run at once
 //	  -> World.Watch/Unwatch, Engine.Register/Unregister (and their locks:
 //	     i_mutex -> mmap_sem -> i_mmap_mutex -> uprobes_mmap_mutex -> treelock)
 //	Manager.mu                 a leaf: held only to read or swap the maps

@@ -209,7 +209,7 @@ type WorldFilterer interface {
 func (b *batch) stageFilter(f *Filter) error {
 	if !b.filterSet {
 		b.filterSet = true
-		if len(b.f.probes) > 0 { // published: applyMu is held, so no lock
+		if len(b.f.probes) > 0 { // published: the file's lock is held, so no lock
 			b.filter, b.filterFixed = b.f.filter, true
 		}
 	}

@@ -172,8 +172,9 @@ func (m *Manager) inodePath(key rmap.InodeKey) string {
 // file's path), ENOENT (the inode has no probes, or no probe of that
 // name), EPERM (another user's probe), ESHUTDOWN (closed).
 func (m *Manager) ApplyInode(c Caller, key rmap.InodeKey, ops []Op) error {
-	m.applyMu.Lock()
-	defer m.applyMu.Unlock()
+	m.applyMu.RLock()
+	defer m.applyMu.RUnlock()
+	defer m.lockFile(key)()
 	if err := m.checkOpen(); err != nil {
 		return err
 	}

@@ -100,10 +100,10 @@ type file struct {
 	key rmap.InodeKey
 	in  *rmap.Inode
 	// probes by name. probes is protected by Manager.mu for reading and
-	// writing, and changed only with Manager.applyMu held as well.
+	// writing, and changed only with the file's lock held as well.
 	probes  map[string]*Probe
-	watched bool     // protected by applyMu
-	filter  *Filter  // the probes' process filter (filter.go); protected by applyMu
+	watched bool     // protected by the file's lock (filelock.go)
+	filter  *Filter  // the probes' process filter (filter.go); protected by the file's lock
 	owners  ownerSet // who owns its probes (reach.go)
 }
 
@@ -121,13 +121,17 @@ type Manager struct {
 	// (a *ringBudget is safe for concurrent use).
 	rings *ringBudget
 
-	// applyMu serialises ApplyAs, ApplyInode, Remove and Close.
-	applyMu sync.Mutex
+	// applyMu is held for reading by every change (ApplyAs, ApplyInode,
+	// Remove), with the file's lock (filelock.go), and for writing by
+	// Close.
+	applyMu sync.RWMutex
 
-	// mu protects files, errlog, errlogBytes, closed.
-	mu     sync.Mutex
-	files  map[rmap.InodeKey]*file
-	errlog []ErrorEntry // the last errorLogSize refusals, oldest first (errlog.go)
+	// mu protects files, fileLocks, pending, errlog, errlogBytes, closed.
+	mu        sync.Mutex
+	files     map[rmap.InodeKey]*file
+	fileLocks map[rmap.InodeKey]*fileLock
+	pending   int          // probes reserved by changes under way (filelock.go)
+	errlog    []ErrorEntry // the last errorLogSize refusals, oldest first (errlog.go)
 	// errlogBytes is the size of errlog's entries (ErrorEntry.size).
 	errlogBytes int
 	closed      bool
@@ -238,19 +242,28 @@ func (m *Manager) Apply(path string, ops []Op) error { return m.ApplyAs(Root, pa
 // file, or the daemon maps it itself), ENOSPC (MaxProbes), ESHUTDOWN (closed), or what the world or engine
 // returned.
 func (m *Manager) ApplyAs(c Caller, path string, ops []Op) error {
-	m.applyMu.Lock()
-	defer m.applyMu.Unlock()
+	m.applyMu.RLock()
+	defer m.applyMu.RUnlock()
 	if err := m.checkOpen(); err != nil {
 		return err
 	}
-	b, err := m.stage(c, path, ops)
+	if len(ops) == 0 {
+		return errorf(syscall.EINVAL, "nothing to do")
+	}
+	fd, key, st, err := openRegular(path)
+	if err != nil {
+		return err
+	}
+	defer m.lockFile(key)()
+	b, err := m.stage(c, path, ops, fd, key, st)
 	if err != nil {
 		return err
 	}
 	defer b.close()
-	if err := m.checkLimits(b); err != nil {
+	if err := m.reserve(b); err != nil {
 		return err
 	}
+	defer m.release(b)
 	if len(b.adds) > 0 {
 		if err := m.checkTrace(c, path, b.key, b.st); err != nil {
 			return err
@@ -343,7 +356,7 @@ func (m *Manager) All() []*Probe {
 // inode and closes the world (which restores and detaches every process).
 // Later changes fail with ESHUTDOWN. Close is idempotent.
 func (m *Manager) Close() error {
-	m.applyMu.Lock()
+	m.applyMu.Lock() // no change under way on any file
 	defer m.applyMu.Unlock()
 	m.mu.Lock()
 	if m.closed {

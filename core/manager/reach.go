@@ -121,7 +121,7 @@ func (o *owners) with(uid uint32) *owners {
 }
 
 // ownerSet holds a file's owners for the world's predicate (read on the
-// tracer thread, changed under applyMu).
+// tracer thread, changed under the file's lock).
 type ownerSet struct{ p atomic.Pointer[owners] }
 
 // reaches reports whether some probe of the file reaches pid.

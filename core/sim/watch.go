@@ -32,6 +32,10 @@ type Watcher struct {
 	NoProcess bool
 	// FailWatch, if not nil, is what Watch returns (it does nothing else).
 	FailWatch error
+	// OnWatch, if not nil, is called at the start of every Watch, before
+	// mu is taken (a test holds one file's Watch there). Set it before
+	// the first Watch.
+	OnWatch func(in *rmap.Inode)
 	// FailWrites makes the processes of the next Watch refuse memory
 	// writes (EIO), as a process whose memory cannot be written.
 	FailWrites bool
@@ -61,6 +65,9 @@ func (w *Watcher) Set(f func(w *Watcher)) {
 // Watch maps the executable segments of the file at path (in's file) into
 // a new process (replacing one an earlier Watch of in made).
 func (w *Watcher) Watch(in *rmap.Inode, path string) error {
+	if w.OnWatch != nil {
+		w.OnWatch(in)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.FailWatch != nil {
