@@ -87,13 +87,14 @@ type env struct {
 	apiNote    string
 	apiFollow  tracer // the API with proc.PlaceFollow (nil if unavailable)
 
-	notes    []string     // methodology notes for the report
-	analysis []string     // target analysis paragraphs
-	perf     string       // perf profile summary of the slotted hit run
-	perfReg  string       // perf profile summary of a registration with 500 processes
-	execProf *execProfile // the daemon's exec profile (phaseExec)
-	perfMany string       // perf profile summary of one write of rssProbes probes
-	hitProfs []string     // the world's hit-path breakdown per probed function
+	notes      []string     // methodology notes for the report
+	analysis   []string     // target analysis paragraphs
+	perf       string       // perf profile summary of the slotted hit run
+	perfReg    string       // perf profile summary of a registration with 500 processes
+	execProf   *execProfile // the daemon's exec profile (phaseExec)
+	perfMany   string       // perf profile summary of one write of rssProbes probes
+	perfRemove string       // the same of one removal of them by pattern
+	hitProfs   []string     // the world's hit-path breakdown per probed function
 }
 
 // ours is uprobefs as shipped if it runs, else through the API.

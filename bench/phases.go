@@ -576,6 +576,21 @@ func phaseRSS(e *env) ([]row, error) {
 			e.perfMany = fmt.Sprintf("perf record -g -p <%s> over one write of %d probes, %d processes (%v under perf):\n         children  self  comm  symbol\n%s", ours.Name(), rssProbes, rssProcs, dd.Round(time.Millisecond), rep)
 		}
 	}
+	if ls, ok := ours.(lister); ok && *flagProfile && byPattern.ok() && byPattern.med() > float64(100*time.Millisecond) {
+		// Missed: where one removal by pattern goes.
+		if _, err := bt.registerMany(bin, names, locs); err != nil {
+			return nil, err
+		}
+		var dd time.Duration
+		rep, err := perfRecord(e, []int{dm.Pid()}, func() (err error) { dd, err = ls.removePattern(bin, "m*", rssProbes); return })
+		if err != nil {
+			bt.unregisterMany(bin, names)
+			return nil, err
+		}
+		if rep != "" {
+			e.perfRemove = fmt.Sprintf("perf record -g -p <%s> over one removal by pattern of %d probes, %d processes (%v under perf):\n         children  self  comm  symbol\n%s", ours.Name(), rssProbes, rssProcs, dd.Round(time.Millisecond), rep)
+		}
+	}
 	return []row{
 		{Section: sec, Name: "daemon RSS, mounted, no probes", Unit: uKiB, Ours: before, Ref: na},
 		{Section: sec, Name: fmt.Sprintf("daemon RSS, %d probes across %d processes", rssProbes, rssProcs), Unit: uKiB, Ours: after, Ref: na,
@@ -729,7 +744,14 @@ func (e *env) analyse(rows []row) {
 				}
 				why += "What would close it: less bookkeeping a breakpoint (one allocation-free record for history and ledger), and the walks of more processes at once than the 4 walkers on this machine's 2 CPUs."
 			} else {
-				why += "Removals still write each restored byte on its own: the guardian's ledger may forget a breakpoint only once its instruction is back in the process. What would close it: the restores of a run written back a page at a time too, the ledger's entries dropped after the write-back."
+				why += "Removals still write each restored byte on its own: the guardian's ledger may forget a breakpoint only once its instruction is back in the process. "
+				if e.perfRemove != "" {
+					prof = e.perfRemove
+					if say := perfSay(prof, "core/probes.(*Engine).UnregisterMany", "the engine's walks (restores)", "__x64_sys_pwrite64", "the one-byte writes (pwrite64 on /proc/PID/mem)", "internal/ledger.(*Ledger).Remove", "the guardian's ledger", "core/srcu", "waiting for readers (srcu)", "runtime.gcBgMarkWorker", "the garbage collector"); say != "" {
+						why += "The daemon's profile of one such removal (share of its samples, callees included): " + say + ". "
+					}
+				}
+				why += "What would close it: the restores of a run written back a page at a time too, the ledger's entries dropped after the write-back."
 			}
 			a = append(a, targetPara(strings.ToUpper(name[:1])+name[1:]+": "+r.Target, *r, prof, why))
 		}
