@@ -15,8 +15,10 @@ import (
 // batchRecorder is an EngineOptions.Batch that records every run: the VMA,
 // its vaddrs, and whether each of its calls fell between its start and end.
 type batchRecorder struct {
-	mu   sync.Mutex
-	open map[*rmap.MM]bool
+	mu sync.Mutex
+	// open counts the runs under way in each MM: two VMAs of one MM can
+	// be walked at once (both hold its mmap_sem for reading).
+	open map[*rmap.MM]int
 	runs []batchRun
 	out  int // install/remove calls outside a run
 }
@@ -28,15 +30,15 @@ type batchRun struct {
 
 func (r *batchRecorder) batch(v *rmap.VMA, vaddrs []uint64) func() {
 	r.mu.Lock()
-	r.open[v.MM] = true
+	r.open[v.MM]++
 	r.runs = append(r.runs, batchRun{v, slices.Clone(vaddrs)})
 	r.mu.Unlock()
-	return func() { r.mu.Lock(); delete(r.open, v.MM); r.mu.Unlock() }
+	return func() { r.mu.Lock(); r.open[v.MM]--; r.mu.Unlock() }
 }
 
 func (r *batchRecorder) call(mm *rmap.MM) {
 	r.mu.Lock()
-	if !r.open[mm] {
+	if r.open[mm] == 0 {
 		r.out++
 	}
 	r.mu.Unlock()
@@ -49,7 +51,7 @@ func (r *batchRecorder) call(mm *rmap.MM) {
 // holding exactly its breakpoints, and no install or remove call came
 // outside a run.
 func TestRegisterManyUnregisterMany(t *testing.T) {
-	rec := &batchRecorder{open: map[*rmap.MM]bool{}}
+	rec := &batchRecorder{open: map[*rmap.MM]int{}}
 	eng := probes.NewEngine(probes.EngineOptions{
 		Install: func(mm *rmap.MM, vaddr uint64, u *probes.Uprobe) error {
 			rec.call(mm)
