@@ -96,10 +96,7 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 				retry[s.vaddr] = u
 			}
 		}
-		if len(retry) > 0 {
-			d := min(jumpRetry<<min(todo[0].tries, 10), time.Second)
-			w.after(d, func() { w.switchJumps(p, retry) })
-		}
+		w.retryJumps(p, retry, todo[0].tries)
 		return
 	}
 	if w.deferredEvent(p, unix.PTRACE_EVENT_EXEC) {
@@ -173,8 +170,14 @@ func (w *World) switchJumps(p *process, want map[uint64]*probes.Uprobe) {
 		}
 	}
 	p.mm.MmapSem.Unlock()
+	w.retryJumps(p, retry, todo[0].tries)
+}
+
+// retryJumps tries the switch of retry again after a pause that doubles
+// with tries (jumpRetry, a second at most). On the tracer thread.
+func (w *World) retryJumps(p *process, retry map[uint64]*probes.Uprobe, tries int) {
 	if len(retry) > 0 {
-		d := min(jumpRetry<<min(todo[0].tries, 10), time.Second)
+		d := min(jumpRetry<<min(tries, 10), time.Second)
 		w.after(d, func() { w.switchJumps(p, retry) })
 	}
 }

@@ -43,8 +43,10 @@ import (
 // back bytes older than it: a jump site's jmp, a restored instruction. A
 // page whose range does not hold what was expected (the process wrote its
 // text meanwhile) gets its int3s one at a time, each where the original
-// byte still is. Writes that fall back to PTRACE_POKEDATA are never
-// deferred.
+// byte still is. Every write of ours takes the runs' lock (no run may
+// start between a write's look for runs and its landing); reads outside
+// any run take none. Writes that fall back to PTRACE_POKEDATA are never
+// deferred, nor made under the lock.
 
 // maxBatchRead bounds the range a run reads at once.
 const maxBatchRead = 1 << 20
@@ -77,8 +79,8 @@ type rawMem interface {
 type textBatches struct {
 	mu   sync.Mutex
 	runs []*textBatch
-	// n is len(runs), read without mu: the reads and writes outside any
-	// run (all but registrations) take no lock.
+	// n is len(runs), read without mu: reads outside any run take no
+	// lock (writes do: writeThrough).
 	n atomic.Int32
 }
 
